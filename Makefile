@@ -1,0 +1,39 @@
+# `make demo` and `make test` are all a new user needs: both build the
+# virtualenv from the lock file when it is missing or the lock changed.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export UV_PYTHON_DOWNLOADS := never
+export PYTHONDONTWRITEBYTECODE := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: demo test install lock bench clean
+
+install: $(STAMP)
+
+# python3.10 resolves through pyenv because .python-version says 3.10.
+$(STAMP): requirements.lock setup.py
+	test -x $(PY) || python3.10 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check "$$(grep '^uv==' requirements.lock)"
+	$(VENV)/bin/uv pip sync -q --python $(PY) requirements.lock
+	$(VENV)/bin/uv pip install -q --python $(PY) --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/mspipe demo --out demo_out
+
+test: $(STAMP)
+	$(PY) -m pytest tests
+
+bench: $(STAMP)
+	$(PY) bench/ingest.py
+	$(PY) bench/train.py
+	$(PY) bench/serving.py
+
+# Regenerate the pinned lock from requirements.in (needs the registry).
+lock:
+	$(VENV)/bin/uv pip compile -q -p 3.10 requirements.in -o requirements.lock
+
+clean:
+	rm -rf $(VENV) demo_out bench_out

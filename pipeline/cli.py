@@ -1,0 +1,45 @@
+"""`mspipe` command line: one dispatcher, each subcommand lives beside the code it runs.
+
+Each command module exposes `add_arguments(parser)` and `run(args) -> int`, and keeps
+heavy imports (TensorFlow, TFX, Beam) inside `run` so `mspipe --help` stays instant.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "synth": ("components.synthetic.cli", "generate a synthetic hospital DICOM dataset"),
+    "ingest": ("components.dicom_example_gen.cli", "DICOM folders -> TFRecords (DicomExampleGen alone)"),
+    "pipeline": ("pipeline.cli_pipeline", "run or compile the whole TFX pipeline"),
+    "serve": ("serving.server_cli", "TF-Serving-compatible local model server"),
+    "predict": ("serving.client_cli", "predict .dcm/.jpg/.png files through gRPC"),
+    "rollout": ("serving.rollout_cli", "canary rollout: start, status, analyze, promote, rollback"),
+    "web": ("serving.web.cli", "web page for clinicians (talks to the model server)"),
+    "demo": ("pipeline.demo", "synthetic data -> pipeline -> server -> client, end to end"),
+}
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mspipe", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    wanted = argv[0] if argv and not argv[0].startswith("-") else None
+    for name, (module_name, help_text) in COMMANDS.items():
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if name == wanted:  # import only the module of the command being run
+            module = importlib.import_module(module_name)
+            module.add_arguments(command_parser)
+            command_parser.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
+    return int(args._run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
