@@ -1,0 +1,118 @@
+"""Small SavedModels and a running local server, for the serving tests.
+
+`save_version` writes a real `tf.Module` that follows COMMON.md's signature contract exactly
+(`serving_default`: uint8 `image` [None, S, S, 1] -> float32 `probability`, `logit` [None];
+`serving_examples`: string `examples` [None] -> the same), with weights drawn from the version
+number so that versions answer differently. It is written the way the Pusher writes: into a
+hidden temp folder, then renamed to base_path/<version>, so a polling server never sees half a
+model. When the real pipeline pushes models, tests can point `base_path` at its push
+destination instead.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from components import features
+
+MODEL_NAME = "ms_mri"
+IMAGE_SIZE = 32
+
+
+class ContractModel(tf.Module):
+    """Rescale -> 3x3 conv (4 filters, relu) -> global mean -> dense -> logit."""
+
+    def __init__(self, image_size: int, seed: int):
+        super().__init__()
+        rng = np.random.default_rng(seed)
+        self.image_size = image_size
+        self.kernel = tf.Variable(rng.normal(0, 0.5, (3, 3, 1, 4)).astype(np.float32))
+        self.dense = tf.Variable(rng.normal(0, 1.0, (4, 1)).astype(np.float32))
+        self.bias = tf.Variable(np.float32(rng.normal(0, 0.5)))
+
+        image_spec = tf.TensorSpec([None, image_size, image_size, 1], tf.uint8, name="image")
+        examples_spec = tf.TensorSpec([None], tf.string, name="examples")
+        self.serve_images = tf.function(self._serve_images, input_signature=[image_spec])
+        self.serve_examples = tf.function(self._serve_examples, input_signature=[examples_spec])
+
+    def logits(self, image: tf.Tensor) -> tf.Tensor:
+        x = tf.cast(image, tf.float32) / 255.0
+        x = tf.nn.relu(tf.nn.conv2d(x, self.kernel, strides=1, padding="SAME"))
+        x = tf.reduce_mean(x, axis=[1, 2])
+        return tf.reshape(tf.matmul(x, self.dense), [-1]) + self.bias
+
+    def _serve_images(self, image):
+        logit = self.logits(image)
+        return {"probability": tf.sigmoid(logit), "logit": logit}
+
+    def _serve_examples(self, examples):
+        parsed = tf.io.parse_example(
+            examples, {features.IMAGE: tf.io.FixedLenFeature([], tf.string)})
+        image = tf.io.decode_raw(parsed[features.IMAGE], tf.uint8)
+        image = tf.reshape(image, [-1, self.image_size, self.image_size, 1])
+        return self._serve_images(image)
+
+
+def save_version(base_path: str | os.PathLike, version: int, *,
+                 image_size: int = IMAGE_SIZE) -> Path:
+    """Write version `version` atomically (temp folder + rename); returns its folder."""
+    base_path = Path(base_path)
+    base_path.mkdir(parents=True, exist_ok=True)
+    model = ContractModel(image_size, seed=version)
+    staging = Path(tempfile.mkdtemp(prefix=f".staging-{version}-", dir=base_path))
+    tf.saved_model.save(model, str(staging), signatures={
+        "serving_default": model.serve_images, "serving_examples": model.serve_examples})
+    final = base_path / str(version)
+    os.rename(staging, final)
+    return final
+
+
+def reference_predict(version_dir: str | os.PathLike, images: np.ndarray) -> dict[str, np.ndarray]:
+    """The in-process SavedModel call the gRPC answers must equal."""
+    loaded = tf.saved_model.load(str(version_dir))
+    outputs = loaded.signatures["serving_default"](image=tf.constant(images))
+    return {name: tensor.numpy() for name, tensor in outputs.items()}
+
+
+def random_images(count: int, image_size: int = IMAGE_SIZE, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (count, image_size, image_size, 1),
+                                                dtype=np.uint8)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_server(config_path: str | os.PathLike, **settings) -> Iterator["ModelServer"]:
+    """An in-process local server on a free loopback port, stopped (drained) on exit."""
+    from serving.server import ModelServer, ServerSettings
+
+    server = ModelServer(ServerSettings(model_config=str(config_path), host="127.0.0.1",
+                                        port=free_port(), **settings))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop(grace_s=2.0)
+
+
+def copy_version(source_dir: str | os.PathLike, base_path: str | os.PathLike,
+                 version: int) -> Path:
+    """Publish an existing SavedModel as a new version, atomically (copy, then rename)."""
+    base_path = Path(base_path)
+    staging = Path(tempfile.mkdtemp(prefix=f".staging-{version}-", dir=base_path))
+    shutil.copytree(source_dir, staging, dirs_exist_ok=True)
+    final = base_path / str(version)
+    os.rename(staging, final)
+    return final
