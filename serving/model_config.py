@@ -32,12 +32,23 @@ class DeploymentLayout:
     model_name: str = DEFAULT_MODEL_NAME
     grpc_port: int = 8500
     rest_port: int = 8501
-    container_model_root: str = "/models"          # where the tensorflow/serving image looks
-    container_config_path: str = "/models/models.config"
-    container_batching_path: str = "/models/batching_parameters.txt"
+    container_model_root: str = "/models"  # where the tensorflow/serving image keeps models
+    # A folder, not a single-file mount: write_model_config renames a new file into place, and
+    # a single-file bind mount would keep showing the old inode to the server.
+    container_config_dir: str = "/config"
+    config_file_name: str = "models.config"
+    batching_file_name: str = "batching_parameters.txt"
 
     def container_base_path(self, model_name: str | None = None) -> str:
         return f"{self.container_model_root}/{model_name or self.model_name}"
+
+    @property
+    def container_config_path(self) -> str:
+        return f"{self.container_config_dir}/{self.config_file_name}"
+
+    @property
+    def container_batching_path(self) -> str:
+        return f"{self.container_config_dir}/{self.batching_file_name}"
 
 
 class ModelConfigError(ValueError):
@@ -98,6 +109,17 @@ def build_model_config(entries: Iterable[ModelConfig]) -> ModelServerConfig:
     config.model_config_list.config.extend(entries)
     validate_model_config(config)
     return config
+
+
+def deployment_model_config(layout: DeploymentLayout = DeploymentLayout(), *,
+                            versions: Iterable[int] = (1,),
+                            labels: Mapping[str, int] | None = None) -> ModelServerConfig:
+    """The models.config for the tensorflow/serving container (serving/deploy/models.config):
+    container base path, specific versions, and labels (stable -> first version by default)."""
+    versions = sorted(set(versions))
+    labels = {"stable": versions[0]} if labels is None else labels
+    return build_model_config([model_entry(layout.model_name, layout.container_base_path(),
+                                           versions=versions, labels=labels)])
 
 
 def find_model(config: ModelServerConfig, name: str) -> ModelConfig:
