@@ -1,0 +1,67 @@
+"""Driver: TFX's file-based ExampleGen driver with a fingerprint that sees the whole folder tree.
+
+TFX fingerprints the files matching the input pattern ('*'), which for scanner/study/series
+folders is only the scanner folders: a new study would not invalidate the cache. This
+fingerprint covers every file below input_base and the labels file. It holds counts and a
+digest, never a path (the folder names are raw UIDs and the fingerprint is stored in MLMD).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any, Dict, List
+
+from tfx import types
+from tfx.components.example_gen import driver as example_gen_driver
+from tfx.components.example_gen import utils as example_gen_utils
+from tfx.dsl.components.base import base_driver
+from tfx.dsl.io import fileio
+from tfx.orchestration import data_types
+from tfx.types import standard_component_specs
+
+from components.dicom_example_gen.executor import LABELS_PATH_KEY, list_input_files
+
+
+def tree_fingerprint(input_base: str, labels_path: str) -> str:
+    """Order-independent digest of (relative path, size, mtime) of every input file."""
+    digest = hashlib.sha256()
+    total_bytes = 0
+    files = list_input_files(input_base, labels_path) if fileio.isdir(input_base) else []
+    for relative_path in files:
+        stat = fileio.stat(os.path.join(input_base, relative_path))
+        total_bytes += stat.length
+        digest.update(f"{relative_path}\0{stat.length}\0{stat.mtime_nsec}\n".encode("utf-8"))
+    labels = "missing"
+    if labels_path and fileio.exists(labels_path):
+        stat = fileio.stat(labels_path)
+        labels = f"{stat.length}:{stat.mtime_nsec}"
+    return (f"files:{len(files)},total_bytes:{total_bytes},labels:{labels},"
+            f"tree_sha256:{digest.hexdigest()}")
+
+
+class DicomDriver(example_gen_driver.FileBasedDriver):
+    """Resolves span/version as TFX does, then replaces the fingerprint with the tree's."""
+
+    def resolve_exec_properties(self, exec_properties: Dict[str, Any],
+                                pipeline_info: data_types.PipelineInfo,
+                                component_info: data_types.ComponentInfo) -> Dict[str, Any]:
+        exec_properties = super().resolve_exec_properties(exec_properties, pipeline_info,
+                                                          component_info)
+        exec_properties[example_gen_utils.FINGERPRINT_PROPERTY_NAME] = tree_fingerprint(
+            exec_properties[standard_component_specs.INPUT_BASE_KEY],
+            exec_properties.get(LABELS_PATH_KEY, ""))
+        return exec_properties
+
+    def _prepare_output_artifacts(self, input_artifacts: Dict[str, List[types.Artifact]],
+                                  output_dict: Dict[str, types.Channel],
+                                  exec_properties: Dict[str, Any], execution_id: int,
+                                  pipeline_info: data_types.PipelineInfo,
+                                  component_info: data_types.ComponentInfo
+                                  ) -> Dict[str, List[types.Artifact]]:
+        """Legacy (non-IR) orchestrators: prepare every output, not only `examples`."""
+        result = base_driver.BaseDriver._prepare_output_artifacts(  # pylint: disable=protected-access
+            self, input_artifacts, output_dict, exec_properties, execution_id, pipeline_info,
+            component_info)
+        for artifact in result[standard_component_specs.EXAMPLES_KEY]:
+            example_gen_driver.update_output_artifact(exec_properties, artifact.mlmd_artifact)
+        return result

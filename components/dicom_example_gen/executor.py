@@ -1,0 +1,245 @@
+"""DicomExampleGen's executor: plan in the driver process, preprocess in Beam, write and count.
+
+Before Beam starts: read the labels file, assign each labelled study a split (splits.py) and
+list the input files, so a missing labels file or an empty folder fails in seconds. The Beam
+graph is Create(file list) -> Reshuffle -> ParDo(file_to_examples) -> one TFRecord sink per
+split, the ledger and a small counts file. Afterwards the counts become artifact properties,
+and a run without a single usable slice fails.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any, Dict, List
+
+import apache_beam as beam
+from absl import logging
+from tfx import types
+from tfx.components.example_gen import write_split
+from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
+from tfx.components.util import examples_utils
+from tfx.dsl.io import fileio
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import proto_utils
+
+from components.dicom_example_gen import file_to_examples as fte
+from components.dicom_example_gen import ledger, splits
+from components.dicom_example_gen.labels import read_labels
+
+LABELS_PATH_KEY = "labels_path"
+IMAGE_SIZE_KEY = "image_size"
+ORIENTATIONS_KEY = "orientations"
+SALT_KEY = "salt"
+REJECTS_KEY = "rejects"
+_COUNTS_FILE_NAME = "counts.jsonl"
+_MAX_STUDIES_LISTED = 20
+
+# DirectRunner defaults when the pipeline gives no Beam arguments at all (user arguments are
+# passed through untouched). multi_processing runs one worker process per core (0 = all);
+# preprocessing is Python/numpy-bound, so threads would share one GIL. Measured with
+# bench/ingest.py on 2 cores: see the note there for the numbers behind this choice.
+DEFAULT_BEAM_ARGS = ("--direct_running_mode=multi_processing", "--direct_num_workers=0")
+
+
+class NoUsableSlicesError(RuntimeError):
+    """Every file was rejected or unlabelled: there is nothing to train on."""
+
+
+@dataclass(frozen=True)
+class IngestPlan:
+    """Decided before Beam: settings for the workers, the split names, and the file list."""
+
+    settings: fte.IngestSettings
+    split_names: tuple[str, ...]
+    relative_paths: tuple[str, ...]
+    labelled_studies: int
+
+
+@dataclass(frozen=True)
+class IngestSummary:
+    """What the run produced, read back from the counts file after Beam finished."""
+
+    examples: dict[str, int]
+    studies: dict[str, int]
+    rejects: dict[str, int]
+    labelled_studies_without_slices: tuple[str, ...]  # salted study ids
+
+    @property
+    def total_examples(self) -> int:
+        return sum(self.examples.values())
+
+
+def list_input_files(input_base: str, labels_path: str = "") -> list[str]:
+    """Every file inside a folder below input_base, relative and '/'-separated, sorted.
+
+    Files directly in input_base are not scans of the scanner/study/series layout (the labels
+    files, a README, a DICOMDIR) and are not read; the labels file is skipped wherever it is.
+    """
+    labels_abs = os.path.abspath(labels_path) if labels_path else None
+    found = []
+    for directory, _, file_names in fileio.walk(input_base):
+        if os.path.normpath(directory) == os.path.normpath(input_base):
+            continue
+        for file_name in file_names:
+            path = os.path.join(directory, file_name)
+            if labels_abs and os.path.abspath(path) == labels_abs:
+                continue
+            found.append(os.path.relpath(path, input_base).replace(os.sep, "/"))
+    return sorted(found)
+
+
+def make_plan(exec_properties: Dict[str, Any]) -> IngestPlan:
+    """Validates inputs and decides the splits; raises ValueError naming what is wrong."""
+    input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+    labels_path = exec_properties[LABELS_PATH_KEY]
+    salt = exec_properties[SALT_KEY]
+    output_config = example_gen_pb2.Output()
+    proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY],
+                              output_config)
+    ratios = splits.ratios_from_output_config(output_config)
+    study_labels = read_labels(labels_path, salt)
+    if not fileio.isdir(input_base):
+        raise ValueError(f"data folder {input_base} does not exist or is not a folder")
+    relative_paths = list_input_files(input_base, labels_path)
+    if not relative_paths:
+        raise NoUsableSlicesError(f"data folder {input_base} has no files inside folders; "
+                                  "expected the layout scanner/study/series/<DICOM files>")
+    assignment = splits.assign_splits(study_labels.labels, ratios)
+    settings = fte.IngestSettings(
+        input_base=input_base,
+        image_size=int(exec_properties[IMAGE_SIZE_KEY]),
+        orientations=tuple(json.loads(exec_properties[ORIENTATIONS_KEY])),
+        salt=salt,
+        study_splits={study: (assignment[study], label)
+                      for study, label in study_labels.labels.items()},
+    )
+    return IngestPlan(settings, tuple(ratios), tuple(relative_paths), len(study_labels))
+
+
+@dataclass(frozen=True)
+class IngestOutputs:
+    examples: Dict[str, beam.PCollection]  # split name -> serialized tf.Example
+    ledger_lines: beam.PCollection          # JSON lines
+    counts: beam.PCollection                # (key, count), see file_to_examples.FileOutcome
+
+
+def expand_ingest(pipeline: beam.Pipeline, plan: IngestPlan) -> IngestOutputs:
+    """The Beam graph. Reshuffle spreads files over workers (Create alone keeps one bundle)."""
+    tagged = (pipeline
+              | "ListFiles" >> beam.Create(plan.relative_paths)
+              | "SpreadFiles" >> beam.Reshuffle()
+              | "Preprocess" >> beam.ParDo(fte.FileToExamplesDoFn(plan.settings)).with_outputs(
+                  fte.LEDGER_TAG, fte.COUNTS_TAG, *plan.split_names))
+    return IngestOutputs({name: tagged[name] for name in plan.split_names},
+                         tagged[fte.LEDGER_TAG], tagged[fte.COUNTS_TAG])
+
+
+class Executor(BaseExampleGenExecutor):
+    """Study-split DICOM ingestion; see the module docstring."""
+
+    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+        raise NotImplementedError("DicomExampleGen splits by study in GenerateExamplesByBeam; "
+                                  "it has no per-input-split source transform")
+
+    def GenerateExamplesByBeam(self, pipeline: beam.Pipeline,
+                               exec_properties: Dict[str, Any]) -> Dict[str, beam.PCollection]:
+        """{split name: serialized examples}, as TFX's ExampleGen contract asks."""
+        return expand_ingest(pipeline, make_plan(exec_properties)).examples
+
+    def _make_beam_pipeline(self) -> beam.Pipeline:
+        if not self._beam_pipeline_args and self._make_beam_pipeline_fn is None:
+            self._beam_pipeline_args = list(DEFAULT_BEAM_ARGS)
+        return super()._make_beam_pipeline()
+
+    def Do(self, input_dict: Dict[str, List[types.Artifact]],
+           output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]) -> None:
+        """Like BaseExampleGenExecutor.Do, plus the ledger, the counts and the zero-slice check.
+
+        Splits are written without WriteSplit's Reshuffle: on the DirectRunner a shuffle holds
+        every 256 KiB image in memory at once, so peak memory would grow with the dataset.
+        Files are already in random order after the file-list Reshuffle.
+        """
+        self._log_startup(input_dict, output_dict, exec_properties)
+        plan = make_plan(exec_properties)
+        examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
+        rejects = artifact_utils.get_single_instance(output_dict[REJECTS_KEY])
+        examples.split_names = artifact_utils.encode_split_names(list(plan.split_names))
+        counts_prefix = os.path.join(self._get_tmp_dir(), "dicom_example_gen_counts")
+        logging.info("DicomExampleGen: %d files, %d labelled studies, splits %s",
+                     len(plan.relative_paths), plan.labelled_studies, ", ".join(plan.split_names))
+        with self._make_beam_pipeline() as pipeline:
+            outputs = expand_ingest(pipeline, plan)
+            for name, split in outputs.examples.items():
+                _ = split | f"WriteSplit[{name}]" >> beam.io.WriteToTFRecord(
+                    os.path.join(artifact_utils.get_split_uri([examples], name),
+                                 write_split.DEFAULT_TF_RECORD_FILE_NAME),
+                    file_name_suffix=".gz")
+            _ = outputs.ledger_lines | "WriteLedger" >> _write_single_text_file(
+                os.path.join(rejects.uri, ledger.LEDGER_FILE_NAME))
+            _ = (outputs.counts
+                 | "SumCounts" >> beam.CombinePerKey(sum)
+                 | "CountsToJson" >> beam.MapTuple(lambda key, count: json.dumps([key, count]))
+                 | "WriteCounts" >> _write_single_text_file(counts_prefix))
+        summary = _read_summary(counts_prefix, plan)
+        _record_properties(examples, rejects, summary)
+        _log_summary(summary)
+        if summary.total_examples == 0:
+            raise NoUsableSlicesError(
+                f"no usable slices: all {len(plan.relative_paths)} files were rejected "
+                f"({_format_counts(summary.rejects) or 'no reasons recorded'}); see the ledger "
+                f"{os.path.join(rejects.uri, ledger.LEDGER_FILE_NAME)}")
+
+
+def _write_single_text_file(path: str) -> beam.PTransform:
+    """One file at exactly `path` (empty when nothing was rejected), not sharded."""
+    return beam.io.WriteToText(path, num_shards=1, shard_name_template="")
+
+
+def _read_summary(counts_path: str, plan: IngestPlan) -> IngestSummary:
+    with fileio.open(counts_path, "r") as handle:
+        counts = dict(json.loads(line) for line in handle if line.strip())
+    study_slices = {key[len(fte.STUDY_COUNT_PREFIX):]: value for key, value in counts.items()
+                    if key.startswith(fte.STUDY_COUNT_PREFIX)}
+    studies = {name: 0 for name in plan.split_names}
+    for study in study_slices:
+        studies[plan.settings.study_splits[study][0]] += 1
+    return IngestSummary(
+        examples={name: counts.get(fte.EXAMPLES_COUNT_PREFIX + name, 0) for name in plan.split_names},
+        studies=studies,
+        rejects=dict(sorted((key[len(fte.REJECTS_COUNT_PREFIX):], value)
+                            for key, value in counts.items()
+                            if key.startswith(fte.REJECTS_COUNT_PREFIX))),
+        labelled_studies_without_slices=tuple(sorted(set(plan.settings.study_splits) - set(study_slices))),
+    )
+
+
+def _record_properties(examples: types.Artifact, rejects: types.Artifact,
+                       summary: IngestSummary) -> None:
+    examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_EXAMPLE)
+    examples_utils.set_file_format(examples, write_split.to_file_format_str(
+        example_gen_pb2.FORMAT_TFRECORDS_GZIP))
+    for name, count in summary.examples.items():
+        examples.set_int_custom_property(f"examples_{name}", count)
+        examples.set_int_custom_property(f"studies_{name}", summary.studies[name])
+    examples.set_int_custom_property("labelled_studies_without_slices",
+                                     len(summary.labelled_studies_without_slices))
+    for reason, count in summary.rejects.items():
+        rejects.set_int_custom_property(ledger.COUNT_PROPERTY_PREFIX + reason, count)
+    rejects.set_int_custom_property(ledger.COUNT_PROPERTY_PREFIX + "total", sum(summary.rejects.values()))
+
+
+def _log_summary(summary: IngestSummary) -> None:
+    logging.info("DicomExampleGen kept %d slices (%s) from studies (%s); rejected %s",
+                 summary.total_examples, _format_counts(summary.examples),
+                 _format_counts(summary.studies), _format_counts(summary.rejects) or "nothing")
+    missing = summary.labelled_studies_without_slices
+    if missing:
+        shown = ", ".join(missing[:_MAX_STUDIES_LISTED]) + (" ..." if len(missing) > _MAX_STUDIES_LISTED else "")
+        logging.warning("DicomExampleGen: %d labelled studies gave no usable slice "
+                        "(salted study_id): %s", len(missing), shown)
+
+
+def _format_counts(counts: Dict[str, int]) -> str:
+    return ", ".join(f"{key} {value}" for key, value in counts.items())
