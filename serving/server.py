@@ -21,7 +21,6 @@ import os
 import signal
 import threading
 from concurrent import futures
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -32,29 +31,11 @@ from serving.grpc_services import ModelService, PredictionService
 from serving.model_config import ModelConfigError, ModelServerConfig, parse_model_config
 from serving.model_manager import ModelManager
 from serving.protos import model_service_pb2_grpc, prediction_service_pb2_grpc
+from serving.server_settings import ServerSettings
 
 LOG = logging.getLogger(__name__)
 PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
 MODEL_SERVICE = "tensorflow.serving.ModelService"
-
-
-@dataclass(frozen=True)
-class ServerSettings:
-    """Everything the local server can be told; defaults suit one machine, batched 512^2."""
-    model_config: str
-    host: str = "127.0.0.1"         # loopback unless asked: the API has no authentication
-    port: int = 8500                # TF Serving's gRPC port
-    poll_seconds: float = 1.0       # --file_system_poll_wait_seconds: new versions on disk
-    config_poll_seconds: float = 1.0  # models.config re-read period (0 = never)
-    max_message_bytes: int = 64 << 20  # 256 uint8 images of 512^2 per request
-    max_workers: int = 16           # concurrent RPCs; TF computes outside the GIL
-    grace_seconds: float = 10.0     # drain in-flight calls on SIGTERM / stop()
-    allow_version_labels_for_unavailable_models: bool = False  # TF Serving's default
-
-    @property
-    def max_decoded_bytes(self) -> int:
-        """Largest decoded input tensor: typed values may describe more than they carry."""
-        return 4 * self.max_message_bytes
 
 
 class ModelServer:
@@ -82,7 +63,7 @@ class ModelServer:
         config = self._read_config_file()
         self.manager.reload_config(config)
         self._grpc = self._build_grpc_server()
-        self.port = self._grpc.add_insecure_port(f"{self._bracketed_host()}:{self.settings.port}")
+        self.port = self._bind(self._grpc)
         if not self.port:
             raise OSError(f"cannot bind {self.settings.host}:{self.settings.port}")
         self._grpc.start()
@@ -125,6 +106,14 @@ class ModelServer:
     def _bracketed_host(self) -> str:
         host = self.settings.host
         return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+    def _bind(self, server: grpc.Server) -> int:
+        address = f"{self._bracketed_host()}:{self.settings.port}"
+        if self.settings.tls_cert_file is None:
+            return server.add_insecure_port(address)
+        key = Path(self.settings.tls_key_file).read_bytes()
+        chain = Path(self.settings.tls_cert_file).read_bytes()
+        return server.add_secure_port(address, grpc.ssl_server_credentials([(key, chain)]))
 
     def _build_grpc_server(self) -> grpc.Server:
         limit = self.settings.max_message_bytes

@@ -6,7 +6,7 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from serving.server import ServerSettings  # light: no TensorFlow at --help time
+    from serving.server_settings import ServerSettings  # light: no TensorFlow at --help
     defaults = ServerSettings(model_config="")
     parser.add_argument("--model-config", required=True,
                         help="models.config (TF Serving ModelServerConfig text proto)")
@@ -31,22 +31,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="as TF Serving's flag: a new label may point at a version that "
                              "is not loaded yet (needed when models.config has labels at "
                              "startup); moving an existing label still needs it loaded")
+    parser.add_argument("--tls-cert", help="PEM certificate chain: serve gRPC over TLS")
+    parser.add_argument("--tls-key", help="PEM private key for --tls-cert")
     parser.add_argument("--log-level", default="INFO")
 
 
 def run(args: argparse.Namespace) -> int:
     from serving.errors import ServingError
     from serving.model_config import ModelConfigError
-    from serving.server import ModelServer, ServerSettings, configure_logging
+    from serving.server import ModelServer, ServerSettings, configure_logging  # noqa: F401
 
     configure_logging(args.log_level)
+    if (args.tls_cert is None) != (args.tls_key is None):
+        print("error: --tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
     settings = ServerSettings(
         model_config=args.model_config, host=args.host, port=args.port,
         poll_seconds=args.poll_seconds, config_poll_seconds=args.config_poll_seconds,
         max_workers=args.max_workers, max_message_bytes=args.max_message_mib << 20,
         grace_seconds=args.grace_seconds,
         allow_version_labels_for_unavailable_models=(
-            args.allow_version_labels_for_unavailable_models))
+            args.allow_version_labels_for_unavailable_models),
+        tls_cert_file=args.tls_cert, tls_key_file=args.tls_key)
     server = ModelServer(settings)
     try:
         server.start()

@@ -116,3 +116,65 @@ def copy_version(source_dir: str | os.PathLike, base_path: str | os.PathLike,
     final = base_path / str(version)
     os.rename(staging, final)
     return final
+
+
+def write_mr_dicom(path: str | os.PathLike, frames: np.ndarray, *, instance_number: int = 1,
+                   study_uid: str = "1.2.826.0.1.3680043.8.498.1",
+                   series_uid: str = "1.2.826.0.1.3680043.8.498.2") -> Path:
+    """A small axial MR DICOM written with pydicom: one frame -> MR Image Storage, several ->
+    Enhanced MR (orientation shared, one position per frame). frames: uint16 [F, rows, cols]."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import EnhancedMRImageStorage, ExplicitVRLittleEndian, MRImageStorage
+
+    frames = np.asarray(frames, dtype=np.uint16)
+    multi = frames.shape[0] > 1
+    sop_class = EnhancedMRImageStorage if multi else MRImageStorage
+    sop_uid = f"{series_uid}.{instance_number}"
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = sop_class, sop_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = sop_class, sop_uid, "MR"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
+    ds.InstanceNumber = instance_number
+    ds.Rows, ds.Columns = frames.shape[1], frames.shape[2]
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    axial = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    if multi:
+        ds.NumberOfFrames = frames.shape[0]
+        orientation = Dataset()
+        orientation.ImageOrientationPatient = axial
+        shared = Dataset()
+        shared.PlaneOrientationSequence = Sequence([orientation])
+        ds.SharedFunctionalGroupsSequence = Sequence([shared])
+        per_frame = []
+        for index in range(frames.shape[0]):
+            position = Dataset()
+            position.ImagePositionPatient = [0.0, 0.0, float(index * 5)]
+            group = Dataset()
+            group.PlanePositionSequence = Sequence([position])
+            per_frame.append(group)
+        ds.PerFrameFunctionalGroupsSequence = Sequence(per_frame)
+    else:
+        ds.ImageOrientationPatient = axial
+        ds.ImagePositionPatient = [0.0, 0.0, float(instance_number * 5)]
+    ds.PixelData = frames.astype("<u2").tobytes()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def brain_like_frames(count: int, rows: int = 48, cols: int = 40, seed: int = 0) -> np.ndarray:
+    """uint16 frames with structure (a bright ellipse, noise), not constant: preprocessable."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:rows, 0:cols]
+    frames = []
+    for index in range(count):
+        ellipse = ((y - rows / 2) / (rows / 3)) ** 2 + ((x - cols / 2) / (cols / 3.5)) ** 2 < 1
+        frame = 200 + 1500 * ellipse + rng.integers(0, 300, (rows, cols)) + 40 * index
+        frames.append(frame)
+    return np.asarray(frames, dtype=np.uint16)
