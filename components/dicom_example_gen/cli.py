@@ -1,0 +1,152 @@
+"""`mspipe ingest`: DicomExampleGen alone, for users who only want the TFRecords.
+
+A one-component TFX pipeline on LocalDagRunner with its MLMD SQLite store under --out, so the
+output is an ordinary TFX artifact with lineage, and the same code path as the full pipeline.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+from typing import Iterator
+
+PIPELINE_NAME = "mspipe-ingest"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from components.features import DEFAULT_IMAGE_SIZE, DEFAULT_SALT
+
+    parser.add_argument("--data", required=True, help="hospital export: scanner/study/series/files")
+    parser.add_argument("--labels", required=True, help="CSV or XLSX with study_uid, sclerosis (0/1)")
+    parser.add_argument("--out", required=True,
+                        help="output folder (pipeline_root/ and metadata.sqlite are created in it)")
+    parser.add_argument("--json", action="store_true",
+                        help="print only a JSON summary on stdout (logs stay on stderr)")
+    parser.add_argument("--image-size", type=int, default=DEFAULT_IMAGE_SIZE,
+                        help=f"side of the square output image (default {DEFAULT_IMAGE_SIZE})")
+    parser.add_argument("--orientations", default="axial",
+                        help="comma-separated planes to keep: axial, coronal, sagittal, oblique")
+    parser.add_argument("--splits", default="train=0.8,eval=0.2",
+                        help="split ratios counted in studies, e.g. train=0.7,eval=0.15,test=0.15")
+    parser.add_argument("--salt", default=DEFAULT_SALT,
+                        help="key of the study/series/file hashes; set one per deployment")
+    parser.add_argument("--beam-arg", action="append", default=[], dest="beam_args",
+                        metavar="ARG", help="a Beam pipeline argument, repeatable and passed "
+                        "through unchanged, e.g. --beam-arg=--runner=FlinkRunner (default: "
+                        "DirectRunner over all cores)")
+
+
+def parse_splits(text: str) -> dict[str, float]:
+    """'train=0.8,eval=0.2' -> {'train': 0.8, 'eval': 0.2}."""
+    ratios: dict[str, float] = {}
+    for part in filter(None, (piece.strip() for piece in text.split(","))):
+        name, sep, value = part.partition("=")
+        try:
+            ratios[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise ValueError(f"--splits: expected name=ratio, got {part!r}")
+    return ratios
+
+
+def run(args: argparse.Namespace) -> int:
+    from components.dicom_example_gen.executor import NoUsableSlicesError
+    from components.dicom_example_gen.labels import LabelsError
+
+    try:
+        with _stdout_to_stderr(args.json):
+            summary = ingest(args)
+    except (LabelsError, NoUsableSlicesError, ValueError, FileNotFoundError) as error:
+        print(f"mspipe ingest: error: {error}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(summary, sort_keys=True))
+    else:
+        print(format_summary(summary))
+    return 0
+
+
+def ingest(args: argparse.Namespace) -> dict:
+    """Runs the one-component pipeline and returns the summary read back from MLMD."""
+    from tfx.orchestration import metadata, pipeline
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner
+
+    from components.dicom_example_gen.component import DicomExampleGen
+
+    component = DicomExampleGen(
+        input_base=os.path.abspath(args.data),
+        labels_path=os.path.abspath(args.labels),
+        image_size=args.image_size,
+        orientations=[name.strip() for name in args.orientations.split(",") if name.strip()],
+        salt=args.salt,
+        split_ratios=parse_splits(args.splits),
+    )
+    out = os.path.abspath(args.out)
+    connection = metadata.sqlite_metadata_connection_config(os.path.join(out, "metadata.sqlite"))
+    LocalDagRunner().run(pipeline.Pipeline(
+        pipeline_name=PIPELINE_NAME,
+        pipeline_root=os.path.join(out, "pipeline_root"),
+        components=[component],
+        metadata_connection_config=connection,
+        beam_pipeline_args=list(args.beam_args) or None,
+        enable_cache=False,
+    ))
+    return read_summary(connection)
+
+
+def read_summary(connection) -> dict:
+    """The latest run's counts, from the artifacts' custom properties in MLMD."""
+    from tfx.orchestration import metadata
+
+    from components.dicom_example_gen.component import RejectLedger
+    from components.dicom_example_gen.ledger import COUNT_PROPERTY_PREFIX, LEDGER_FILE_NAME
+
+    with metadata.Metadata(connection) as store:
+        examples = max(store.store.get_artifacts_by_type("Examples"), key=lambda a: a.id)
+        rejects = max(store.store.get_artifacts_by_type(RejectLedger.TYPE_NAME), key=lambda a: a.id)
+    split_names = json.loads(examples.properties["split_names"].string_value)
+    return {
+        "examples": {name: _int_property(examples, f"examples_{name}") for name in split_names},
+        "studies": {name: _int_property(examples, f"studies_{name}") for name in split_names},
+        "rejects": {name[len(COUNT_PROPERTY_PREFIX):]: value.int_value
+                    for name, value in sorted(rejects.custom_properties.items())
+                    if name.startswith(COUNT_PROPERTY_PREFIX) and name != COUNT_PROPERTY_PREFIX + "total"},
+        "output": examples.uri,
+        "ledger": os.path.join(rejects.uri, LEDGER_FILE_NAME),
+    }
+
+
+def _int_property(artifact, name: str) -> int:
+    return artifact.custom_properties[name].int_value if name in artifact.custom_properties else 0
+
+
+def format_summary(summary: dict) -> str:
+    lines = [f"examples: {summary['output']}"]
+    lines += [f"  {name}: {count} slices from {summary['studies'].get(name, 0)} studies"
+              for name, count in summary["examples"].items()]
+    total_rejects = sum(summary["rejects"].values())
+    lines.append(f"rejects: {total_rejects} files or frames, ledger {summary['ledger']}")
+    lines += [f"  {reason}: {count}" for reason, count in summary["rejects"].items()]
+    return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr(enabled: bool) -> Iterator[None]:
+    """With --json, stdout carries only the summary: anything TFX, Beam or a Beam worker
+    process prints goes to stderr instead (redirected at the file-descriptor level)."""
+    if not enabled:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
