@@ -67,12 +67,17 @@ def _int(value: int) -> tf.train.Feature:
     return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
 
 
+def hashed_study_id(name: str) -> str:
+    """What ExampleGen writes: a salted hash, never the raw StudyInstanceUID."""
+    return features.hash_uid(f"1.2.826.0.1.{name}")
+
+
 def to_example(spec: SliceSpec, slice_index: int, image_size: int = IMAGE_SIZE) -> bytes:
     feature = {
         features.IMAGE: _bytes(slice_image(spec, image_size).tobytes()),
         features.LABEL: _int(spec.label),
-        features.STUDY_ID: _bytes(spec.study_id.encode()),
-        features.SERIES_ID: _bytes(f"{spec.study_id}-series".encode()),
+        features.STUDY_ID: _bytes(hashed_study_id(spec.study_id).encode()),
+        features.SERIES_ID: _bytes(hashed_study_id(spec.study_id + ".series").encode()),
         features.SCANNER: _bytes(spec.scanner.encode()),
         features.SLICE_INDEX: _int(slice_index),
         features.ORIENTATION: _bytes(b"axial"),

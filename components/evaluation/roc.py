@@ -97,10 +97,10 @@ def roc_curve(scores: Sequence[float] | np.ndarray, labels: Sequence[int] | np.n
 
 def confusion_counts(scores: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray,
                      threshold: float) -> dict[str, int]:
-    """tp/fp/tn/fn with `score >= threshold` called positive (TFMA's convention)."""
+    """tp/fp/tn/fn with `score > threshold` called positive (TFMA's convention)."""
     scores = np.asarray(scores, dtype=np.float64)
     labels = _as_binary_labels(labels, "confusion matrix")
-    predicted = scores >= threshold
+    predicted = scores > threshold
     return {
         "tp": int(np.sum(predicted & (labels == 1))),
         "fp": int(np.sum(predicted & (labels == 0))),
