@@ -79,6 +79,9 @@ class ModelManager:
 
     def reload_config(self, config: ModelServerConfig) -> None:
         """TF Serving's ServerCore::ReloadConfig; raises ServingError with its status codes."""
+        if config.WhichOneof("config") is None:
+            LOG.info("Taking no action for empty config.")  # as TF Serving (e.g. a truncated
+            return                                           # file read mid-write)
         with self._config_lock:
             try:
                 validate_model_config(config, "ModelServerConfig")
