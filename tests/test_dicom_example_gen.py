@@ -293,14 +293,15 @@ def test_reject_counts_match_the_planted_defects(dataset, pipeline_run):
 def test_no_patient_data_in_outputs_metadata_or_logs(dataset, pipeline_run):
     planted = set(PLANTED_PATIENT_STRINGS) | set(dataset.planted_strings)
     raw_uids = {part for record in dataset.files for part in record.path.split("/")[1:3]}
-    assert planted and len(raw_uids) > 20 and dataset.expected_slices == 100
+    assert planted and len(raw_uids) > 20
     blobs = {"captured logs": pipeline_run.captured.encode(),
              "MLMD": pipeline_run.mlmd_path.read_bytes()}
     for path in (pipeline_run.out / "root").rglob("*"):
         if path.is_file():
             data = path.read_bytes()
             blobs[str(path)] = gzip.decompress(data) if path.suffix == ".gz" else data
-    assert "DicomExampleGen kept 100 slices" in pipeline_run.captured  # absl INFO was captured
+    # the capture saw the executor's absl INFO line
+    assert f"DicomExampleGen kept {dataset.expected_slices} slices" in pipeline_run.captured
     for where, blob in blobs.items():
         for secret in planted | raw_uids:
             assert secret.encode() not in blob, f"{secret!r} leaked into {where}"
