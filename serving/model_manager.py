@@ -18,6 +18,7 @@ availability_preserving_policy.cc) so the rollout tool behaves the same against 
 """
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -201,6 +202,8 @@ class ModelManager:
                 self._serving.get(name, {}).pop(version, None)  # in-flight calls keep a ref
                 self._states[name][version] = VersionStatus(ModelVersionState.END)
             LOG.info("Unloaded servable version {name: %s version: %d}", name, version)
+        if versions:
+            gc.collect()  # loaded SavedModels hold reference cycles: free their memory now
 
     def _set_state(self, name: str, version: int, status: VersionStatus) -> None:
         with self._lock:

@@ -51,6 +51,7 @@ class ModelServer:
         self._poller: threading.Thread | None = None
         self._config_text: str | None = None
         self._last_config_error: str | None = None
+        self._health_models: set[str] = set()
         self.port: int | None = None
 
     @property
@@ -188,9 +189,11 @@ class ModelServer:
         not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
         for service in ("", PREDICTION_SERVICE, MODEL_SERVICE):
             self.health.set(service, serving)
-        for name in self.manager.model_names():
-            self.health.set(name, serving if self.manager.available_versions(name)
-                            else not_serving)
+        names = self.manager.model_names()
+        for name in names | self._health_models:  # models that left the config: NOT_SERVING
+            self.health.set(name, serving if name in names and
+                            self.manager.available_versions(name) else not_serving)
+        self._health_models |= names
 
 
 def configure_logging(level: str = "INFO") -> None:
