@@ -114,6 +114,7 @@ def read_summary(connection) -> dict:
         "rejects": {name[len(COUNT_PROPERTY_PREFIX):]: value.int_value
                     for name, value in sorted(rejects.custom_properties.items())
                     if name.startswith(COUNT_PROPERTY_PREFIX) and name != COUNT_PROPERTY_PREFIX + "total"},
+        "labelled_studies_without_slices": _int_property(examples, "labelled_studies_without_slices"),
         "output": examples.uri,
         "ledger": os.path.join(rejects.uri, LEDGER_FILE_NAME),
     }
@@ -127,6 +128,9 @@ def format_summary(summary: dict) -> str:
     lines = [f"examples: {summary['output']}"]
     lines += [f"  {name}: {count} slices from {summary['studies'].get(name, 0)} studies"
               for name, count in summary["examples"].items()]
+    if summary["labelled_studies_without_slices"]:
+        lines.append(f"  warning: {summary['labelled_studies_without_slices']} labelled studies "
+                     "gave no usable slice (their salted study_id is in the log)")
     total_rejects = sum(summary["rejects"].values())
     lines.append(f"rejects: {total_rejects} files or frames, ledger {summary['ledger']}")
     lines += [f"  {reason}: {count}" for reason, count in summary["rejects"].items()]

@@ -1,0 +1,242 @@
+"""Benchmark: DicomExampleGen (TFX + Beam DirectRunner) vs a plain in-process loop, same files.
+
+For each dataset size it runs, each in its own subprocess so memory is measured per run:
+  loop       read -> decode -> preprocess -> serialize (file_to_examples.file_outcome, the
+             component's own per-file work) -> gzip TFRecord, one process, one core;
+  component  the one-component TFX pipeline of `mspipe ingest` on LocalDagRunner, once per
+             DirectRunner mode asked for.
+It prints slices/s (work time: imports excluded, Beam start-up included), the marginal rate
+between the two sizes (start-up cancels out), the component/loop ratio, and peak memory: the
+largest single process (ru_maxrss from wait4) and the whole process tree (RSS summed, sampled).
+Goal: ratio >= 0.8 past Beam start-up; memory flat with size.
+
+  .venv/bin/python bench/ingest.py                       # 500 and 5,000 slices at 512x512
+  .venv/bin/python bench/ingest.py --sizes 500 --modes multi_processing,in_memory
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+SALT = "bench-salt"
+MODES = ("multi_processing", "in_memory")
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    sizes: tuple[int, ...] = (500, 5000)           # target kept slices per dataset
+    image_size: int = 512                          # production size
+    modes: tuple[str, ...] = ("multi_processing",)  # DirectRunner modes for the component
+    workdir: Path = REPO / "bench_out" / "ingest"
+    keep_outputs: bool = False
+
+
+@dataclass(frozen=True)
+class Measurement:
+    name: str
+    slices: int
+    seconds: float      # work time reported by the child (imports excluded)
+    max_rss_mb: float   # largest single process (ru_maxrss of the child and its waited children)
+    tree_rss_mb: float  # peak of the summed RSS of the child's process tree (sampled)
+
+    @property
+    def rate(self) -> float:
+        return self.slices / self.seconds if self.seconds else 0.0
+
+
+# ------------------------------------------------------------------ datasets
+
+def dataset_for(size: int, settings: BenchSettings) -> tuple[Path, Path, int]:
+    """A synthetic export with about `size` kept slices, generated once and reused."""
+    from components.synthetic import generate_dataset
+
+    studies = max(12, size // 100)
+    slices_per_series = max(1, round(size / studies))
+    data = settings.workdir / f"data-{size}"
+    marker = settings.workdir / f"data-{size}.json"  # outside the export: it would be ingested
+    if marker.exists() and data.is_dir():
+        info = json.loads(marker.read_text())
+    else:
+        shutil.rmtree(data, ignore_errors=True)
+        started = time.perf_counter()
+        manifest = generate_dataset(data, studies=studies, slices_per_series=slices_per_series,
+                                    seed=size)
+        info = {"slices": manifest.expected_slices, "files": manifest.total_files}
+        marker.write_text(json.dumps(info))
+        print(f"generated {data}: {info['files']} files, {info['slices']} slices "
+              f"in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    return data, data / "labels.csv", int(info["slices"])
+
+
+# ------------------------------------------------------------------ children
+
+def child_loop(data: str, labels: str, out: str, image_size: int) -> dict:
+    """The baseline: the same per-file work, no TFX and no Beam, one gzip TFRecord file."""
+    import tensorflow as tf
+
+    from components.dicom_example_gen import file_to_examples as fte
+    from components.dicom_example_gen import splits
+    from components.dicom_example_gen.executor import list_input_files
+    from components.dicom_example_gen.labels import read_labels
+
+    started = time.perf_counter()
+    labels = read_labels(labels, SALT)
+    assignment = splits.assign_splits(labels.labels, splits.DEFAULT_SPLIT_RATIOS)
+    settings = fte.IngestSettings(data, image_size, ("axial",), SALT,
+                                  {s: (assignment[s], v) for s, v in labels.labels.items()})
+    kept = 0
+    os.makedirs(out, exist_ok=True)
+    with tf.io.TFRecordWriter(os.path.join(out, "loop.tfrecord.gz"), options="GZIP") as writer:
+        for relative_path in list_input_files(data):
+            outcome = fte.file_outcome(relative_path, fte.read_file_bytes(
+                os.path.join(data, relative_path)), settings)
+            for _, example in outcome.examples:
+                writer.write(example)
+                kept += 1
+    return {"slices": kept, "seconds": time.perf_counter() - started}
+
+
+def child_component(data: str, labels: str, out: str, image_size: int, mode: str) -> dict:
+    import tfx.orchestration.local.local_dag_runner  # noqa: F401 -- imports are not timed
+
+    from components.dicom_example_gen import cli, component  # noqa: F401
+
+    args = argparse.Namespace(
+        data=data, labels=labels, out=out, image_size=image_size, orientations="axial",
+        splits="train=0.8,eval=0.2", salt=SALT,
+        beam_args=[f"--direct_running_mode={mode}", "--direct_num_workers=0"])
+    started = time.perf_counter()
+    summary = cli.ingest(args)
+    seconds = time.perf_counter() - started
+    return {"slices": sum(summary["examples"].values()), "seconds": seconds}
+
+
+# ------------------------------------------------------------------ parent: run and measure
+
+def measure(name: str, child_args: list[str]) -> Measurement:
+    """Runs one child; samples its process tree's RSS; reads its own rusage with wait4."""
+    import psutil
+
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONWARNINGS="ignore")
+    result_path = Path(child_args[3] + ".result.json")
+    result_path.unlink(missing_ok=True)
+    log_path = Path(child_args[3] + ".log")
+    with log_path.open("wb") as log:  # TFX / Beam chatter, kept for a failed run
+        process = subprocess.Popen([sys.executable, __file__, "--child", *child_args],
+                                   cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    peak = [0]
+    done = threading.Event()
+
+    def sample() -> None:
+        try:
+            root = psutil.Process(process.pid)
+            while not done.is_set():
+                try:
+                    tree = [root, *root.children(recursive=True)]
+                    peak[0] = max(peak[0], sum(_rss(p) for p in tree))
+                except psutil.Error:
+                    pass
+                time.sleep(0.2)
+        except psutil.Error:
+            return
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    done.set()
+    sampler.join()
+    if process.returncode:
+        raise SystemExit(f"{name} failed (exit {process.returncode}); see {log_path}")
+    log_path.unlink()
+    result = json.loads(result_path.read_text())
+    result_path.unlink()
+    return Measurement(name, result["slices"], result["seconds"], usage.ru_maxrss / 1024,
+                       peak[0] / 2 ** 20)
+
+
+def _rss(process) -> int:
+    try:
+        return process.memory_info().rss
+    except Exception:  # noqa: BLE001 -- a worker may exit between listing and reading
+        return 0
+
+
+def run_benchmark(settings: BenchSettings) -> list[tuple[int, list[Measurement]]]:
+    settings.workdir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for size in settings.sizes:
+        data, labels, expected = dataset_for(size, settings)
+        rows = []
+        for name, mode in [("loop", None)] + [(f"component[{m}]", m) for m in settings.modes]:
+            out = settings.workdir / f"out-{size}-{mode or 'loop'}"
+            shutil.rmtree(out, ignore_errors=True)
+            child = ["loop" if mode is None else "component", str(data), str(labels), str(out),
+                     str(settings.image_size)] + ([mode] if mode else [])
+            print(f"running {name} on {expected} slices ...", file=sys.stderr)
+            measurement = measure(name, child)
+            if measurement.slices != expected:
+                raise SystemExit(f"{name} kept {measurement.slices} slices, expected {expected}")
+            rows.append(measurement)
+            if not settings.keep_outputs:
+                shutil.rmtree(out, ignore_errors=True)
+        results.append((expected, rows))
+    return results
+
+
+def format_table(results: list[tuple[int, list[Measurement]]], settings: BenchSettings) -> str:
+    lines = [f"DicomExampleGen vs in-process loop, image {settings.image_size}x{settings.image_size}, "
+             f"{os.cpu_count()} CPUs",
+             f"{'slices':>7} {'run':<28} {'seconds':>8} {'slices/s':>9} {'ratio':>6} "
+             f"{'max proc MB':>12} {'tree MB':>8}"]
+    for slices, rows in results:
+        loop = rows[0]
+        for row in rows:
+            lines.append(f"{slices:>7} {row.name:<28} {row.seconds:>8.1f} {row.rate:>9.2f} "
+                         f"{row.rate / loop.rate:>6.2f} {row.max_rss_mb:>12.0f} {row.tree_rss_mb:>8.0f}")
+    if len(results) >= 2:
+        (small, small_rows), (large, large_rows) = results[0], results[-1]
+        loop_rate = (large - small) / (large_rows[0].seconds - small_rows[0].seconds)
+        lines.append(f"marginal rate {small}->{large} slices (start-up cancels out):")
+        for before, after in zip(small_rows, large_rows):
+            rate = (large - small) / (after.seconds - before.seconds)
+            lines.append(f"  {after.name:<28} {rate:>8.2f} slices/s  ratio {rate / loop_rate:.2f}  "
+                         f"fixed cost {before.seconds - small / rate:>6.1f} s")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--child":
+        kind, data, labels, out, image_size, *rest = argv[1:]
+        result = (child_loop(data, labels, out, int(image_size)) if kind == "loop"
+                  else child_component(data, labels, out, int(image_size), rest[0]))
+        Path(out + ".result.json").write_text(json.dumps(result))
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="500,5000", help="target slices, comma-separated")
+    parser.add_argument("--image-size", type=int, default=512)
+    parser.add_argument("--modes", default="multi_processing",
+                        help=f"DirectRunner modes for the component, comma-separated: {MODES}")
+    parser.add_argument("--keep-outputs", action="store_true")
+    args = parser.parse_args(argv)
+    settings = BenchSettings(sizes=tuple(int(s) for s in args.sizes.split(",")),
+                             image_size=args.image_size,
+                             modes=tuple(m for m in args.modes.split(",") if m),
+                             keep_outputs=args.keep_outputs)
+    print(format_table(run_benchmark(settings), settings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
