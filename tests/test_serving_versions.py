@@ -7,15 +7,13 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import grpc
 import pytest
 
 from serving.client import ModelClient, ServerError
 from serving.errors import ServingError
-from serving.model_config import (build_model_config, model_entry, read_model_config,
-                                  write_model_config)
+from serving.model_config import build_model_config, model_entry, write_model_config
 from serving_fixtures import (MODEL_NAME, copy_version, free_port, random_images,
                               running_server, save_version)
 
