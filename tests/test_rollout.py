@@ -1,0 +1,442 @@
+"""Canary rollout: start -> weighted sticky split -> analyze -> promote / roll back, against
+the local TF-Serving-compatible server, driven only through the TF Serving API."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import random
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from components import features
+from pipeline import cli
+from serving.client import ModelClient, ServerError
+from serving.model_config import (build_model_config, model_entry, read_model_config,
+                                  version_policy, write_model_config)
+from serving.rollout import RolloutController, RolloutError, RolloutSettings
+from serving.rollout_analysis import (AnalysisReport, AnalysisThresholds, Check, decide)
+from serving.rollout_data import EvalDataError, read_tfrecords, slices_from_tfrecords, \
+    DataSummary
+from serving.rollout_flow import run_canary_demo
+from serving.rollout_state import read_model_state, state_path_for
+from serving.traffic import CanaryRouter, routing_point
+from serving_fixtures import (IMAGE_SIZE, MODEL_NAME, ContractModel, brain_like_frames,
+                              copy_version, random_images, running_server, write_mr_dicom)
+
+FAST = {"poll_seconds": 0.2, "config_poll_seconds": 0.2}
+# Two busy shared cores make the p99 of a few dozen requests noise; the latency rule itself
+# is checked exactly in test_decide_reports_each_check_with_value_and_threshold.
+LENIENT_LATENCY = ["--max-p99-latency-ratio", "10", "--latency-slack-ms", "200"]
+
+
+# ------------------------------------------------------------------ the model source
+class CandidateModel(ContractModel):
+    """serving_fixtures' contract model, optionally with its logit shifted or made NaN."""
+
+    def __init__(self, image_size: int, seed: int, logit_shift: float = 0.0,
+                 produce_nan: bool = False):
+        self.logit_shift = float(logit_shift)
+        self.produce_nan = produce_nan
+        super().__init__(image_size, seed)
+
+    def logits(self, image):
+        logit = super().logits(image) + self.logit_shift
+        return logit * float("nan") if self.produce_nan else logit
+
+
+class MismatchedSignatureModel(tf.Module):
+    """Loads fine, but serving_default wants float32 `pixels`: every client call fails."""
+
+    def __init__(self, image_size: int):
+        super().__init__()
+        spec = tf.TensorSpec([None, image_size, image_size, 1], tf.float32, name="pixels")
+        self.serve = tf.function(lambda pixels: {
+            "probability": tf.reduce_mean(pixels, axis=[1, 2, 3])}, input_signature=[spec])
+
+
+class ModelSource:
+    """Where test versions come from: the one place to change when versions are pushed by
+    the real pipeline instead (publish them under `base` with the same version numbers)."""
+
+    def __init__(self, base: Path, staging: Path):
+        self.base, self.staging = base, staging
+
+    def _publish(self, module: tf.Module, signatures: dict, version: int) -> Path:
+        folder = Path(tempfile.mkdtemp(dir=self.staging))
+        tf.saved_model.save(module, str(folder), signatures=signatures)
+        self.base.mkdir(parents=True, exist_ok=True)
+        return copy_version(folder, self.base, version)
+
+    def good(self, version: int, logit_shift: float = 0.0) -> Path:
+        model = CandidateModel(IMAGE_SIZE, seed=1, logit_shift=logit_shift)
+        return self._publish(model, {"serving_default": model.serve_images,
+                                     "serving_examples": model.serve_examples}, version)
+
+    def nan(self, version: int) -> Path:
+        model = CandidateModel(IMAGE_SIZE, seed=1, produce_nan=True)
+        return self._publish(model, {"serving_default": model.serve_images,
+                                     "serving_examples": model.serve_examples}, version)
+
+    def bad_signature(self, version: int) -> Path:
+        model = MismatchedSignatureModel(IMAGE_SIZE)
+        return self._publish(model, {"serving_default": model.serve}, version)
+
+
+@pytest.fixture
+def model_source(tmp_path) -> ModelSource:
+    (tmp_path / "staging").mkdir()
+    return ModelSource(tmp_path / MODEL_NAME, tmp_path / "staging")
+
+
+def initial_config(tmp_path: Path, model_source: ModelSource) -> Path:
+    """Version 1 served alone, no labels yet (a server without the labels flag starts)."""
+    path = tmp_path / "models.config"
+    write_model_config(path, build_model_config([model_entry(MODEL_NAME, model_source.base,
+                                                             versions=[1])]))
+    return path
+
+
+def write_eval_tfrecords(folder: Path, studies: int = 12, slices_per_study: int = 3) -> Path:
+    """An eval split as the pipeline writes it: gzip TFRecords of the features contract."""
+    folder.mkdir(parents=True)
+    images = random_images(studies * slices_per_study, seed=7)
+    options = tf.io.TFRecordOptions(compression_type="GZIP")
+    with tf.io.TFRecordWriter(str(folder / "data_tfrecord-00000-of-00001.gz"), options) as out:
+        for index, image in enumerate(images):
+            study = index // slices_per_study
+
+            def feature(value):
+                if isinstance(value, int):
+                    return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+                return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+            example = tf.train.Example(features=tf.train.Features(feature={
+                features.IMAGE: feature(image.tobytes()), features.LABEL: feature(study % 2),
+                features.STUDY_ID: feature(features.hash_uid(f"1.2.3.{study}").encode())}))
+            out.write(example.SerializeToString())
+    return folder
+
+
+def mspipe(*args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main(["rollout", *args])
+    return code, out.getvalue(), err.getvalue()
+
+
+def common(server, config: Path) -> list[str]:
+    return ["--server", server.address, "--model-config", str(config), "--timeout", "60"]
+
+
+def wait_until(predicate, timeout_s: float = 30.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def served_entry(config: Path) -> tuple[tuple[int, ...], dict[str, int]]:
+    entry = read_model_config(config).model_config_list.config[0]
+    return version_policy(entry)[1], dict(entry.version_labels)
+
+
+class RoutedLoop(threading.Thread):
+    """A caller predicting whole studies the whole time, through the canary router (or a
+    fixed label); records (study key, routed label, answering version) and every failure."""
+
+    def __init__(self, address: str, config: Path, *, label: str | None = None,
+                 study_keys: int = 400):
+        super().__init__(daemon=True)
+        self.client = ModelClient(address, retries=0, timeout_s=10)
+        self.router = CanaryRouter.from_rollout_state(self.client, config)
+        self.label = label
+        self.keys = [f"study-{i}" for i in range(study_keys)]
+        self.images = random_images(2)
+        self.answers: list[tuple[str, str, int]] = []
+        self.failures: list[str] = []
+        self.stop_event = threading.Event()
+
+    def run(self):
+        rng = random.Random(0)
+        while not self.stop_event.is_set():
+            key = rng.choice(self.keys)
+            try:
+                if self.label is None:
+                    routed = self.router.predict_study(self.images, key)
+                    label, result = ("stable" if routed.fell_back else routed.label), routed.result
+                else:
+                    label, result = self.label, self.client.predict_tensors(self.images,
+                                                                            label=self.label)
+                assert np.isfinite(result.probabilities).all()
+                self.answers.append((key, label, result.model_version))
+            except (ServerError, AssertionError) as error:
+                self.failures.append(str(error))
+            time.sleep(0.005)
+
+    def finish(self):
+        self.stop_event.set()
+        self.join(timeout=20)
+        self.client.close()
+
+
+# ------------------------------------------------------------------ pure parts
+def test_router_split_is_weighted_sticky_and_only_grows(tmp_path):
+    client = ModelClient("127.0.0.1:9")  # never called: label_for is pure
+    keys = [f"study-{i}" for i in range(20000)]
+    router = CanaryRouter(client, weight=0.2, salt="rollout-salt")
+    canary = {key for key in keys if router.label_for(key) == "canary"}
+    assert abs(len(canary) / len(keys) - 0.2) < 0.015
+    assert all(router.label_for(key) == "canary" for key in list(canary)[:500])  # sticky
+    wider = CanaryRouter(client, weight=0.5, salt="rollout-salt")
+    assert canary <= {key for key in keys if wider.label_for(key) == "canary"}
+    other_salt = CanaryRouter(client, weight=0.2, salt="another rollout")
+    assert canary != {key for key in keys if other_salt.label_for(key) == "canary"}
+    assert all(CanaryRouter(client, 0.0, "s").label_for(k) == "stable" for k in keys[:500])
+    points = np.array([routing_point(key, "s") for key in keys])
+    assert points.min() >= 0.0 and points.max() < 1.0
+    # no rollout state file: not rollout-managed, requests name no label at all
+    assert CanaryRouter.from_rollout_state(client, tmp_path / "models.config").stable_label \
+        is None
+    client.close()
+
+
+def test_tfrecord_reader_matches_tensorflow_and_names_bad_input(tmp_path):
+    folder = write_eval_tfrecords(tmp_path / "eval", studies=4, slices_per_study=2)
+    shard = next(folder.iterdir())
+    ours = list(read_tfrecords(shard))
+    theirs = [r.numpy() for r in tf.data.TFRecordDataset(str(shard), compression_type="GZIP")]
+    assert ours == theirs and len(ours) == 8
+    summary = DataSummary("tfrecords")
+    slices = list(slices_from_tfrecords(folder, IMAGE_SIZE, summary))
+    assert len(slices) == 8 and summary.files == 1 and slices[0][0].shape == (32, 32, 1)
+    with pytest.raises(EvalDataError, match="feature 'image' has 1024 bytes, expected 16x16"):
+        list(slices_from_tfrecords(folder, 16, DataSummary("tfrecords")))
+    plain = tmp_path / "plain.tfrecord"
+    with tf.io.TFRecordWriter(str(plain)) as out:
+        for record in theirs:
+            out.write(record)
+    assert list(read_tfrecords(plain)) == theirs
+    truncated = tmp_path / "truncated.tfrecord"
+    truncated.write_bytes(plain.read_bytes()[:-100])
+    with pytest.raises(EvalDataError, match="truncated.tfrecord: record 7 is truncated"):
+        list(read_tfrecords(truncated))
+    (tmp_path / "notes.txt").write_text("hello, not a record file")
+    with pytest.raises(EvalDataError, match="notes.txt: record 0"):
+        list(read_tfrecords(tmp_path / "notes.txt"))
+
+
+def test_decide_reports_each_check_with_value_and_threshold():
+    def metrics(error_rate=0.0, p99=10.0, auc=0.8, versions=None):
+        return {"error_rate": error_rate, "errors": {}, "latency_p99_ms": p99,
+                "study_auc": auc, "auc_studies": 10, "versions": versions or {}}
+    limits = AnalysisThresholds(max_auc_drop=0.02, max_error_rate=0.0,
+                                max_p99_latency_ratio=1.5, latency_slack_ms=5.0,
+                                min_agreement=0.9)
+    good = AnalysisReport(1, 2, 100, 10, 5, {"stable": metrics(versions={"1": 5}),
+                                             "canary": metrics(p99=19.9, auc=0.785,
+                                                               versions={"2": 5})},
+                          {"agreement": 0.95, "compared_slices": 100})
+    checks = {c.name: c for c in decide(good, limits)}
+    assert all(c.passed for c in checks.values()), [c.describe() for c in checks.values()]
+    assert checks["p99 latency ratio"].value == pytest.approx(1.99)  # within 1.5 * 10 + 5
+    bad = AnalysisReport(1, 2, 100, 10, 5, {"stable": metrics(), "canary": metrics(
+        error_rate=0.01, p99=20.5, auc=0.75, versions={"1": 1, "2": 4})},
+        {"agreement": 0.85, "compared_slices": 100})
+    failed = {c.name: c for c in decide(bad, limits) if not c.passed}
+    assert set(failed) == {"canary error rate", "study AUC drop", "p99 latency ratio",
+                           "agreement with stable", "canary answered by version 2"}
+    assert failed["study AUC drop"].describe().startswith(
+        "FAIL study AUC drop = 0.05 (must be <= 0.02)")
+    undefined = AnalysisReport(1, 2, 4, 2, 0, {"stable": metrics(auc=float("nan")),
+                                              "canary": metrics(auc=float("nan"))},
+                               {"agreement": 1.0, "compared_slices": 4})
+    assert not {c.name: c for c in decide(undefined, limits)}["study AUC drop"].passed
+
+
+# ------------------------------------------------------------------ against the server
+def test_canary_split_then_promote_with_zero_failed_requests(tmp_path, model_source):
+    model_source.good(1)
+    model_source.good(2, logit_shift=0.3)
+    config = initial_config(tmp_path, model_source)
+    with running_server(config, **FAST) as server:
+        loop = RoutedLoop(server.address, config)
+        loop.start()
+        wait_until(lambda: len(loop.answers) > 20, what="first answers")
+        code, out, err = mspipe("start", *common(server, config), "--version", "2",
+                                "--weight", "0.2")
+        assert code == 0, err
+        assert "canary     version 2 at weight 0.20" in out
+        assert served_entry(config) == ((1, 2), {"stable": 1, "canary": 2})
+        started = len(loop.answers)
+        wait_until(lambda: sum(label == "canary" for _, label, _ in loop.answers[started:]) >= 40,
+                   timeout_s=60, what="canary answers")
+        after = loop.answers[started:]
+        assert all(version == {"stable": 1, "canary": 2}[label] for _, label, version in after)
+        share = sum(label == "canary" for _, label, _ in after) / len(after)
+        expected = sum(loop.router.label_for(k) == "canary" for k in loop.keys) / len(loop.keys)
+        assert abs(expected - 0.2) < 0.07 and abs(share - expected) < 0.1, (share, expected)
+        by_study: dict[str, set[int]] = {}
+        for key, _, version in after:
+            by_study.setdefault(key, set()).add(version)
+        assert all(len(versions) == 1 for versions in by_study.values())  # sticky per study
+
+        code, out, err = mspipe("status", *common(server, config), "--json")
+        status = json.loads(out)
+        assert code == 0 and status["labels"] == {"stable": 1, "canary": 2}
+        assert status["served_labels"] == {"stable": 1, "canary": 2}
+        assert status["rollout"]["weight"] == 0.2 and status["warnings"] == []
+        code, _, err = mspipe("start", *common(server, config), "--version", "2")
+        assert code == 1 and "a canary is already running (version 2)" in err
+
+        code, out, err = mspipe("promote", *common(server, config))
+        assert code == 0, err
+        assert served_entry(config) == ((2,), {"stable": 2})
+        promoted = len(loop.answers)
+        wait_until(lambda: len(loop.answers) > promoted + 30, what="answers after promote")
+        loop.finish()
+        client = ModelClient(server.address)
+        assert {s.version: s.state for s in client.model_status()} == {1: "END",
+                                                                         2: "AVAILABLE"}
+        client.close()
+    assert loop.failures == []
+    assert {version for _, _, version in loop.answers[promoted + 5:]} == {2}
+    state = read_model_state(state_path_for(config), MODEL_NAME)
+    assert (state.stable_version, state.canary_version, state.weight) == (2, None, 0.0)
+    assert [event["event"] for event in state.history] == ["label_stable", "start", "promote"]
+
+
+def test_broken_canaries_are_rolled_back_and_stable_never_stops(tmp_path, model_source):
+    model_source.good(1)
+    model_source.nan(3)
+    model_source.bad_signature(4)
+    broken = model_source.base / "5"
+    broken.mkdir()
+    (broken / "saved_model.pb").write_bytes(b"not a SavedModel")
+    config = initial_config(tmp_path, model_source)
+    eval_dir = write_eval_tfrecords(tmp_path / "Split-eval")
+    with running_server(config, **FAST) as server:
+        loop = RoutedLoop(server.address, config)  # its canary share falls back to stable
+        loop.start()
+        settings = RolloutSettings(str(config), server.address, load_timeout_s=60)
+        with RolloutController(settings) as controller:
+            with pytest.raises(RolloutError, match="version 5 failed to load"):
+                controller.start(5)
+            assert served_entry(config) == ((1,), {"stable": 1})
+            with pytest.raises(RolloutError, match=r"version 9 is not under the model's "
+                                                   r"base_path \(versions there: \[1, 3, 4, 5\]"):
+                controller.start(9)
+
+            controller.start(3, weight=0.5)
+            code, out, err = mspipe("analyze", *common(server, config), "--data",
+                                    str(eval_dir), "--auto", "--batch-size", "8")
+            assert code == 3, err
+            assert "FAIL canary error rate = 1 (must be <= 0)" in out
+            assert "36 slice(s): non-finite or out-of-range probability" in out
+            assert "rolling back version 3" in out
+            assert served_entry(config) == ((1,), {"stable": 1})
+            state = read_model_state(state_path_for(config), MODEL_NAME)
+            assert state.analysis["complete"] and state.analysis["decision"] == "rollback"
+            assert state.analysis["labels"]["stable"]["error_rate"] == 0.0
+            assert state.history[-1]["event"] == "rollback"
+
+            controller.start(4)
+            code, out, err = mspipe("analyze", *common(server, config), "--data",
+                                    str(eval_dir), "--auto", "--json")
+            report = json.loads(out)
+            assert code == 3 and report["action"] == "rolled back", err
+            canary = report["labels"]["canary"]
+            assert canary["error_rate"] == 1.0 and canary["failed_requests"] == canary["requests"]
+            assert any(reason.startswith("INVALID_ARGUMENT") for reason in canary["errors"])
+            assert report["agreement"]["agreement"] is None  # nothing to compare: n/a
+            assert served_entry(config) == ((1,), {"stable": 1})
+            code, _, err = mspipe("promote", *common(server, config))
+            assert code == 1 and "no canary to promote" in err
+        loop.finish()
+    assert loop.failures == [] and len(loop.answers) > 10
+    assert {version for _, _, version in loop.answers} == {1}
+    assert loop.router.stats.canary_fallbacks > 0
+
+
+def test_good_canary_is_analyzed_on_dicom_and_promoted_by_the_demo(tmp_path, model_source):
+    model_source.good(1)
+    model_source.good(2, logit_shift=0.05)
+    config = initial_config(tmp_path, model_source)
+    hospital = tmp_path / "hospital"
+    rows = ["study_uid,sclerosis"]
+    for study in range(6):
+        uid = f"1.2.826.0.1.3680043.8.498.{100 + study}"
+        for instance in (1, 2):
+            write_mr_dicom(hospital / "SCANNER" / f"study{study}" / "series" / f"{instance}.dcm",
+                           brain_like_frames(1, seed=10 * study + instance),
+                           instance_number=instance, study_uid=uid, series_uid=f"{uid}.1")
+        rows.append(f"{uid},{study % 2}")
+    (hospital / "SCANNER" / "study0" / "series" / "notes.txt").write_text("not an image")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("\n".join(rows) + "\n")
+    eval_dir = write_eval_tfrecords(tmp_path / "Split-eval")
+    with running_server(config, **FAST) as server:
+        assert mspipe("start", *common(server, config), "--version", "2")[0] == 0
+        code, out, err = mspipe("analyze", *common(server, config), "--data", str(hospital),
+                                "--labels", str(labels), *LENIENT_LATENCY)
+        assert code == 0, err
+        assert "analysis of 12 slices in 6 studies (3 positive)" in out
+        assert "verdict: promote" in out
+        analysis = read_model_state(state_path_for(config), MODEL_NAME).analysis
+        assert analysis["data"]["skipped"] == {"not_dicom": 1}
+        assert analysis["agreement"]["agreement"] >= 0.9
+        assert analysis["labels"]["canary"]["study_auc"] == analysis["labels"]["stable"][
+            "study_auc"]  # a shifted logit keeps every ranking
+        assert str(hospital / "SCANNER" / "study0") not in json.dumps(analysis)
+        assert mspipe("rollback", *common(server, config))[0] == 0
+        assert served_entry(config) == ((1,), {"stable": 1})
+
+        printed: list[str] = []
+        outcome = run_canary_demo(server.address, config, MODEL_NAME, 2, eval_dir,
+                                  print_fn=printed.append,
+                                  thresholds=AnalysisThresholds(max_p99_latency_ratio=10,
+                                                                latency_slack_ms=200))
+        assert outcome.action == "promoted", printed
+        assert served_entry(config) == ((2,), {"stable": 2})
+        text = "\n".join(printed)
+        for step in ("starting canary: version 2", "labelling it 'canary'",
+                     "analysis of 36 slices in 12 studies", "PASS canary error rate",
+                     "promoting version 2", "promoted: labels now {'stable': 2}"):
+            assert step in text, text
+
+
+def test_server_restart_keeps_labels_versions_and_weight(tmp_path, model_source):
+    model_source.good(1)
+    model_source.good(2, logit_shift=0.3)
+    config = initial_config(tmp_path, model_source)
+    with running_server(config, **FAST) as server:
+        assert mspipe("start", *common(server, config), "--version", "2",
+                      "--weight", "0.3")[0] == 0
+    # the deployment starts TF Serving with --allow_version_labels_for_unavailable_models:
+    # at startup labels are read before their versions have loaded (serving/deploy/)
+    with running_server(config, allow_version_labels_for_unavailable_models=True,
+                        **FAST) as server:
+        client = ModelClient(server.address)
+        wait_until(lambda: {s.state for s in client.model_status()} == {"AVAILABLE"},
+                   what="both versions loaded after the restart")
+        images = random_images(2)
+        assert client.predict_tensors(images, label="stable").model_version == 1
+        assert client.predict_tensors(images, label="canary").model_version == 2
+        router = CanaryRouter.from_rollout_state(client, config)
+        assert router.weight == 0.3
+        code, out, _ = mspipe("status", *common(server, config))
+        assert code == 0 and "labels     canary -> 2, stable -> 1" in out
+        assert "canary     version 2 at weight 0.30" in out and "warning" not in out
+        code, out, err = mspipe("rollback", *common(server, config))
+        assert code == 0, err
+        assert served_entry(config) == ((1,), {"stable": 1})
+        assert router.weight == 0.0 and router.label_for("any study") == "stable"
+        assert client.predict_tensors(images, label="stable").model_version == 1
+        client.close()
