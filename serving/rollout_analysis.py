@@ -62,10 +62,12 @@ class Check:
     passed: bool
     note: str = ""
 
-    def describe(self) -> str:
+    def short(self) -> str:
         value = "n/a" if self.value is None or math.isnan(self.value) else f"{self.value:.4g}"
-        text = f"{'PASS' if self.passed else 'FAIL'} {self.name} = {value} " \
-               f"(must be {self.rule} {self.threshold:g})"
+        return f"{self.name} = {value} (must be {self.rule} {self.threshold:g})"
+
+    def describe(self) -> str:
+        text = f"{'PASS' if self.passed else 'FAIL'} {self.short()}"
         return f"{text}: {self.note}" if self.note else text
 
 

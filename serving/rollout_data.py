@@ -101,12 +101,19 @@ def read_tfrecords(path: str | os.PathLike) -> Iterator[bytes]:
 
 def tfrecord_files(data: str | os.PathLike) -> list[Path]:
     """A file, or every regular non-hidden file below a folder (an ExampleGen split folder
-    holds only its TFRecord shards), in name order."""
+    holds only its TFRecord shards), in name order. Given a whole Examples artifact (its
+    Split-* folders), only Split-eval is read: judging a model on its training data would
+    flatter it."""
     root = Path(data)
     if root.is_file():
         return [root]
     if not root.is_dir():
         raise EvalDataError(f"{root}: no such file or folder")
+    if any(child.is_dir() and child.name.startswith("Split-") for child in root.iterdir()):
+        if not (root / "Split-eval").is_dir():
+            raise EvalDataError(f"{root}: holds Split-* folders but no Split-eval; pass the "
+                                "held-out split's folder")
+        root = root / "Split-eval"
     files = sorted(p for p in root.rglob("*") if p.is_file()
                    and not any(part.startswith(".") for part in p.relative_to(root).parts))
     if not files:

@@ -55,6 +55,10 @@ def analyze_canary(controller: RolloutController, data: str | os.PathLike, *,
         settings=settings, thresholds=thresholds, expected_versions=expected,
         on_progress=progress, data_summary=summary.to_dict)
     controller.record_analysis(report.to_dict())
+    if report.slices == 0:  # a wrong folder or labels file must not decide anything
+        raise RolloutError(f"{data}: the held-out set gave no usable labelled slice "
+                           f"(skipped: {report.data.get('skipped') or 'none'}); nothing "
+                           "was decided")
     for line in report.lines():
         log(line)
     if not auto:
@@ -64,12 +68,12 @@ def analyze_canary(controller: RolloutController, data: str | os.PathLike, *,
 
 def _act(controller: RolloutController, report: AnalysisReport,
          log: Callable[[str], None]) -> str:
-    failed = [check.describe() for check in report.checks if not check.passed]
-    if report.slices and not failed:
+    failed = [check.short() for check in report.checks if not check.passed]
+    if not failed:
         log(f"every check passed: promoting version {report.canary_version}")
         controller.promote(reason="analysis: every check passed")
         return "promoted"
-    reason = "; ".join(failed) if report.slices else "the held-out set gave no usable slice"
+    reason = "; ".join(failed)
     log(f"rolling back version {report.canary_version}: {reason}")
     controller.rollback(reason=f"analysis: {reason}"[:500])
     return "rolled back"

@@ -21,12 +21,12 @@ from serving.client import ModelClient, ServerError
 from serving.model_config import (build_model_config, model_entry, read_model_config,
                                   version_policy, write_model_config)
 from serving.rollout import RolloutController, RolloutError, RolloutSettings
-from serving.rollout_analysis import (AnalysisReport, AnalysisThresholds, Check, decide)
-from serving.rollout_data import EvalDataError, read_tfrecords, slices_from_tfrecords, \
-    DataSummary
+from serving.rollout_analysis import AnalysisReport, AnalysisThresholds, decide
+from serving.rollout_data import (DataSummary, EvalDataError, read_tfrecords,
+                                  slices_from_tfrecords, tfrecord_files)
 from serving.rollout_flow import run_canary_demo
 from serving.rollout_state import read_model_state, state_path_for
-from serving.traffic import CanaryRouter, routing_point
+from serving.traffic import CanaryRouter, routing_point, study_key_for_paths
 from serving_fixtures import (IMAGE_SIZE, MODEL_NAME, ContractModel, brain_like_frames,
                               copy_version, random_images, running_server, write_mr_dicom)
 
@@ -228,6 +228,14 @@ def test_tfrecord_reader_matches_tensorflow_and_names_bad_input(tmp_path):
     truncated.write_bytes(plain.read_bytes()[:-100])
     with pytest.raises(EvalDataError, match="truncated.tfrecord: record 7 is truncated"):
         list(read_tfrecords(truncated))
+    artifact = tmp_path / "examples"  # a whole Examples artifact: only Split-eval is read
+    (artifact / "Split-train").mkdir(parents=True)
+    (artifact / "Split-train" / "train.gz").write_bytes(shard.read_bytes())
+    with pytest.raises(EvalDataError, match="holds Split-\\* folders but no Split-eval"):
+        tfrecord_files(artifact)
+    (artifact / "Split-eval").mkdir()
+    (artifact / "Split-eval" / "eval.gz").write_bytes(shard.read_bytes())
+    assert tfrecord_files(artifact) == [artifact / "Split-eval" / "eval.gz"]
     (tmp_path / "notes.txt").write_text("hello, not a record file")
     with pytest.raises(EvalDataError, match="notes.txt: record 0"):
         list(read_tfrecords(tmp_path / "notes.txt"))
@@ -384,6 +392,12 @@ def test_good_canary_is_analyzed_on_dicom_and_promoted_by_the_demo(tmp_path, mod
     eval_dir = write_eval_tfrecords(tmp_path / "Split-eval")
     with running_server(config, **FAST) as server:
         assert mspipe("start", *common(server, config), "--version", "2")[0] == 0
+        strangers = tmp_path / "other_labels.csv"
+        strangers.write_text("study_uid,sclerosis\n1.2.3.999,1\n")
+        code, _, err = mspipe("analyze", *common(server, config), "--data", str(hospital),
+                              "--labels", str(strangers), "--auto")
+        assert code == 1 and "no usable labelled slice" in err and "unlabeled_study" in err
+        assert served_entry(config) == ((1, 2), {"stable": 1, "canary": 2})  # undecided
         code, out, err = mspipe("analyze", *common(server, config), "--data", str(hospital),
                                 "--labels", str(labels), *LENIENT_LATENCY)
         assert code == 0, err
@@ -395,6 +409,18 @@ def test_good_canary_is_analyzed_on_dicom_and_promoted_by_the_demo(tmp_path, mod
         assert analysis["labels"]["canary"]["study_auc"] == analysis["labels"]["stable"][
             "study_auc"]  # a shifted logit keeps every ranking
         assert str(hospital / "SCANNER" / "study0") not in json.dumps(analysis)
+        study = hospital / "SCANNER" / "study1"
+        files = sorted(str(p) for p in study.rglob("*.dcm"))
+        assert study_key_for_paths([str(study)]) == study_key_for_paths(files[::-1])
+        assert "1.2.826" not in study_key_for_paths(files)  # a hash, never the raw UID
+        with ModelClient(server.address) as client:
+            everyone = CanaryRouter(client, weight=1.0, salt="s")
+            routed = everyone.predict_paths([str(study)])
+            assert (routed.label, routed.fell_back, routed.prediction.model_version) == \
+                ("canary", False, 2)
+            assert routed.prediction.studies[0].slice_count == 2
+            assert CanaryRouter(client, 0.0, "s").predict_paths(files).prediction \
+                .model_version == 1
         assert mspipe("rollback", *common(server, config))[0] == 0
         assert served_entry(config) == ((1,), {"stable": 1})
 
