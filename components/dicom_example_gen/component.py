@@ -31,7 +31,7 @@ class RejectLedger(types.Artifact):
     Custom properties: `rejects_<reason>` (count per reason) and `rejects_total`.
     """
 
-    TYPE_NAME = "DicomRejectLedger"
+    TYPE_NAME = "msmri.DicomRejectLedger"  # "<namespace>.<Name>": what Kubeflow V2 accepts
 
 
 class DicomExampleGenSpec(types.ComponentSpec):

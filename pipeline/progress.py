@@ -1,0 +1,65 @@
+"""Per-component progress lines for long local runs.
+
+LocalDagRunner announces each component at INFO level through absl. We listen for exactly those
+two messages and print a short line with the elapsed time, while the rest of TFX's INFO chatter
+(artifact URIs, exec properties) stays below the console's WARNING level.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import time
+from typing import Iterator, TextIO
+
+from absl import logging as absl_logging
+
+_EVENTS = {"Component %s is running.": "running", "Component %s is finished.": "done",
+           "Skipping component %s.": "skipped"}
+
+
+class _ProgressHandler(logging.Handler):
+    def __init__(self, total: int, stream: TextIO):
+        super().__init__(logging.INFO)
+        self.total, self.stream, self.done = total, stream, 0
+        self.started: dict[str, float] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        event = _EVENTS.get(record.msg) if isinstance(record.msg, str) else None
+        if event is None or not record.args:
+            return
+        node_id = str(record.args[0])
+        now = time.monotonic()
+        if event == "running":
+            self.started[node_id] = now
+            line = f"[{self.done + 1}/{self.total}] {node_id} ..."
+        else:
+            self.done += 1
+            seconds = now - self.started.get(node_id, now)
+            line = f"[{self.done}/{self.total}] {node_id} {event}" + (
+                f" ({seconds:.1f} s)" if event == "done" else "")
+        print(line, file=self.stream, flush=True)
+
+
+@contextlib.contextmanager
+def component_progress(total: int, stream: TextIO = sys.stdout) -> Iterator[None]:
+    """Prints progress lines; absl's own records reach the console from WARNING up only."""
+    absl_logger = logging.getLogger("absl")
+    # Through absl's verbosity, not Logger.setLevel: TensorFlow's SavedModel export sets absl's
+    # verbosity to FATAL and back, which would undo a level set on the logger directly.
+    saved_verbosity, saved_propagate = absl_logging.get_verbosity(), absl_logger.propagate
+    progress = _ProgressHandler(total, stream)
+    warnings_only = logging.StreamHandler(sys.stderr)
+    warnings_only.setLevel(logging.WARNING)
+    warnings_only.setFormatter(logging.Formatter("%(levelname)s:%(name)s:%(message)s"))
+    absl_logging.set_verbosity(absl_logging.INFO)
+    absl_logger.propagate = False  # keep INFO records away from the root logger's handlers
+    absl_logger.addHandler(progress)
+    absl_logger.addHandler(warnings_only)
+    try:
+        yield
+    finally:
+        absl_logger.removeHandler(progress)
+        absl_logger.removeHandler(warnings_only)
+        absl_logging.set_verbosity(saved_verbosity)
+        absl_logger.propagate = saved_propagate
