@@ -1,0 +1,27 @@
+"""Shared, session-scoped pipeline runs (each costs minutes; many tests read their artifacts)."""
+from __future__ import annotations
+
+import os
+import warnings
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+warnings.filterwarnings("ignore", category=FutureWarning)
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def trained_pipeline(tmp_path_factory):
+    """One real pipeline run on a 16-study synthetic hospital export, model version 1 pushed."""
+    from pipeline_fixtures import run_pipeline, synthetic_config
+
+    config, manifest = synthetic_config(tmp_path_factory.mktemp("pipeline"))
+    return run_pipeline(config, manifest)
+
+
+@pytest.fixture(scope="session")
+def retrained_pipeline(trained_pipeline):
+    """The same pipeline trained again with another seed: version 2, judged against version 1."""
+    from pipeline_fixtures import retrain
+
+    return retrain(trained_pipeline, seed=trained_pipeline.config.seed + 1)

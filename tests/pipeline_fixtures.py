@@ -1,0 +1,59 @@
+"""Runs the real TFX pipeline on synthetic data for the tests that need a trained, pushed model.
+
+Session-scoped fixtures in conftest.py call these once; the serving, rollout and pipeline tests
+then share the artifacts (a real pipeline run costs minutes on 2 cores).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+from components.synthetic import generate_dataset
+from pipeline.config import PipelineConfig
+from pipeline.local_runner import run_local
+from pipeline.run_summary import RunSummary
+
+# Small and fast: 64x64 images, narrow convolutions. The 512x512 path has its own test.
+SMALL_MODEL = dict(image_size=64, widths=(8, 16, 32), dense_units=32, dropout=0.3,
+                   batch_size=16, epochs=12, learning_rate=2e-3)
+# In-process Beam: the tests' datasets are tiny, worker start-up would dominate.
+TEST_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+
+
+@dataclasses.dataclass
+class PipelineRun:
+    config: PipelineConfig
+    summary: RunSummary
+    manifest: object  # components.synthetic.Manifest
+
+    @property
+    def eval_split_dir(self) -> str:
+        return str(Path(self.summary.examples_uri) / "Split-eval")
+
+
+def synthetic_config(root: Path, *, studies: int = 16, seed: int = 3, slices: int = 6,
+                     **overrides) -> tuple[PipelineConfig, object]:
+    data_dir = root / "hospital"
+    manifest = generate_dataset(data_dir, studies=studies, seed=seed, slices_per_series=slices)
+    settings = dict(SMALL_MODEL, split_ratios=(("train", 0.5), ("eval", 0.5)),
+                    beam_args=TEST_BEAM_ARGS, min_study_auc=0.8)
+    settings.update(overrides)
+    config = PipelineConfig(data_dir=str(data_dir), labels_path=str(data_dir / "labels.csv"),
+                            output_dir=str(root / "out"), **settings)
+    return config, manifest
+
+
+def run_pipeline(config: PipelineConfig, manifest) -> PipelineRun:
+    summary = run_local(config, show_progress=False)
+    return PipelineRun(config=config, summary=summary, manifest=manifest)
+
+
+def retrain(run: PipelineRun, **overrides) -> PipelineRun:
+    """The same data and output folder with other training settings (a new model version)."""
+    config = dataclasses.replace(run.config, **overrides)
+    return run_pipeline(config, run.manifest)
+
+
+def serving_base(run: PipelineRun) -> str:
+    return os.path.dirname(run.config.model_base_path)

@@ -1,0 +1,150 @@
+"""The whole TFX pipeline on synthetic data: splits, blessing, push, report, honesty."""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+from collections import defaultdict
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from components import features
+
+pytestmark = pytest.mark.slow
+
+
+def read_split(examples_uri: str, split: str) -> list[tf.train.Example]:
+    files = sorted(glob.glob(os.path.join(examples_uri, f"Split-{split}", "*.gz")))
+    assert files, f"no TFRecords in split {split}"
+    return [tf.train.Example.FromString(record.numpy())
+            for record in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+
+
+def feature(example: tf.train.Example, name: str):
+    value = example.features.feature[name]
+    kind = value.WhichOneof("kind")
+    return getattr(value, kind).value[0]
+
+
+def study_auc(labels: list[int], scores: list[float]) -> float:
+    """Mann-Whitney AUC with ties counted half: an independent check of the Evaluator's metric."""
+    positives = [s for s, y in zip(scores, labels) if y == 1]
+    negatives = [s for s, y in zip(scores, labels) if y == 0]
+    wins = sum((p > n) + 0.5 * (p == n) for p in positives for n in negatives)
+    return wins / (len(positives) * len(negatives))
+
+
+def pushed_model_study_auc(run) -> tuple[float, np.ndarray]:
+    """Study-level AUC (mean slice probability per study) of the pushed model on the eval split."""
+    model = tf.saved_model.load(run.summary.pushed_path)
+    serve = model.signatures["serving_default"]
+    size = run.config.image_size
+    examples = read_split(run.summary.examples_uri, "eval")
+    images = np.stack([np.frombuffer(feature(e, features.IMAGE), np.uint8).reshape(size, size, 1)
+                       for e in examples])
+    probabilities = serve(image=tf.constant(images))["probability"].numpy()
+    by_study: dict[bytes, list[float]] = defaultdict(list)
+    label_of: dict[bytes, int] = {}
+    for example, probability in zip(examples, probabilities):
+        study = feature(example, features.STUDY_ID)
+        by_study[study].append(float(probability))
+        label_of[study] = int(feature(example, features.LABEL))
+    studies = sorted(by_study)
+    auc = study_auc([label_of[s] for s in studies], [float(np.mean(by_study[s])) for s in studies])
+    return auc, probabilities
+
+
+def test_run_blesses_and_pushes_version_1(trained_pipeline):
+    summary = trained_pipeline.summary
+    assert summary.blessed is True
+    assert summary.pushed_version == 1
+    assert summary.pushed_path == os.path.join(trained_pipeline.config.model_base_path, "1")
+    assert os.path.isfile(os.path.join(summary.pushed_path, "saved_model.pb"))
+    # Only whole versions are visible: no staging folders left behind.
+    assert sorted(os.listdir(trained_pipeline.config.model_base_path)) == ["1"]
+
+
+def test_every_study_in_exactly_one_split(trained_pipeline):
+    split_of: dict[bytes, str] = {}
+    for split in ("train", "eval"):
+        for example in read_split(trained_pipeline.summary.examples_uri, split):
+            study = feature(example, features.STUDY_ID)
+            assert split_of.setdefault(study, split) == split, "a study is in two splits"
+    assert set(split_of.values()) == {"train", "eval"}
+    expected = {features.hash_uid(uid, trained_pipeline.config.salt)
+                for uid, record in trained_pipeline.manifest.studies.items() if record.axial_slices}
+    assert {s.decode() for s in split_of} == expected
+
+
+def test_study_level_auc_on_held_out_split_is_high(trained_pipeline):
+    auc, probabilities = pushed_model_study_auc(trained_pipeline)
+    assert auc >= 0.95, f"study-level AUC {auc:.3f} on the held-out split"
+    assert np.all((probabilities >= 0) & (probabilities <= 1))
+
+
+def test_evaluator_study_auc_matches_independent_computation(trained_pipeline):
+    import tensorflow_model_analysis as tfma
+
+    evaluation_dir = glob.glob(os.path.join(trained_pipeline.config.pipeline_root, "Evaluator",
+                                            "evaluation", "*"))[-1]
+    metrics = tfma.load_metrics(evaluation_dir)
+    overall = [m for m in metrics if not m.slice_key.single_slice_keys][0]
+    values = {key.name: value for key_value in overall.metric_keys_and_values
+              for key, value in [(key_value.key, key_value.value)]
+              if not key_value.key.is_diff}
+    auc, _ = pushed_model_study_auc(trained_pipeline)
+    assert values["study_auc"].double_value.value == pytest.approx(auc, abs=1e-6)
+
+
+def test_report_says_what_happened(trained_pipeline):
+    report = trained_pipeline.summary.report_path
+    text = re.sub(r"<[^>]+>", "", open(report, encoding="utf-8").read())
+    assert "BLESSED: the Evaluator accepted this model" in text
+    assert "Pushed as ms_mri version 1" in text
+    assert "per study" in text and "per slice" in text
+    for image in ("roc.png", "confusion.png", "calibration.png"):
+        assert os.path.getsize(os.path.join(os.path.dirname(report), image)) > 1000
+
+
+def test_retrained_model_is_judged_against_last_blessed(retrained_pipeline):
+    import tensorflow_model_analysis as tfma
+
+    summary = retrained_pipeline.summary
+    evaluation_dirs = sorted(glob.glob(os.path.join(retrained_pipeline.config.pipeline_root,
+                                                    "Evaluator", "evaluation", "*")), key=lambda p: int(os.path.basename(p)))
+    validation = tfma.load_validation_result(evaluation_dirs[-1])
+    # The baseline (version 1, blessed) took part: change thresholds were evaluated.
+    metrics = tfma.load_metrics(evaluation_dirs[-1])
+    overall = [m for m in metrics if not m.slice_key.single_slice_keys][0]
+    assert any(kv.key.name == "study_auc" and kv.key.is_diff
+               for kv in overall.metric_keys_and_values), "no candidate-vs-baseline diff"
+    if validation.validation_ok:
+        assert summary.pushed_version == 2
+    else:
+        assert summary.pushed_version is None
+
+
+def test_shuffled_labels_give_chance_level_auc(tmp_path):
+    """Labels shuffled per study: a correct study split cannot learn them (a per-slice one could)."""
+    import csv
+    import random
+
+    from pipeline_fixtures import run_pipeline, synthetic_config
+
+    config, manifest = synthetic_config(tmp_path, studies=40, seed=11, slices=4,
+                                        min_study_auc=0.0, epochs=12)
+    with open(config.labels_path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    labels = [row["sclerosis"] for row in rows]
+    random.Random(5).shuffle(labels)
+    with open(config.labels_path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["study_uid", "sclerosis"])
+        writer.writeheader()
+        writer.writerows({"study_uid": row["study_uid"], "sclerosis": label}
+                         for row, label in zip(rows, labels))
+    run = run_pipeline(config, manifest)
+    auc, _ = pushed_model_study_auc(run)
+    assert 0.3 <= auc <= 0.7, f"study-level AUC {auc:.3f} with shuffled labels"
