@@ -171,7 +171,10 @@ class RolloutController:
         """Drop canary (first pointing it at stable), unload every version but stable's."""
         with rollout_lock(self.settings.model_config):
             labels = self._labels()
-            stable = self._stable_version(labels)
+            if STABLE not in labels:
+                raise RolloutError(f"no rollout to roll back: models.config has no '{STABLE}' "
+                                   f"label for model {self.settings.model_name}")
+            stable = labels[STABLE]
             others = _other_labels(labels)
             keep = {stable, *others.values()}
             dropped = sorted(set(self._policy_versions()) - keep)
@@ -375,7 +378,10 @@ def _consistency_warnings(status: RolloutStatus) -> list[str]:
     warnings = []
     for label, version in status.labels.items():
         served = status.served_labels.get(label)
-        if served != version:
+        if isinstance(served, str):
+            warnings.append(f"label {label} (version {version}): metadata call failed: "
+                            f"{served}")
+        elif served != version:
             warnings.append(f"models.config labels {label} -> {version} but the server "
                             f"answers {served} (reload pending or refused?)")
     if status.rollout.canary_version != status.canary_version:
