@@ -58,19 +58,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     analyze.add_argument("--auto", action="store_true",
                          help="promote when every check passes, else roll back")
     analyze.add_argument("--json", action="store_true", help="print the report as JSON")
-    analyze.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    analyze.add_argument("--batch-size", type=int, default=defaults.batch_size,
+                         help="slices per Predict request (default %(default)s)")
     analyze.add_argument("--max-slices", type=int, default=None,
                          help="stop after this many slices (default: all)")
-    analyze.add_argument("--max-auc-drop", type=float, default=limits.max_auc_drop)
-    analyze.add_argument("--max-error-rate", type=float, default=limits.max_error_rate)
+    analyze.add_argument("--max-auc-drop", type=float, default=limits.max_auc_drop,
+                         help="stable minus canary study AUC (default %(default)s)")
+    analyze.add_argument("--max-error-rate", type=float, default=limits.max_error_rate,
+                         help="canary's share of slices without a usable answer, NaN "
+                              "included (default %(default)s)")
     analyze.add_argument("--max-p99-latency-ratio", type=float,
-                         default=limits.max_p99_latency_ratio)
-    analyze.add_argument("--latency-slack-ms", type=float, default=limits.latency_slack_ms)
-    analyze.add_argument("--min-agreement", type=float, default=limits.min_agreement)
+                         default=limits.max_p99_latency_ratio,
+                         help="canary p99 / stable p99 (default %(default)s)")
+    analyze.add_argument("--latency-slack-ms", type=float, default=limits.latency_slack_ms,
+                         help="p99 difference always tolerated (default %(default)s ms)")
+    analyze.add_argument("--min-agreement", type=float, default=limits.min_agreement,
+                         help="share of slices whose call agrees with stable "
+                              "(default %(default)s)")
     analyze.add_argument("--decision-threshold", type=float,
                          default=limits.decision_threshold,
-                         help="a slice is called positive when p > this (default 0.5)")
-
+                         help="a slice is called positive when p > this (default %(default)s)")
 
 def run(args: argparse.Namespace) -> int:
     from serving.client import ModelClient, ServerError

@@ -17,6 +17,7 @@ non-finite probability, the request is answered by `stable` and counted in `stat
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -27,8 +28,9 @@ import numpy as np
 
 from components.features import hash_uid
 from serving.client import ModelClient, PredictResult, ServerError
-from serving.rollout_state import read_model_state, state_path_for
+from serving.rollout_state import RolloutStateError, read_model_state, state_path_for
 
+LOG = logging.getLogger(__name__)
 STABLE, CANARY = "stable", "canary"
 
 
@@ -79,10 +81,14 @@ class _RolloutStateWatcher:
             signature = None
         with self._lock:
             if signature != self._signature:
-                managed = signature is not None
-                state = read_model_state(self.path, self.model_name)
-                self._value = (state.weight if state.active else 0.0, state.salt, managed)
                 self._signature = signature
+                try:
+                    state = read_model_state(self.path, self.model_name)
+                except RolloutStateError as error:  # keep routing as before: never fail a
+                    LOG.error("%s; keeping weight %.2f", error, self._value[0])  # caller
+                    return self._value
+                self._value = (state.weight if state.active else 0.0, state.salt,
+                               signature is not None)
             return self._value
 
 

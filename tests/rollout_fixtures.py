@@ -142,7 +142,7 @@ class RoutedLoop(threading.Thread):
     fixed label); records (study key, routed label, answering version) and every failure."""
 
     def __init__(self, address: str, config: Path, *, label: str | None = None,
-                 study_keys: int = 400):
+                 study_keys: int = 1000):
         super().__init__(daemon=True)
         self.client = ModelClient(address, retries=0, timeout_s=10)
         self.router = CanaryRouter.from_rollout_state(self.client, config)

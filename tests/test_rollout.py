@@ -16,7 +16,8 @@ from serving.rollout_analysis import AnalysisReport, AnalysisThresholds, decide
 from serving.rollout_data import (DataSummary, EvalDataError, read_tfrecords,
                                   slices_from_tfrecords, tfrecord_files)
 from serving.rollout_flow import run_canary_demo
-from serving.rollout_state import read_model_state, state_path_for
+from serving.rollout_state import (ModelRollout, RolloutStateError, read_model_state,
+                                   state_path_for, write_states)
 from serving.traffic import CanaryRouter, routing_point, study_key_for_paths
 from serving_fixtures import (IMAGE_SIZE, MODEL_NAME, brain_like_frames, random_images,
                               running_server, write_mr_dicom)
@@ -49,8 +50,15 @@ def test_router_split_is_weighted_sticky_and_only_grows(tmp_path):
     points = np.array([routing_point(key, "s") for key in keys])
     assert points.min() >= 0.0 and points.max() < 1.0
     # no rollout state file: not rollout-managed, requests name no label at all
-    assert CanaryRouter.from_rollout_state(client, tmp_path / "models.config").stable_label \
-        is None
+    followed = CanaryRouter.from_rollout_state(client, tmp_path / "models.config")
+    assert followed.stable_label is None and followed.weight == 0.0
+    state = ModelRollout(stable_version=1, canary_version=2, weight=0.25, salt="x")
+    write_states(state_path_for(tmp_path / "models.config"), {MODEL_NAME: state})
+    assert (followed.stable_label, followed.weight) == ("stable", 0.25)  # re-read on change
+    state_path_for(tmp_path / "models.config").write_text("{ half a file")
+    assert followed.weight == 0.25  # a broken state file never fails a caller
+    with pytest.raises(RolloutStateError, match="models.config.rollout.json: not JSON"):
+        read_model_state(state_path_for(tmp_path / "models.config"), MODEL_NAME)
     client.close()
 
 
@@ -130,13 +138,14 @@ def test_canary_split_then_promote_with_zero_failed_requests(tmp_path, model_sou
         assert "canary     version 2 at weight 0.20" in out
         assert served_entry(config) == ((1, 2), {"stable": 1, "canary": 2})
         started = len(loop.answers)
-        wait_until(lambda: sum(label == "canary" for _, label, _ in loop.answers[started:]) >= 40,
+        wait_until(lambda: sum(label == "canary" for _, label, _ in loop.answers[started:]) >= 60,
                    timeout_s=60, what="canary answers")
         after = loop.answers[started:]
         assert all(version == {"stable": 1, "canary": 2}[label] for _, label, version in after)
         share = sum(label == "canary" for _, label, _ in after) / len(after)
         expected = sum(loop.router.label_for(k) == "canary" for k in loop.keys) / len(loop.keys)
-        assert abs(expected - 0.2) < 0.07 and abs(share - expected) < 0.1, (share, expected)
+        # 1000 keys: sd 0.013 of the keys' share; ~300 answers: sd ~0.025 of the answers'
+        assert abs(expected - 0.2) < 0.07 and abs(share - expected) < 0.12, (share, expected)
         by_study: dict[str, set[int]] = {}
         for key, _, version in after:
             by_study.setdefault(key, set()).add(version)
