@@ -1,0 +1,57 @@
+"""SavedModel export with the two signatures the rest of the system relies on.
+
+* `serving_default`: `image` uint8 [None, S, S, 1] -> `probability`, `logit` float32 [None].
+  What the gRPC client sends: the preprocessed uint8 tensor, nothing else.
+* `serving_examples`: `examples` string [None] (serialized tf.Example) -> the same outputs.
+  What TFMA's Evaluator feeds. Only `image` is parsed, so examples without a label (or any
+  other feature) are accepted; the image bytes go through the Trainer's own decoder, which
+  also checks their length.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+import tf_keras as keras
+
+from components import features
+from components.trainer.data import decode_image
+
+SERVING_DEFAULT = "serving_default"
+SERVING_EXAMPLES = "serving_examples"
+IMAGE_INPUT = "image"
+EXAMPLES_INPUT = "examples"
+PROBABILITY = "probability"
+LOGIT = "logit"
+
+
+def _outputs(logit: tf.Tensor) -> dict[str, tf.Tensor]:
+    """[N, 1] logits -> the signature outputs, both float32 [N]."""
+    logit = tf.reshape(tf.cast(logit, tf.float32), [-1])
+    return {PROBABILITY: tf.sigmoid(logit), LOGIT: logit}
+
+
+def make_signatures(model: keras.Model, image_size: int) -> dict[str, tf.types.experimental.ConcreteFunction]:
+    """Concrete functions for both serving signatures, closing over `model`."""
+
+    @tf.function(input_signature=[
+        tf.TensorSpec([None, image_size, image_size, 1], tf.uint8, name=IMAGE_INPUT)])
+    def serve_images(image: tf.Tensor) -> dict[str, tf.Tensor]:
+        return _outputs(model(image, training=False))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
+    def serve_examples(examples: tf.Tensor) -> dict[str, tf.Tensor]:
+        parsed = tf.io.parse_example(
+            examples, {features.IMAGE: tf.io.FixedLenFeature([], tf.string)})
+        image = decode_image(parsed[features.IMAGE], image_size)
+        return _outputs(model(image, training=False))
+
+    return {
+        SERVING_DEFAULT: serve_images.get_concrete_function(),
+        SERVING_EXAMPLES: serve_examples.get_concrete_function(),
+    }
+
+
+def export_serving_model(model: keras.Model, image_size: int, serving_model_dir: str) -> str:
+    """Writes the SavedModel (Keras metadata included) and returns its directory."""
+    model.save(serving_model_dir, save_format="tf",
+               signatures=make_signatures(model, image_size))
+    return serving_model_dir
