@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from components import features
-from components.trainer import data, export
+from components.trainer import data
 from components.trainer.model import ModelConfig, build_model
 from components.trainer.synthetic_records import (blob_images, slice_example,
                                                   write_blob_dataset, write_gzip_tfrecord)
