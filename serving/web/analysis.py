@@ -1,0 +1,206 @@
+"""Uploaded files -> the model's tensors -> probabilities per slice and per study, for the page.
+
+The same steps as `serving.study.predict_paths` (the CLI client's): the served model's metadata
+gives the input size, `components.preprocessing.preprocess_path` makes each tensor, and one
+model version scores them all through the thin gRPC client. What this adds for people: the
+tensors themselves come back as PNG thumbnails (encoded from the exact uint8 array that was
+sent, so what you see is what the model saw), slices are grouped by their DICOM study (the
+study-level probability is the mean over its slices, as in training and evaluation), and every
+rejection carries a plain-words reason. Uploads live in memory only; the result holds the
+names the user gave, for the page, and `summary_for_log` gives the counts that may be logged.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image
+
+from components.preprocessing import PreprocessedSlice, Rejection, preprocess_path
+from serving.client import ServerError
+from serving.web import messages
+from serving.web.settings import WebSettings
+from serving.web.uploads import UploadedFile, UploadError
+
+if TYPE_CHECKING:
+    from serving.client import ModelClient
+
+LOG = logging.getLogger(__name__)
+NO_INSTANCE = 1 << 31  # sorts slices without an InstanceNumber after the numbered ones
+
+
+@dataclass(frozen=True)
+class KeptSlice:
+    name: str
+    frames_in_file: int
+    slice: PreprocessedSlice
+
+
+@dataclass(frozen=True)
+class RejectedItem:
+    name: str
+    frames_in_file: int
+    rejection: Rejection
+
+
+def analyze(client: "ModelClient", uploads: list[UploadedFile],
+            settings: WebSettings) -> dict:
+    """The JSON document the page renders (see static/app.js)."""
+    metadata = client.metadata(label=settings.label)
+    kept, rejected = preprocess_uploads(uploads, metadata.image_size, settings.max_slices)
+    kept.sort(key=slice_order)
+    version, probabilities, logits = metadata.model_version, [], None
+    if kept:
+        # the version that described the input size scores every slice (as predict_paths)
+        result = client.predict_tensors(np.stack([k.slice.image for k in kept]),
+                                        version=metadata.model_version)
+        version, probabilities, logits = (result.model_version,
+                                          [float(p) for p in result.probabilities],
+                                          result.logits)
+    slices = [slice_entry(k, probabilities[i], None if logits is None else float(logits[i]))
+              for i, k in enumerate(kept)]
+    studies = group_studies(kept, slices, settings.threshold)
+    return {
+        "model": {"name": metadata.model_name, "version": version,
+                  "labels": labels_answering(client, version, settings),
+                  "requested_label": settings.label, "image_size": metadata.image_size,
+                  "signature": metadata.signature_name},
+        "threshold": settings.threshold,
+        "files_received": len(uploads),
+        "studies": studies,
+        "rejections": [rejection_entry(r) for r in sorted(rejected, key=rejection_order)],
+        "notices": notices(studies, rejected, len(uploads)),
+        "disclaimer": messages.DISCLAIMER,
+    }
+
+
+def preprocess_uploads(uploads: list[UploadedFile], image_size: int, max_slices: int
+                       ) -> tuple[list[KeptSlice], list[RejectedItem]]:
+    kept: list[KeptSlice] = []
+    rejected: list[RejectedItem] = []
+    for upload in uploads:
+        outcomes = preprocess_upload(upload, image_size)
+        for outcome in outcomes:
+            if isinstance(outcome, Rejection):
+                rejected.append(RejectedItem(upload.name, len(outcomes), outcome))
+            else:
+                kept.append(KeptSlice(upload.name, len(outcomes), outcome))
+        if len(kept) > max_slices:
+            raise UploadError(f"The upload holds more than {max_slices} images to score. "
+                              "Upload one study at a time.", status=413)
+    return kept, rejected
+
+
+def preprocess_upload(upload: UploadedFile, image_size: int
+                      ) -> list[PreprocessedSlice | Rejection]:
+    """One file never takes the others down: a preprocessing bug becomes this file's
+    rejection, logged by exception type only (the file name may be a patient's)."""
+    try:
+        return preprocess_path(upload.data, image_size=image_size)
+    except Exception as error:  # noqa: BLE001 - one bad file must not fail the study
+        LOG.warning("preprocessing raised %s on an uploaded file; reported as decode_error",
+                    type(error).__name__)
+        return [Rejection("decode_error", f"unexpected {type(error).__name__} while reading "
+                                          "the file")]
+
+
+def slice_order(kept: KeptSlice) -> tuple:
+    """Study, then series, then instance number: the order a radiologist scrolls."""
+    item = kept.slice
+    instance = NO_INSTANCE if item.instance_number is None else item.instance_number
+    return (item.study_uid is None, item.study_uid or "", item.series_uid or "", instance,
+            kept.name, item.frame_index)
+
+
+def slice_entry(kept: KeptSlice, probability: float, logit: float | None) -> dict:
+    item = kept.slice
+    return {"name": kept.name, "frame_index": item.frame_index,
+            "frames_in_file": kept.frames_in_file, "instance_number": item.instance_number,
+            "orientation": item.orientation, "rows": item.rows, "cols": item.cols,
+            "probability": probability, "logit": logit,
+            "thumbnail": png_data_url(item.image)}
+
+
+def png_data_url(image: np.ndarray) -> str:
+    """Lossless PNG of the uint8 [S, S, 1] tensor exactly as it went to the model."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image[:, :, 0])).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def group_studies(kept: list[KeptSlice], slices: list[dict], threshold: float) -> list[dict]:
+    """One group per DICOM study (raw UIDs stay here: titles are 'Study 1', ...), plus one for
+    JPEG/PNG images, which carry no study."""
+    groups: dict[str | None, list[int]] = {}
+    for index, item in enumerate(kept):
+        groups.setdefault(item.slice.study_uid, []).append(index)
+    dicom_count = sum(uid is not None for uid in groups)
+    studies = []
+    for number, (study_uid, indices) in enumerate(groups.items(), start=1):
+        members = [slices[i] for i in indices]
+        probability = float(np.mean([s["probability"] for s in members]))
+        title = ("JPEG/PNG images" if study_uid is None
+                 else "Study" if dicom_count == 1 else f"Study {number}")
+        studies.append({
+            "title": title, "kind": "images" if study_uid is None else "dicom",
+            "probability": probability, "above_threshold": probability > threshold,
+            "slice_count": len(members),
+            "file_count": len({s["name"] for s in members}),
+            "series_count": len({kept[i].slice.series_uid for i in indices}),
+            "slices": members})
+    return studies
+
+
+def rejection_order(item: RejectedItem) -> tuple:
+    """Grouped by reason, so the page can show each reason once for all its files."""
+    frame = -1 if item.rejection.frame_index is None else item.rejection.frame_index
+    return (item.rejection.reason, item.name, frame)
+
+
+def rejection_entry(item: RejectedItem) -> dict:
+    rejection = item.rejection
+    return {"name": item.name, "frame_index": rejection.frame_index,
+            "frames_in_file": item.frames_in_file,
+            "reason": rejection.reason, "message": messages.plain_reason(rejection.reason),
+            "detail": rejection.detail}
+
+
+def notices(studies: list[dict], rejected: list[RejectedItem], file_count: int) -> list[str]:
+    found = []
+    if not studies:
+        found.append(messages.nothing_scored_notice(file_count))
+        if rejected and all(r.rejection.reason == "non_axial" for r in rejected):
+            found.append(messages.ONLY_NON_AXIAL_NOTICE)
+    dicom_studies = sum(study["kind"] == "dicom" for study in studies)
+    if dicom_studies > 1:
+        found.append(messages.several_studies_notice(dicom_studies))
+    if any(study["kind"] == "images" for study in studies):
+        found.append(messages.IMAGES_NOTICE)
+    return found
+
+
+def labels_answering(client: "ModelClient", version: int, settings: WebSettings) -> list[str]:
+    """The version labels (of those we know) that point at the version that answered."""
+    labels = []
+    for label in settings.known_labels:
+        try:
+            if client.metadata(label=label).model_version == version:
+                labels.append(label)
+        except ServerError:  # label not configured on this server
+            continue
+    return labels
+
+
+def summary_for_log(result: dict, seconds: float) -> str:
+    """Counts and codes only: no names, no UIDs, no probabilities tied to a person."""
+    reasons = Counter(r["reason"] for r in result["rejections"])
+    slices = sum(study["slice_count"] for study in result["studies"])
+    return (f"predict: {result['files_received']} files, {slices} slices scored in "
+            f"{len(result['studies'])} group(s), {len(result['rejections'])} rejected "
+            f"{dict(sorted(reasons.items()))}, model {result['model']['name']} version "
+            f"{result['model']['version']}, {seconds:.2f} s")

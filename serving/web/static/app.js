@@ -1,0 +1,253 @@
+// The page: choose files, POST them as FormData to /api/predict, render the JSON answer.
+// Every text that comes from the upload (file names) is set with textContent, never as HTML.
+"use strict";
+
+const state = { files: [], limits: null, threshold: null };
+const $ = (id) => document.getElementById(id);
+
+function el(tag, props = {}, children = []) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (key === "text") node.textContent = value;
+    else if (key === "dataset") Object.assign(node.dataset, value);
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) if (child) node.append(child);
+  return node;
+}
+
+// Same rounding as the server's messages (serving/web/uploads.py: megabytes).
+function megabytes(bytes) {
+  if (bytes < 1e5) return `${Math.max(1, Math.round(bytes / 1e3))} kB`;
+  return (bytes / 1e6).toFixed(1).replace(/\.0$/, "") + " MB";
+}
+
+// "study/series/MR.0001.dcm" -> the file's own name, and the folders it came from.
+function fileName(name, suffix = "") {
+  const cut = name.lastIndexOf("/");
+  const base = name.slice(cut + 1) + suffix;
+  const folder = cut < 0 ? "" : name.slice(0, cut + 1);
+  // the end of the path tells series apart; the full path is in the tooltip
+  const shown = folder.length > 34 ? "…" + folder.slice(-33) : folder;
+  return [el("span", { class: "file-name", text: base, title: name }),
+    folder ? el("span", { class: "file-folder", text: "in " + shown, title: name }) : null];
+}
+
+function showError(message) {
+  $("error").textContent = message;
+  $("error").hidden = false;
+}
+
+function clearOutput() {
+  $("error").hidden = true;
+  $("result").hidden = true;
+  $("status").hidden = true;
+}
+
+function describeModel(model, requestedLabel) {
+  const labels = (model.labels || []).map((label) => `"${label}"`).join(", ");
+  const which = requestedLabel ? `version label "${requestedLabel}"`
+    : "the server's default version; " + (labels ? `label ${labels}` : "no version label");
+  return `${model.name} version ${model.version} (${which})`;
+}
+
+async function loadInfo() {
+  try {
+    const response = await fetch("/api/info");
+    const info = await response.json();
+    state.limits = info.limits;
+    state.threshold = info.threshold;
+    $("limits").textContent = `Up to ${megabytes(info.limits.max_upload_bytes)} and ` +
+      `${info.limits.max_files} files per upload. Files are processed in memory and discarded ` +
+      "when the answer is sent; nothing is stored, and file names are never logged.";
+    if (info.model) {
+      $("model-line").textContent = "Model server connected: " + describeModel(info.model,
+        info.requested_label) + ".";
+    } else {
+      $("model-line").textContent = info.error || "The model server does not answer.";
+      $("model-line").classList.add("warn");
+    }
+  } catch (error) {
+    $("model-line").textContent = "Could not reach this page's server: " + error.message;
+    $("model-line").classList.add("warn");
+  }
+}
+
+function chooseFiles(fileList) {
+  state.files = Array.from(fileList);
+  const total = state.files.reduce((sum, file) => sum + file.size, 0);
+  $("chosen").textContent = state.files.length === 0 ? "No file chosen."
+    : state.files.length === 1 ? `${state.files[0].name} (${megabytes(total)})`
+      : `${state.files.length} files (${megabytes(total)})`;
+  $("analyse").disabled = state.files.length === 0;
+  $("clear").hidden = state.files.length === 0;
+  clearOutput();
+}
+
+async function analyse(event) {
+  event.preventDefault();
+  clearOutput();
+  $("analyse").disabled = true;
+  document.body.dataset.state = "busy";
+  try {
+    await upload();
+  } finally {
+    $("status").hidden = true;
+    $("analyse").disabled = state.files.length === 0;
+    document.body.dataset.state = "done";
+  }
+}
+
+async function upload() {
+  const total = state.files.reduce((sum, file) => sum + file.size, 0);
+  if (state.limits && total > state.limits.max_upload_bytes) {
+    showError(`The upload is ${megabytes(total)}; the limit is ` +
+      `${megabytes(state.limits.max_upload_bytes)} per upload. Upload one study at a time ` +
+      "(a zip of the study folder is smaller). Nothing was sent.");
+    return;
+  }
+  const form = new FormData();
+  for (const file of state.files) form.append("files", file, file.webkitRelativePath || file.name);
+  $("status").textContent = `Uploading and analysing ${state.files.length} file(s), ` +
+    `${megabytes(total)}…`;
+  $("status").hidden = false;
+  try {
+    const response = await fetch("/api/predict", { method: "POST", body: form });
+    const answer = await response.json().catch(() => ({
+      error: `The page's server answered HTTP ${response.status} without an explanation.` }));
+    if (!response.ok || answer.error) showError(answer.error);
+    else renderResult(answer);
+  } catch (error) {
+    showError("The upload did not reach the page's server (" + error.message + "). Check the " +
+      "connection and try again.");
+  }
+}
+
+function renderResult(answer) {
+  $("answered-by").textContent = "Answered by " + describeModel(answer.model,
+    answer.model.requested_label) + ` · input ${answer.model.image_size}×` +
+    `${answer.model.image_size} pixels · ${answer.files_received} file(s) received`;
+  $("notices").replaceChildren(...answer.notices.map((text) => el("li", { text })));
+  $("studies").replaceChildren(...answer.studies.map((study) => renderStudy(study, answer)));
+  renderRejections(answer.rejections);
+  $("result").hidden = false;
+}
+
+function renderStudy(study, answer) {
+  const threshold = answer.threshold.toFixed(2);
+  const side = study.above_threshold ? "Above"
+    : study.probability === answer.threshold ? "At" : "Below";
+  const source = study.kind === "dicom"
+    ? `${study.file_count} file(s), ${study.series_count} axial series` : `${study.file_count} image(s)`;
+  const summary = `Mean of the ${study.slice_count} slice probabilities below (${source}). ` +
+    `${side} the decision threshold of ${threshold} used in evaluation, where a probability ` +
+    `above ${threshold} counts as MS-like.`;
+  const label = study.kind === "dicom" ? "Study-level probability" : "Mean probability";
+  return el("article", {
+    class: "card study", dataset: {
+      kind: study.kind, probability: String(study.probability),
+      aboveThreshold: String(study.above_threshold) } }, [
+    el("h2", { text: study.title }),
+    el("div", { class: "headline" }, [
+      el("div", { class: "big-number" }, [
+        el("span", { class: "big-label", text: label }),
+        el("span", { class: "study-probability", text: study.probability.toFixed(3) }),
+      ]),
+      probabilityBar(study.probability, answer.threshold),
+    ]),
+    el("p", { class: "study-summary", text: summary }),
+    el("p", { class: "not-diagnosis", text: "Research output, not a diagnosis." }),
+    el("h3", { text: `Images the model received (${answer.model.image_size}×` +
+      `${answer.model.image_size}, exactly as sent), with each slice's probability` }),
+    el("div", { class: "grid" }, study.slices.map(renderSlice)),
+  ]);
+}
+
+function probabilityBar(probability, threshold) {
+  const bar = el("div", { class: "bar", role: "img",
+    "aria-label": `probability ${probability.toFixed(3)}, threshold ${threshold}` });
+  const fill = el("div", { class: "bar-fill" });
+  fill.style.width = `${(probability * 100).toFixed(1)}%`;
+  const mark = el("div", { class: "bar-threshold", title: `threshold ${threshold}` });
+  mark.style.left = `${(threshold * 100).toFixed(1)}%`;
+  const scale = el("div", { class: "bar-scale" }, [
+    el("span", { text: "0" }), el("span", { text: `threshold ${threshold.toFixed(2)}` }),
+    el("span", { text: "1" })]);
+  scale.children[1].style.left = `${(threshold * 100).toFixed(1)}%`;
+  bar.append(fill, mark);
+  return el("div", { class: "bar-wrap" }, [bar, scale]);
+}
+
+function frameSuffix(item) {
+  return item.frames_in_file > 1 && item.frame_index !== null
+    ? ` (frame ${item.frame_index + 1})` : "";
+}
+
+function sliceCaption(slice) {
+  return slice.name + frameSuffix(slice);
+}
+
+function renderSlice(slice) {
+  const image = el("img", { class: "thumbnail", src: slice.thumbnail, alt: sliceCaption(slice) });
+  const figure = el("figure", { class: "slice", tabindex: "0", dataset: {
+    name: slice.name, frame: String(slice.frame_index),
+    probability: String(slice.probability) } }, [
+    image,
+    el("figcaption", {}, [
+      el("span", { class: "slice-probability", text: slice.probability.toFixed(3) }),
+      ...fileName(slice.name, frameSuffix(slice)),
+    ]),
+  ]);
+  const open = () => openViewer(slice);
+  figure.addEventListener("click", open);
+  figure.addEventListener("keydown", (event) => { if (event.key === "Enter") open(); });
+  return figure;
+}
+
+function openViewer(slice) {
+  $("viewer-image").src = slice.thumbnail;
+  $("viewer-caption").textContent = `${sliceCaption(slice)}: probability ` +
+    `${slice.probability.toFixed(3)} (original ${slice.rows}×${slice.cols}, ` +
+    `${slice.orientation})`;
+  $("viewer").showModal();
+}
+
+// One row per file or frame; the plain reason once per group of rows that share it.
+function renderRejections(rejections) {
+  $("rejections").hidden = rejections.length === 0;
+  $("rejections-title").textContent = `Files set aside (${rejections.length})`;
+  $("rejection-rows").replaceChildren(...rejections.map((item, index) => {
+    const cells = [];
+    if (index === 0 || rejections[index - 1].reason !== item.reason) {
+      const count = rejections.filter((other) => other.reason === item.reason).length;
+      cells.push(el("td", { class: "rejection-message", rowspan: String(count),
+        text: item.message }));
+    }
+    cells.push(el("td", { class: "rejection-name" }, fileName(item.name, frameSuffix(item))));
+    cells.push(el("td", { class: "rejection-detail", text: `${item.reason}: ${item.detail}` }));
+    return el("tr", { class: "rejection", dataset: { reason: item.reason, name: item.name } },
+      cells);
+  }));
+}
+
+function setUp() {
+  $("files").addEventListener("change", (event) => chooseFiles(event.target.files));
+  $("folder").addEventListener("change", (event) => chooseFiles(event.target.files));
+  $("clear").addEventListener("click", () => {
+    $("upload-form").reset();
+    chooseFiles([]);
+  });
+  $("upload-form").addEventListener("submit", analyse);
+  const zone = $("drop-zone");
+  zone.addEventListener("dragover", (event) => { event.preventDefault(); zone.classList.add("over"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    zone.classList.remove("over");
+    chooseFiles(event.dataTransfer.files);
+  });
+  document.body.dataset.state = "ready";
+  loadInfo();
+}
+
+document.addEventListener("DOMContentLoaded", setUp);
