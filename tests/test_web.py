@@ -7,7 +7,6 @@ model is a test SavedModel at the full 512x512 input size.
 """
 from __future__ import annotations
 
-import base64
 import http.client
 import io
 import json
@@ -16,8 +15,6 @@ import re
 import signal
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -32,11 +29,14 @@ from serving.client import ModelClient
 from serving.model_config import build_model_config, model_entry, write_model_config
 from serving.web.app import start_web
 from serving_fixtures import MODEL_NAME, free_port, running_server, save_version
+from web_fixtures import (decode_thumbnail, files_of_kind, get_json, page_state, post_files,
+                          study_folder, upload_in_page, wait_for_versions, zip_folders)
 
 IMAGE_SIZE = 512
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
 PATIENT_LIKE_NAME = "Doe^Jane_MRN-4711-XYZ.dcm"
+HOSTILE_NAME = "<img src=x onerror=\"document.title='owned'\">notes.txt"  # shown as text
 
 
 # ---------------------------------------------------------------------- fixtures
@@ -69,27 +69,6 @@ def dataset(tmp_path_factory):
     return manifest
 
 
-def study_folder(manifest, index: int = 0) -> Path:
-    study_uid = sorted(manifest.studies)[index]
-    record = manifest.studies[study_uid]
-    return manifest.out_dir / record.scanner / study_uid
-
-
-def files_of_kind(manifest, study: Path, kind: str) -> list[Path]:
-    paths = [manifest.out_dir / r.path for r in manifest.files if r.kind == kind]
-    return sorted(p for p in paths if study in p.parents)
-
-
-def zip_folders(target: Path, *folders: Path) -> Path:
-    """A zip as a user makes it: the study folder itself at the top, its files below."""
-    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
-        for folder in folders:
-            for path in sorted(folder.rglob("*")):
-                if path.is_file():
-                    archive.write(path, path.relative_to(folder.parent).as_posix())
-    return target
-
-
 @pytest.fixture(scope="module")
 def chrome():
     try:
@@ -99,54 +78,6 @@ def chrome():
         pytest.skip(f"no headless browser: {reason}")
     yield browser
     browser.quit()
-
-
-# ---------------------------------------------------------------------- page helpers
-def upload_in_page(chrome: Browser, web, paths: list[Path]) -> None:
-    chrome.get(web.url)
-    chrome.wait_for("return document.body.dataset.state === 'ready' && "
-                    "!document.getElementById('model-line').textContent.startsWith('Connecting')")
-    chrome.find("#files").send_keys("\n".join(str(p) for p in paths))
-    chrome.find("#analyse").click()
-    chrome.wait_for("return document.body.dataset.state === 'done';", timeout_s=60)
-    chrome.wait_for("return [...document.images].every(image => image.complete);")
-
-
-PAGE_STATE = """
-const shown = (id) => !document.getElementById(id).hidden;
-return {
-  error: shown('error') ? document.getElementById('error').textContent : null,
-  result: shown('result'),
-  answered_by: document.getElementById('answered-by').textContent,
-  notices: [...document.querySelectorAll('#notices li')].map(li => li.textContent),
-  studies: [...document.querySelectorAll('article.study')].map(study => ({
-    kind: study.dataset.kind,
-    probability: Number(study.dataset.probability),
-    shown: study.querySelector('.study-probability').textContent,
-    text: study.textContent,
-    slices: [...study.querySelectorAll('figure.slice')].map(figure => ({
-      name: figure.dataset.name, frame: Number(figure.dataset.frame),
-      probability: Number(figure.dataset.probability),
-      shown: figure.querySelector('.slice-probability').textContent,
-      thumbnail: figure.querySelector('img.thumbnail').src,
-      loaded: figure.querySelector('img.thumbnail').naturalWidth})),
-  })),
-  rejections: [...document.querySelectorAll('tr.rejection')].map(row => ({
-    name: row.dataset.name, reason: row.dataset.reason})),
-  reasons_shown: [...document.querySelectorAll('.rejection-message')].map(td => td.textContent),
-  page: document.body.innerText,
-};
-"""
-
-
-def page_state(chrome: Browser) -> dict:
-    return chrome.execute(PAGE_STATE)
-
-
-def decode_thumbnail(data_url: str) -> np.ndarray:
-    header, payload = data_url.split(",", 1)
-    assert header == "data:image/png;base64"
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(payload))))
 
 
 def sent_tensor(path: Path, frame_index: int) -> np.ndarray:
@@ -194,6 +125,9 @@ def test_study_zip_shows_what_the_client_library_answers(chrome, web, client, da
     assert "Answered by ms_mri version 1 (the server's default version" in state["answered_by"]
     assert "Research tool, not a diagnosis" in state["page"]
     assert "Not an axial slice" in state["page"]
+    chrome.find("figure.slice").click()  # a thumbnail opens at the size the model saw
+    assert chrome.wait_for("const viewer = document.getElementById('viewer'); return "
+                           "viewer.open && viewer.querySelector('img').naturalWidth;") == 512
 
 
 def test_loose_dicom_files_and_a_png_in_one_upload(chrome, web, client, dataset, tmp_path):
@@ -222,7 +156,7 @@ def test_loose_dicom_files_and_a_png_in_one_upload(chrome, web, client, dataset,
 def bad_inputs(dataset, folder: Path) -> dict[str, tuple[list[Path], str]]:
     """name -> (files to upload, text the page must show)."""
     study = study_folder(dataset)
-    text_file = folder / "notes.txt"
+    text_file = folder / HOSTILE_NAME
     text_file.write_text("Patient complains of numbness. Not an image.")
     axial = files_of_kind(dataset, study, "axial")[0]
     truncated = folder / "MR.cut.dcm"
@@ -263,40 +197,16 @@ def test_bad_upload_gets_a_readable_message(case, chrome, web, dataset, tmp_path
     if state["error"] is None:  # content problems: listed per file, nothing scored
         assert state["studies"] == [] and state["rejections"]
         assert any("gave an image the model can score" in n for n in state["notices"])
+    if case == "not_dicom":  # names are text on the page, never markup
+        assert [r["name"] for r in state["rejections"]] == [HOSTILE_NAME]
+        assert chrome.execute("return document.querySelectorAll('main img').length === 0 && "
+                              "document.title !== 'owned';")
     if case == "zip_with_dotdot":
         chrome.screenshot(ARTIFACTS / "web-bad-zip.png")
     assert get_json(web.url + "healthz")[0] == 200  # still up
 
 
 # ---------------------------------------------------------------------- HTTP-level tests
-def get_json(url: str) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(url, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
-
-def multipart(files: list[tuple[str, bytes]]) -> tuple[bytes, str]:
-    boundary = "----mspipe-test-boundary-7d1f"
-    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="files"; '
-             f'filename="{name}"\r\nContent-Type: application/octet-stream\r\n\r\n'.encode()
-             + data + b"\r\n" for name, data in files]
-    return b"".join(parts) + f"--{boundary}--\r\n".encode(), \
-        f"multipart/form-data; boundary={boundary}"
-
-
-def post_files(url: str, files: list[tuple[str, bytes]]) -> tuple[int, dict]:
-    body, content_type = multipart(files)
-    request = urllib.request.Request(url + "api/predict", data=body, method="POST",
-                                     headers={"Content-Type": content_type})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
-
 def test_server_refuses_a_200_mb_body_itself_and_stays_up(web):
     """The page checks sizes before sending; the server must not rely on that."""
     host, port = web.url.split("//")[1].rstrip("/").split(":")
@@ -402,3 +312,31 @@ def test_cli_serves_without_tensorflow_and_logs_no_file_names(served, dataset):
     assert "predict: 2 files, 1 slices scored" in err
     for secret in ("Doe", "Jane", "4711", "Mustermann", "notes.txt", "2.25."):
         assert secret not in out + err
+
+
+def test_the_answer_names_the_version_and_label_that_answered(tmp_path, dataset):
+    """stable -> 1, canary -> 2: the page says which version answered and which labels point
+    at it, and scores with exactly that version."""
+    base = tmp_path / MODEL_NAME
+    save_version(base, 1)
+    save_version(base, 2)
+    config = tmp_path / "models.config"
+    write_model_config(config, build_model_config([model_entry(
+        MODEL_NAME, base, versions=[1, 2], labels={"stable": 1, "canary": 2})]))
+    axial = files_of_kind(dataset, study_folder(dataset), "axial")[0]
+    # as TF Serving at startup, labels may name versions that are still loading
+    with running_server(config, allow_version_labels_for_unavailable_models=True,
+                        poll_seconds=0.2) as server, \
+            ModelClient(server.address) as labelled_client:
+        wait_for_versions(labelled_client, {1, 2})
+        # no label: the server's default, the latest available version, which canary names
+        for label, version, labels in (("stable", 1, ["stable"]), ("canary", 2, ["canary"]),
+                                       (None, 2, ["canary"])):
+            with start_web(server.address, port=0, label=label) as handle:
+                status, answer = post_files(handle.url, [("a.dcm", axial.read_bytes())])
+            assert status == 200
+            assert (answer["model"]["version"], answer["model"]["labels"],
+                    answer["model"]["requested_label"]) == (version, labels, label)
+            expected = labelled_client.predict_paths([str(axial)], label=label)
+            assert answer["studies"][0]["slices"][0]["probability"] == \
+                expected.slices[0].probability

@@ -138,7 +138,8 @@ function renderStudy(study, answer) {
   const side = study.above_threshold ? "Above"
     : study.probability === answer.threshold ? "At" : "Below";
   const source = study.kind === "dicom"
-    ? `${study.file_count} file(s), ${study.series_count} axial series` : `${study.file_count} image(s)`;
+    ? `${study.file_count} file(s), ${study.series_count} axial series`
+    : `${study.file_count} image(s)`;
   const summary = `Mean of the ${study.slice_count} slice probabilities below (${source}). ` +
     `${side} the decision threshold of ${threshold} used in evaluation, where a probability ` +
     `above ${threshold} counts as MS-like.`;
@@ -239,7 +240,10 @@ function setUp() {
   });
   $("upload-form").addEventListener("submit", analyse);
   const zone = $("drop-zone");
-  zone.addEventListener("dragover", (event) => { event.preventDefault(); zone.classList.add("over"); });
+  zone.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    zone.classList.add("over");
+  });
   zone.addEventListener("dragleave", () => zone.classList.remove("over"));
   zone.addEventListener("drop", (event) => {
     event.preventDefault();
