@@ -112,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     from serving.model_config import build_model_config, model_entry, write_model_config
     from serving.rollout_flow import run_canary_demo
 
+    sys.stdout.reconfigure(line_buffering=True)  # steps appear as they happen, even when piped
     total = 6 if args.no_web else 7
     out = Path(args.out).resolve()
     if out.exists():

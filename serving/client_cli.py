@@ -25,15 +25,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-ca", metavar="FILE",
                         help="PEM CA bundle: connect with TLS, verifying the server")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    parser.add_argument("--model-config", metavar="PATH",
+                        help="models.config managed by `mspipe rollout`: without --label or "
+                             "--version, each study goes to stable or canary by the rollout's "
+                             "weight (sticky per study)")
 
 
 def run(args: argparse.Namespace) -> int:
     from serving.client import ModelClient, ServerError
 
+    routed = args.model_config and args.label is None and args.version is None
     try:
         with ModelClient(args.server, args.model, timeout_s=args.timeout,
                          tls_ca=args.tls_ca) as client:
-            report = client.predict_paths(args.paths, label=args.label, version=args.version)
+            if routed:
+                reports = _predict_routed(client, args.paths, args.model_config)
+            else:
+                reports = [client.predict_paths(args.paths, label=args.label, version=args.version)]
     except ServerError as error:
         print(f"error: model server {args.server}: {error}", file=sys.stderr)
         return 1
@@ -41,11 +49,26 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {error.filename or ''}: {error.strerror}", file=sys.stderr)
         return 1
     if args.json:
-        json.dump(report.to_dict(), sys.stdout, indent=2)
+        documents = [report.to_dict() for report in reports]
+        json.dump(documents if routed else documents[0], sys.stdout, indent=2)
         print()
     else:
-        print_report(report)
-    return 0 if report.slices else 2
+        for report in reports:
+            print_report(report)
+    return 0 if any(report.slices for report in reports) else 2
+
+
+def _predict_routed(client, paths: list[str], model_config: str) -> list:
+    """One request group per study (each folder; loose files together), routed stable/canary."""
+    import os
+
+    from serving.traffic import CanaryRouter
+
+    router = CanaryRouter.from_rollout_state(client, model_config)
+    folders = [path for path in paths if os.path.isdir(path)]
+    files = [path for path in paths if not os.path.isdir(path)]
+    groups = [[folder] for folder in folders] + ([files] if files else [])
+    return [router.predict_paths(group).prediction for group in groups]
 
 
 def print_report(report) -> None:

@@ -25,3 +25,12 @@ def retrained_pipeline(trained_pipeline):
     from pipeline_fixtures import retrain
 
     return retrain(trained_pipeline, seed=trained_pipeline.config.seed + 1)
+
+
+@pytest.fixture
+def model_source(tmp_path):
+    """Contract SavedModels published as versions (see rollout_fixtures.ModelSource)."""
+    from rollout_fixtures import MODEL_NAME, ModelSource
+
+    (tmp_path / "staging").mkdir()
+    return ModelSource(tmp_path / MODEL_NAME, tmp_path / "staging")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rollout_fixtures import (FAST, ModelSource, RoutedLoop, common, initial_config, mspipe,
+from rollout_fixtures import (FAST, RoutedLoop, common, initial_config, mspipe,
                               served_entry, wait_until, write_eval_tfrecords)
 from serving.client import ModelClient
 from serving.rollout import RolloutController, RolloutError, RolloutSettings
@@ -25,13 +25,6 @@ from serving_fixtures import (IMAGE_SIZE, MODEL_NAME, brain_like_frames, random_
 # Two busy shared cores make the p99 of a few dozen requests noise; the latency rule itself
 # is checked exactly in test_decide_reports_each_check_with_value_and_threshold.
 LENIENT_LATENCY = ["--max-p99-latency-ratio", "10", "--latency-slack-ms", "200"]
-
-
-@pytest.fixture
-def model_source(tmp_path) -> ModelSource:
-    """The model versions under test (see rollout_fixtures.ModelSource)."""
-    (tmp_path / "staging").mkdir()
-    return ModelSource(tmp_path / MODEL_NAME, tmp_path / "staging")
 
 
 # ------------------------------------------------------------------ pure parts
