@@ -10,6 +10,7 @@ import datetime
 import html
 import math
 import os
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -55,8 +56,8 @@ CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:980px;margin:2em auto;
 padding:0 1em;color:#222;line-height:1.45}
 h1{margin-bottom:.2em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.8em}
-table{border-collapse:collapse;margin:.6em 0} th,td{border:1px solid #ccc;padding:.3em .7em;
-text-align:right} th:first-child,td:first-child{text-align:left} th{background:#f3f3f3}
+table{border-collapse:collapse;margin:.8em 0} th,td{border:1px solid #ccc;padding:.3em .7em;
+text-align:left} td.num{text-align:right} th{background:#f3f3f3}
 .verdict{padding:.8em 1.2em;border-radius:6px;font-size:1.15em;margin:1em 0}
 .ok{background:#e3f4e1;border:1px solid #7bbf73} .bad{background:#fbe3e1;border:1px solid #d9827a}
 .pass{color:#2b7a2b;font-weight:600} .fail{color:#b3261e;font-weight:600}
@@ -71,9 +72,16 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
+NUMERIC_CELL = re.compile(r"^[-+]?(\d[\d.,]*( / \d+)?|n/a)$")
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Cells are trusted HTML (callers escape); numbers are right-aligned, text left."""
+    def cell(content: str) -> str:
+        return f"<td class='num'>{content}</td>" if NUMERIC_CELL.match(content) else \
+            f"<td>{content}</td>"
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+    body = "".join("<tr>" + "".join(cell(c) for c in row) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
@@ -220,6 +228,8 @@ def _blessing_section(summary: TfmaSummary) -> str:
             row += [_fmt(summary.overall(name, model="baseline"), digits),
                     _fmt(summary.overall(name, diff=True), digits)]
         rows.append(row)
+    parts.append("<p>All metrics TFMA computed on the whole eval split (per-scanner values are "
+                 "in the Evaluator's output):</p>")
     header = ["TFMA metric (whole eval split)", "candidate"]
     if summary.has_baseline:
         header += ["last blessed", "difference"]

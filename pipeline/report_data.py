@@ -212,10 +212,10 @@ def _threshold_rule(threshold) -> tuple[str, str]:
     sign = ">=" if threshold.direction == config_pb2.MetricDirection.HIGHER_IS_BETTER else "<="
     parts = []
     if threshold.HasField("absolute"):
-        parts.append(f"candidate - last blessed {sign} {threshold.absolute.value:+.3f}")
+        parts.append(f"candidate - last blessed {sign} {threshold.absolute.value + 0.0:.3f}")
     if threshold.HasField("relative"):
         parts.append(f"(candidate - last blessed) / last blessed {sign} "
-                     f"{threshold.relative.value:+.3f}")
+                     f"{threshold.relative.value + 0.0:.3f}")
     return "change", " and ".join(parts) or "any change"
 
 

@@ -84,7 +84,7 @@ def test_rejected_model_report_says_why_and_that_nothing_was_pushed(pipeline_out
     assert os.path.basename(path) == "index.html"
     assert "NOT BLESSED" in text and "Not pushed: not blessed" in text
     # The failing check: study AUC 0.8333 vs the last blessed model's 1.0.
-    assert re.search(r"Failed check: AUC per study: needs candidate - last blessed >= \+0\.000, "
+    assert re.search(r"Failed check: AUC per study: needs candidate - last blessed >= 0\.000, "
                      r"was -0\.1667", text)
     assert re.search(r"AUC per study absolute bound >= 0\.800 0\.8333 pass", text)
     assert re.search(r"AUC per study 0\.8333 1\.0000 -0\.1667", text)

@@ -171,8 +171,8 @@ def test_build_eval_config_rejects_impossible_bounds():
 def test_eval_config_has_the_contract_model_spec_and_metrics():
     config = build_eval_config()
     (spec,) = config.model_specs
-    assert (spec.signature_name, spec.label_key, spec.prediction_key, spec.is_baseline) == (
-        "serving_examples", "label", "probability", False)
+    assert (spec.signature_name, spec.label_key, spec.prediction_key, spec.is_baseline,
+            spec.model_type) == ("serving_examples", "label", "probability", False, "tf_generic")
     names = {m.class_name for m in config.metrics_specs[0].metrics}
     assert {"ExampleCount", "AUC", "BinaryAccuracy", "Precision", "Recall", "CalibrationPlot",
             "ConfusionMatrixPlot", "Calibration", "StudyAUC"} <= names

@@ -9,6 +9,9 @@ One unnamed ModelSpec on purpose: when the pipeline hands the Evaluator a baseli
 (LatestBlessedModelStrategy), TFX's `update_eval_config_with_defaults(has_baseline=True)`
 copies it into "candidate" + "baseline" (is_baseline). On the first run there is no
 baseline and TFX drops the change threshold (rubber stamp); the absolute bound still holds.
+
+model_type is pinned to TF_GENERIC: TFMA then always calls the named signature of the
+SavedModel (the contract), instead of guessing "Keras" when tf.keras happens to load it.
 """
 from __future__ import annotations
 
@@ -75,7 +78,7 @@ def build_eval_config(*, min_study_auc: float = 0.8, max_auc_drop: float = 0.0,
     ]
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(signature_name=signature_name, label_key=features.LABEL,
-                                    prediction_key=PREDICTION_KEY)],
+                                    prediction_key=PREDICTION_KEY, model_type=tfma.TF_GENERIC)],
         slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[features.SCANNER])],
         metrics_specs=[tfma.MetricsSpec(metrics=metrics)],
     )
