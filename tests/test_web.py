@@ -25,8 +25,11 @@ from PIL import Image
 from browser import Browser, BrowserUnavailable, ensure_chromium
 from components.preprocessing import PreprocessedSlice, preprocess_path
 from components.synthetic import generate_dataset
+from rollout_fixtures import FAST, common, initial_config
+from rollout_fixtures import mspipe as rollout
 from serving.client import ModelClient
 from serving.model_config import build_model_config, model_entry, write_model_config
+from serving.traffic import CanaryRouter, study_key_for_paths
 from serving.web.app import start_web
 from serving_fixtures import MODEL_NAME, free_port, running_server, save_version
 from web_fixtures import (decode_thumbnail, files_of_kind, get_json, page_state, post_files,
@@ -122,7 +125,9 @@ def test_study_zip_shows_what_the_client_library_answers(chrome, web, client, da
     assert {(r["name"], r["reason"]) for r in state["rejections"]} == {
         (relative(r.path), r.reason) for r in expected.rejections}
     assert "threshold 0.50" in shown_study["text"]
-    assert "Answered by ms_mri version 1 (the server's default version" in state["answered_by"]
+    assert shown_study["answered_by"] == ("Answered by ms_mri version 1 (the server's default "
+                                          "version; no version label).")
+    assert "Model ms_mri · input 512×512 pixels · 12 file(s) received." == state["answered_by"]
     assert "Research tool, not a diagnosis" in state["page"]
     assert "Not an axial slice" in state["page"]
     chrome.find("figure.slice").click()  # a thumbnail opens at the size the model saw
@@ -335,8 +340,42 @@ def test_the_answer_names_the_version_and_label_that_answered(tmp_path, dataset)
             with start_web(server.address, port=0, label=label) as handle:
                 status, answer = post_files(handle.url, [("a.dcm", axial.read_bytes())])
             assert status == 200
-            assert (answer["model"]["version"], answer["model"]["labels"],
-                    answer["model"]["requested_label"]) == (version, labels, label)
+            answered_by = answer["studies"][0]["answered_by"]
+            assert (answered_by["version"], answered_by["labels"], answered_by["routed_to"],
+                    answer["model"]["requested_label"]) == (version, labels, None, label)
             expected = labelled_client.predict_paths([str(axial)], label=label)
             assert answer["studies"][0]["slices"][0]["probability"] == \
                 expected.slices[0].probability
+
+
+def test_during_a_canary_rollout_each_study_goes_where_mspipe_predict_sends_it(
+        tmp_path, model_source, dataset):
+    model_source.good(1)
+    model_source.good(2, logit_shift=0.3)
+    config = initial_config(tmp_path, model_source)
+    folders = [study_folder(dataset, 0), study_folder(dataset, 1)]
+    upload = [("both.zip", zip_folders(tmp_path / "both.zip", *folders).read_bytes())]
+
+    def answered(web) -> list[tuple[int, str | None]]:
+        status, answer = post_files(web.url, upload)
+        assert status == 200
+        return [(s["answered_by"]["version"], s["answered_by"]["routed_to"])
+                for s in answer["studies"]]
+
+    with running_server(config, **FAST) as server, \
+            start_web(server.address, port=0, model_config=str(config)) as web, \
+            ModelClient(server.address) as cli_client:
+        assert answered(web) == [(1, None), (1, None)]  # not rollout-managed yet
+        code, _, err = rollout("start", *common(server, config), "--version", "2",
+                               "--weight", "1")
+        assert code == 0, err
+        assert answered(web) == [(2, "canary"), (2, "canary")]
+        assert get_json(web.url + "api/info")[1]["model"]["routing"] == {"weight": 1.0}
+        code, _, err = rollout("weight", *common(server, config), "0.5")
+        assert code == 0, err
+        cli_router = CanaryRouter.from_rollout_state(cli_client, config)
+        expected = [cli_router.label_for(study_key_for_paths([str(f)])) for f in folders]
+        assert [label for _, label in answered(web)] == expected
+        code, _, err = rollout("weight", *common(server, config), "0")
+        assert code == 0, err
+        assert answered(web) == [(1, "stable"), (1, "stable")]

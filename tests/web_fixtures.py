@@ -60,6 +60,7 @@ return {
     kind: study.dataset.kind,
     probability: Number(study.dataset.probability),
     shown: study.querySelector('.study-probability').textContent,
+    answered_by: study.querySelector('.study-answered-by').textContent,
     text: study.textContent,
     slices: [...study.querySelectorAll('figure.slice')].map(figure => ({
       name: figure.dataset.name, frame: Number(figure.dataset.frame),

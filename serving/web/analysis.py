@@ -2,7 +2,8 @@
 
 The same steps as `serving.study.predict_paths` (the CLI client's): the served model's metadata
 gives the input size, `components.preprocessing.preprocess_path` makes each tensor, and one
-model version scores them all through the thin gRPC client. What this adds for people: the
+model version scores each study through the thin gRPC client (serving/web/scoring.py: the
+server's default, a label, or the canary rollout's choice). What this adds for people: the
 tensors themselves come back as PNG thumbnails (encoded from the exact uint8 array that was
 sent, so what you see is what the model saw), slices are grouped by their DICOM study (the
 study-level probability is the mean over its slices, as in training and evaluation), and every
@@ -16,19 +17,16 @@ import io
 import logging
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from components.preprocessing import PreprocessedSlice, Rejection, preprocess_path
-from serving.client import ServerError
+from serving.client import PredictResult
 from serving.web import messages
+from serving.web.scoring import Scorer
 from serving.web.settings import WebSettings
 from serving.web.uploads import UploadedFile, UploadError
-
-if TYPE_CHECKING:
-    from serving.client import ModelClient
 
 LOG = logging.getLogger(__name__)
 NO_INSTANCE = 1 << 31  # sorts slices without an InstanceNumber after the numbered ones
@@ -48,28 +46,25 @@ class RejectedItem:
     rejection: Rejection
 
 
-def analyze(client: "ModelClient", uploads: list[UploadedFile],
-            settings: WebSettings) -> dict:
+def analyze(scorer: Scorer, uploads: list[UploadedFile], settings: WebSettings) -> dict:
     """The JSON document the page renders (see static/app.js)."""
-    metadata = client.metadata(label=settings.label)
+    metadata = scorer.metadata()
     kept, rejected = preprocess_uploads(uploads, metadata.image_size, settings.max_slices)
     kept.sort(key=slice_order)
-    version, probabilities, logits = metadata.model_version, [], None
-    if kept:
-        # the version that described the input size scores every slice (as predict_paths)
-        result = client.predict_tensors(np.stack([k.slice.image for k in kept]),
-                                        version=metadata.model_version)
-        version, probabilities, logits = (result.model_version,
-                                          [float(p) for p in result.probabilities],
-                                          result.logits)
-    slices = [slice_entry(k, probabilities[i], None if logits is None else float(logits[i]))
-              for i, k in enumerate(kept)]
-    studies = group_studies(kept, slices, settings.threshold)
+    groups = group_by_study(kept)
+    dicom_count = sum(study_uid is not None for study_uid, _ in groups)
+    studies = []
+    for number, (study_uid, members) in enumerate(groups, start=1):
+        answer = scorer.score(np.stack([k.slice.image for k in members]), study_uid, metadata)
+        title = ("JPEG/PNG images" if study_uid is None
+                 else "Study" if dicom_count == 1 else f"Study {number}")
+        studies.append(study_entry(title, study_uid is None, members, answer.result,
+                                   scorer.answered_by(answer), settings.threshold))
     return {
-        "model": {"name": metadata.model_name, "version": version,
-                  "labels": labels_answering(client, version, settings),
-                  "requested_label": settings.label, "image_size": metadata.image_size,
-                  "signature": metadata.signature_name},
+        "model": {"name": metadata.model_name, "version": metadata.model_version,
+                  "labels": scorer.labels_answering(metadata.model_version),
+                  "requested_label": settings.label, "routing": scorer.routing(),
+                  "image_size": metadata.image_size, "signature": metadata.signature_name},
         "threshold": settings.threshold,
         "files_received": len(uploads),
         "studies": studies,
@@ -133,27 +128,30 @@ def png_data_url(image: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def group_studies(kept: list[KeptSlice], slices: list[dict], threshold: float) -> list[dict]:
-    """One group per DICOM study (raw UIDs stay here: titles are 'Study 1', ...), plus one for
-    JPEG/PNG images, which carry no study."""
-    groups: dict[str | None, list[int]] = {}
-    for index, item in enumerate(kept):
-        groups.setdefault(item.slice.study_uid, []).append(index)
-    dicom_count = sum(uid is not None for uid in groups)
-    studies = []
-    for number, (study_uid, indices) in enumerate(groups.items(), start=1):
-        members = [slices[i] for i in indices]
-        probability = float(np.mean([s["probability"] for s in members]))
-        title = ("JPEG/PNG images" if study_uid is None
-                 else "Study" if dicom_count == 1 else f"Study {number}")
-        studies.append({
-            "title": title, "kind": "images" if study_uid is None else "dicom",
-            "probability": probability, "above_threshold": probability > threshold,
-            "slice_count": len(members),
-            "file_count": len({s["name"] for s in members}),
-            "series_count": len({kept[i].slice.series_uid for i in indices}),
-            "slices": members})
-    return studies
+def group_by_study(kept: list[KeptSlice]) -> list[tuple[str | None, list[KeptSlice]]]:
+    """One group per DICOM study, plus one (key None) for JPEG/PNG images, which carry no
+    study. Raw UIDs stay on the server: the page titles studies 'Study 1', ..."""
+    groups: dict[str | None, list[KeptSlice]] = {}
+    for item in kept:
+        groups.setdefault(item.slice.study_uid, []).append(item)
+    return list(groups.items())
+
+
+def study_entry(title: str, images_only: bool, members: list[KeptSlice],
+                result: PredictResult, answered_by: dict, threshold: float) -> dict:
+    """Study-level probability = mean over its slices, as in training and evaluation."""
+    logits = result.logits
+    slices = [slice_entry(item, float(result.probabilities[i]),
+                          None if logits is None else float(logits[i]))
+              for i, item in enumerate(members)]
+    probability = float(np.mean([s["probability"] for s in slices]))
+    return {
+        "title": title, "kind": "images" if images_only else "dicom",
+        "probability": probability, "above_threshold": probability > threshold,
+        "answered_by": answered_by, "slice_count": len(slices),
+        "file_count": len({item.name for item in members}),
+        "series_count": len({item.slice.series_uid for item in members}),
+        "slices": slices}
 
 
 def rejection_order(item: RejectedItem) -> tuple:
@@ -184,23 +182,16 @@ def notices(studies: list[dict], rejected: list[RejectedItem], file_count: int) 
     return found
 
 
-def labels_answering(client: "ModelClient", version: int, settings: WebSettings) -> list[str]:
-    """The version labels (of those we know) that point at the version that answered."""
-    labels = []
-    for label in settings.known_labels:
-        try:
-            if client.metadata(label=label).model_version == version:
-                labels.append(label)
-        except ServerError:  # label not configured on this server
-            continue
-    return labels
-
-
 def summary_for_log(result: dict, seconds: float) -> str:
     """Counts and codes only: no names, no UIDs, no probabilities tied to a person."""
     reasons = Counter(r["reason"] for r in result["rejections"])
     slices = sum(study["slice_count"] for study in result["studies"])
+    answers = Counter((study["answered_by"]["version"], study["answered_by"]["routed_to"])
+                      for study in result["studies"])
+    versions = ", ".join(f"version {version}" + (f" ({label})" if label else "")
+                         + (f" x{count}" if count > 1 else "")
+                         for (version, label), count in sorted(answers.items(), key=str))
     return (f"predict: {result['files_received']} files, {slices} slices scored in "
             f"{len(result['studies'])} group(s), {len(result['rejections'])} rejected "
-            f"{dict(sorted(reasons.items()))}, model {result['model']['name']} version "
-            f"{result['model']['version']}, {seconds:.2f} s")
+            f"{dict(sorted(reasons.items()))}, model {result['model']['name']} "
+            f"{versions or 'not called'}, {seconds:.2f} s")

@@ -31,8 +31,9 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from serving.client import ModelClient, ServerError
-from serving.web.analysis import analyze, labels_answering, summary_for_log
+from serving.web.analysis import analyze, summary_for_log
 from serving.web.messages import DISCLAIMER
+from serving.web.scoring import Scorer
 from serving.web.settings import MB, WebSettings
 from serving.web.uploads import UploadError, expand_uploads, too_large_message
 
@@ -61,7 +62,7 @@ class WebApp:
 
     def __init__(self, settings: WebSettings, client: ModelClient):
         self.settings = settings
-        self.client = client
+        self.scorer = Scorer.for_settings(client, settings)
         self.slots = threading.BoundedSemaphore(settings.max_concurrent)
         self.static = load_static(STATIC_DIR)
         self.routes = Map([
@@ -124,7 +125,7 @@ class WebApp:
         started = time.monotonic()
         try:
             uploads = expand_uploads(read_files(request, self.settings), self.settings)
-            result = analyze(self.client, uploads, self.settings)
+            result = analyze(self.scorer, uploads, self.settings)
         except UploadError as error:  # the message may name the zip: shown, never logged
             LOG.info("predict: upload refused (HTTP %d)", error.status)
             return json_response({"error": str(error)}, error.status)
@@ -141,10 +142,10 @@ class WebApp:
         return json_response(result)
 
     def model_info(self) -> dict:
-        metadata = self.client.metadata(label=self.settings.label)
+        metadata = self.scorer.metadata()
         return {"name": metadata.model_name, "version": metadata.model_version,
-                "labels": labels_answering(self.client, metadata.model_version, self.settings),
-                "image_size": metadata.image_size}
+                "labels": self.scorer.labels_answering(metadata.model_version),
+                "routing": self.scorer.routing(), "image_size": metadata.image_size}
 
 
 def read_files(request: Request, settings: WebSettings) -> list[tuple[str, bytes]]:

@@ -26,6 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=DEFAULTS.model_name, help="model name (ms_mri)")
     parser.add_argument("--label", help="version label to ask for, e.g. stable (default: the "
                                         "server's default version)")
+    parser.add_argument("--model-config", metavar="PATH",
+                        help="models.config managed by `mspipe rollout`: without --label, each "
+                             "study goes to stable or canary by the rollout's weight (sticky "
+                             "per study), as `mspipe predict --model-config` does")
     parser.add_argument("--threshold", type=float, default=DEFAULTS.threshold,
                         help="decision threshold shown with the study probability (0.5)")
     parser.add_argument("--max-upload-mb", type=int, default=DEFAULTS.max_upload_bytes // MB,
@@ -48,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         handle = start_web(args.server, args.host, args.port, model_name=args.model,
-                           label=args.label, threshold=args.threshold,
+                           label=args.label, model_config=args.model_config,
+                           threshold=args.threshold,
                            max_upload_bytes=args.max_upload_mb * MB, tls_ca=args.tls_ca,
                            timeout_s=args.timeout)
     except (OSError, ValueError) as error:

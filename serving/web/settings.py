@@ -15,6 +15,7 @@ class WebSettings:
     port: int = 8080                   # 0 picks a free port
     model_name: str = "ms_mri"
     label: str | None = None           # version label to ask for; None: the server's default
+    model_config: str | None = None    # models.config of `mspipe rollout`: route by its canary
     known_labels: tuple[str, ...] = ("stable", "canary")  # probed to say which label answered
     threshold: float = 0.5             # the evaluation report's decision threshold (p > t)
     max_upload_bytes: int = 100 * MB   # one request: all files (or the zip) together

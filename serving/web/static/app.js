@@ -44,11 +44,25 @@ function clearOutput() {
   $("status").hidden = true;
 }
 
-function describeModel(model, requestedLabel) {
-  const labels = (model.labels || []).map((label) => `"${label}"`).join(", ");
-  const which = requestedLabel ? `version label "${requestedLabel}"`
-    : "the server's default version; " + (labels ? `label ${labels}` : "no version label");
-  return `${model.name} version ${model.version} (${which})`;
+function quoted(labels) {
+  return (labels || []).map((label) => `"${label}"`).join(", ");
+}
+
+// Which version, and why that one: a label asked for, the server's default, or the rollout.
+function describeVersion(name, version, labels, requestedLabel, routedTo, fellBack) {
+  let which;
+  if (fellBack) which = 'the canary rollout chose "canary", which failed; "stable" answered';
+  else if (routedTo) which = `label "${routedTo}", chosen by the canary rollout`;
+  else if (requestedLabel) which = `version label "${requestedLabel}"`;
+  else which = "the server's default version; " +
+    (labels && labels.length ? `label ${quoted(labels)}` : "no version label");
+  return `${name} version ${version} (${which})`;
+}
+
+function describeRouting(routing) {
+  if (!routing) return "";
+  return ` Canary rollout in progress: about ${Math.round(routing.weight * 100)}% of studies ` +
+    "are scored by the canary version.";
 }
 
 async function loadInfo() {
@@ -61,8 +75,10 @@ async function loadInfo() {
       `${info.limits.max_files} files per upload. Files are processed in memory and discarded ` +
       "when the answer is sent; nothing is stored, and file names are never logged.";
     if (info.model) {
-      $("model-line").textContent = "Model server connected: " + describeModel(info.model,
-        info.requested_label) + ".";
+      const model = info.model;
+      $("model-line").textContent = "Model server connected: " + describeVersion(model.name,
+        model.version, model.labels, info.requested_label, null, false) + "." +
+        describeRouting(model.routing);
     } else {
       $("model-line").textContent = info.error || "The model server does not answer.";
       $("model-line").classList.add("warn");
@@ -124,9 +140,10 @@ async function upload() {
 }
 
 function renderResult(answer) {
-  $("answered-by").textContent = "Answered by " + describeModel(answer.model,
-    answer.model.requested_label) + ` · input ${answer.model.image_size}×` +
-    `${answer.model.image_size} pixels · ${answer.files_received} file(s) received`;
+  const model = answer.model;
+  $("answered-by").textContent = `Model ${model.name} · input ${model.image_size}×` +
+    `${model.image_size} pixels · ${answer.files_received} file(s) received.` +
+    describeRouting(model.routing);
   $("notices").replaceChildren(...answer.notices.map((text) => el("li", { text })));
   $("studies").replaceChildren(...answer.studies.map((study) => renderStudy(study, answer)));
   renderRejections(answer.rejections);
@@ -144,6 +161,9 @@ function renderStudy(study, answer) {
     `${side} the decision threshold of ${threshold} used in evaluation, where a probability ` +
     `above ${threshold} counts as MS-like.`;
   const label = study.kind === "dicom" ? "Study-level probability" : "Mean probability";
+  const by = study.answered_by;
+  const answeredBy = "Answered by " + describeVersion(answer.model.name, by.version, by.labels,
+    answer.model.requested_label, by.routed_to, by.fell_back) + ".";
   return el("article", {
     class: "card study", dataset: {
       kind: study.kind, probability: String(study.probability),
@@ -157,6 +177,7 @@ function renderStudy(study, answer) {
       probabilityBar(study.probability, answer.threshold),
     ]),
     el("p", { class: "study-summary", text: summary }),
+    el("p", { class: "study-answered-by", text: answeredBy }),
     el("p", { class: "not-diagnosis", text: "Research output, not a diagnosis." }),
     el("h3", { text: `Images the model received (${answer.model.image_size}×` +
       `${answer.model.image_size}, exactly as sent), with each slice's probability` }),
