@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import os
+import time
 from collections import Counter
 
 import numpy as np
@@ -45,7 +46,7 @@ def served(full_size_run, tmp_path_factory):
     config_path = tmp_path_factory.mktemp("serving") / "models.config"
     write_model_config(config_path, build_model_config(
         [model_entry("ms_mri", full_size_run.config.model_base_path)]))
-    with running_server(config_path) as server:
+    with running_server(config_path, poll_seconds=0.3) as server:
         client = ModelClient(server.address, "ms_mri")
         yield client
         client.close()
@@ -110,3 +111,69 @@ def test_folder_is_one_study_with_mean_probability(full_size_run, served):
     assert len(prediction.studies) == 1
     slice_probabilities = [s.probability for s in prediction.slices]
     assert prediction.studies[0].probability == pytest.approx(np.mean(slice_probabilities))
+
+
+def _request(images, **spec) -> "predict_pb2.PredictRequest":
+    from serving.protos import predict_pb2
+    from serving.tensor_codec import to_tensor_proto
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = spec.get("name", "ms_mri")
+    if "version" in spec:
+        request.model_spec.version.value = spec["version"]
+    if "label" in spec:
+        request.model_spec.version_label = spec["label"]
+    if images is not None:
+        request.inputs["image"].CopyFrom(to_tensor_proto(images))
+    return request
+
+
+def test_malformed_requests_on_the_pipeline_model_keep_the_server_up(served):
+    import grpc
+
+    from serving.protos import prediction_service_pb2_grpc
+
+    good = np.zeros((1, 512, 512, 1), np.uint8)
+    short = _request(good)
+    short.inputs["image"].tensor_content = short.inputs["image"].tensor_content[:-7]
+    invalid, not_found = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND
+    cases = [(_request(good.astype(np.float32)), invalid), (_request(good[:, :64, :64]), invalid),
+             (_request(None), invalid), (short, invalid), (_request(good, name="nope"), not_found),
+             (_request(good, version=99), not_found), (_request(good, label="nope"), invalid)]
+    with grpc.insecure_channel(served.target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        for request, code in cases:
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.Predict(request, timeout=30)
+            assert caught.value.code() == code, caught.value.details()
+            assert stub.Predict(_request(good), timeout=30).model_spec.version.value >= 1
+
+
+def test_new_pipeline_version_appears_while_a_client_loops(full_size_run, served):
+    import threading
+
+    from serving_fixtures import copy_version
+
+    images = np.stack([s.image for s, _ in client_slices(full_size_run)[:2]])
+    answers, failures, stop = [], [], threading.Event()
+
+    def loop():
+        with ModelClient(served.target, "ms_mri", retries=0) as client:
+            while not stop.is_set():
+                try:
+                    answers.append(client.predict_tensors(images).model_version)
+                except Exception as error:  # noqa: BLE001 -- every failure is the finding
+                    failures.append(repr(error))
+
+    worker = threading.Thread(target=loop)
+    worker.start()
+    try:
+        copy_version(full_size_run.summary.pushed_path, full_size_run.config.model_base_path, 2)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and (not answers or answers[-1] != 2):
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        worker.join()
+    assert failures == []
+    assert answers[0] == 1 and answers[-1] == 2
