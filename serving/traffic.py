@@ -173,14 +173,22 @@ def _paths_probabilities(prediction) -> np.ndarray:
     return np.asarray([s.probability for s in prediction.slices], dtype=np.float64)
 
 
+ROUTING_SALT = "canary-routing"
+
+
+def study_key_for_uid(study_uid: str, salt: str = "") -> str:
+    """The routing key of a DICOM study: a salted hash of its StudyInstanceUID, so the same
+    study routes alike however it reaches us (paths, an upload). Never the raw UID."""
+    return "uid:" + hash_uid(study_uid, salt or ROUTING_SALT)
+
+
 def study_key_for_paths(paths: Sequence[str], salt: str = "") -> str:
-    """The routing key of a study given as files/folders: a salted hash of the first DICOM
-    StudyInstanceUID found (so the same study routes alike however its files are passed),
-    else of the first path's absolute form. Never the raw UID or path."""
+    """The routing key of a study given as files/folders: study_key_for_uid of the first DICOM
+    StudyInstanceUID found, else a salted hash of the first path's absolute form."""
     uid = _first_study_uid(paths)
     if uid is not None:
-        return "uid:" + hash_uid(uid, salt or "canary-routing")
-    return "path:" + hash_uid(str(Path(paths[0]).resolve()), salt or "canary-routing")
+        return study_key_for_uid(uid, salt)
+    return "path:" + hash_uid(str(Path(paths[0]).resolve()), salt or ROUTING_SALT)
 
 
 def _first_study_uid(paths: Sequence[str]) -> str | None:

@@ -18,16 +18,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from components.features import hash_uid
 from serving.client import ModelMetadata, PredictResult, ServerError
+from serving.traffic import study_key_for_uid
 from serving.web.settings import WebSettings
 
 if TYPE_CHECKING:
     from serving.client import ModelClient
     from serving.traffic import CanaryRouter
-
-ROUTING_SALT = "canary-routing"  # serving.traffic.study_key_for_paths's default salt
-
 
 @dataclass(frozen=True)
 class Answer:
@@ -96,5 +93,5 @@ def routing_key(study_uid: str | None, images: np.ndarray) -> str:
     """serving.traffic's key for a DICOM study (salted hash of its StudyInstanceUID); JPEG/PNG
     uploads have no study, so their pixels are the key: the same images route alike."""
     if study_uid is not None:
-        return "uid:" + hash_uid(study_uid, ROUTING_SALT)
+        return study_key_for_uid(study_uid)
     return "image:" + hashlib.sha256(images.tobytes()).hexdigest()
