@@ -20,7 +20,7 @@ _HARMLESS = ("ArtifactQuery.property_predicate is not supported",
 _BEAM_WORKER_LOGGER = "apache_beam.runners.portability.local_job_service"
 
 _EVENTS = {"Component %s is running.": "running", "Component %s is finished.": "done",
-           "Skipping component %s.": "skipped"}
+           "Skipping component %s.": "skipped", "A cached execution %d is used.": "cached"}
 
 
 def _not_harmless(record: logging.LogRecord) -> bool:
@@ -32,22 +32,28 @@ class _ProgressHandler(logging.Handler):
     def __init__(self, total: int, stream: TextIO):
         super().__init__(logging.INFO)
         self.total, self.stream, self.done = total, stream, 0
+        self.cached = False
         self.started: dict[str, float] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
         event = _EVENTS.get(record.msg) if isinstance(record.msg, str) else None
         if event is None or not record.args:
             return
+        if event == "cached":  # the launcher's note about the component that is running
+            self.cached = True
+            return
         node_id = str(record.args[0])
         now = time.monotonic()
         if event == "running":
-            self.started[node_id] = now
+            self.started[node_id], self.cached = now, False
             line = f"[{self.done + 1}/{self.total}] {node_id} ..."
         else:
             self.done += 1
-            seconds = now - self.started.get(node_id, now)
-            line = f"[{self.done}/{self.total}] {node_id} {event}" + (
-                f" ({seconds:.1f} s)" if event == "done" else "")
+            if event == "done" and self.cached:
+                event = "done (cached: same inputs and settings as an earlier run)"
+            elif event == "done":
+                event = f"done ({now - self.started.get(node_id, now):.1f} s)"
+            line = f"[{self.done}/{self.total}] {node_id} {event}"
         print(line, file=self.stream, flush=True)
 
 

@@ -88,8 +88,13 @@ def test_progress_lines_name_each_component():
         absl_logging.set_verbosity(absl_logging.INFO)
         absl_logging.info("Component %s is finished.", "Trainer")
         absl_logging.info("Skipping component %s.", "Pusher")
+    with component_progress(total=1, stream=stream):
+        absl_logging.info("Component %s is running.", "StatisticsGen")
+        absl_logging.info("A cached execution %d is used.", 7)
+        absl_logging.info("Component %s is finished.", "StatisticsGen")
     lines = stream.getvalue().splitlines()
     assert lines[0] == "[1/2] Trainer ..."
-    assert lines[1].startswith("[1/2] Trainer done (")
+    assert lines[1].startswith("[1/2] Trainer done (") and lines[1].endswith(" s)")
     assert lines[2] == "[2/2] Pusher skipped"
+    assert lines[4].startswith("[1/1] StatisticsGen done (cached")
     assert logging.getLogger("absl").propagate
