@@ -19,10 +19,12 @@ from typing import Iterator
 
 from components.features import hash_uid
 
+DEMO_MIN_AGREEMENT = 0.75
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="demo_out", help="working folder, recreated (default: %(default)s)")
-    parser.add_argument("--studies", type=int, default=24, help="synthetic studies (default: %(default)s)")
+    parser.add_argument("--studies", type=int, default=16, help="synthetic studies (default: %(default)s)")
     parser.add_argument("--image-size", type=int, default=512,
                         help="model input size; 512 is production (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=8)
@@ -110,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     from pipeline.config import PipelineConfig
     from pipeline.local_runner import run_local
     from serving.model_config import build_model_config, model_entry, write_model_config
+    from serving.rollout_analysis import AnalysisThresholds
     from serving.rollout_flow import run_canary_demo
 
     sys.stdout.reconfigure(line_buffering=True)  # steps appear as they happen, even when piped
@@ -126,10 +129,12 @@ def run(args: argparse.Namespace) -> int:
     print(manifest.summary())
 
     _step(2, total, f"TFX pipeline at {args.image_size}x{args.image_size}")
+    # A few hundred slices: Beam in-process is faster than starting worker processes.
     config = PipelineConfig(data_dir=str(data_dir), labels_path=str(data_dir / "labels.csv"),
                             output_dir=str(out / "pipeline"), serving_dir=str(out / "serving"),
                             image_size=args.image_size, epochs=args.epochs,
-                            split_ratios=(("train", 0.6), ("eval", 0.4)))
+                            split_ratios=(("train", 0.6), ("eval", 0.4)),
+                            beam_args=("--direct_running_mode=in_memory",))
     summary = run_local(config)
     print_summary(summary, config)
     if summary.pushed_version is None:
@@ -157,8 +162,13 @@ def run(args: argparse.Namespace) -> int:
             print("version 2 was not blessed, so no canary starts; stable keeps serving.")
         else:
             eval_dir = os.path.join(summary_v2.examples_uri, "Split-eval")
+            # Two seeds of a model trained on ~60 slices disagree on more borderline slices than
+            # a production gate allows; the demo relaxes only that check, and says so.
+            thresholds = AnalysisThresholds(min_agreement=DEMO_MIN_AGREEMENT)
+            print(f"(demo setting: slice agreement with stable must be >= {DEMO_MIN_AGREEMENT}; "
+                  f"production default {AnalysisThresholds().min_agreement})")
             run_canary_demo(target, model_config, config.model_name, summary_v2.pushed_version,
-                            eval_dir)
+                            eval_dir, thresholds=thresholds)
 
         _step(6, total, "evaluation reports")
         print(f"first run : {summary.report_path}")
