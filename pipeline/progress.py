@@ -16,8 +16,10 @@ from absl import logging as absl_logging
 
 # Known-harmless warnings that would bury the progress lines on every run.
 _HARMLESS = ("ArtifactQuery.property_predicate is not supported",
-             "No semi_persistent_directory found", "Discarding unparseable args")
-_BEAM_WORKER_LOGGER = "apache_beam.runners.portability.local_job_service"
+             "No semi_persistent_directory found", "Discarding unparseable args",
+             "is deprecated and will be removed in a future version")
+# Libraries that log those through loggers of their own.
+_QUIETED_LOGGERS = ("apache_beam.runners.portability.local_job_service", "tensorflow")
 
 _EVENTS = {"Component %s is running.": "running", "Component %s is finished.": "done",
            "Skipping component %s.": "skipped", "A cached execution %d is used.": "cached"}
@@ -69,8 +71,8 @@ def component_progress(total: int, stream: TextIO = sys.stdout) -> Iterator[None
     warnings_only.setLevel(logging.WARNING)
     warnings_only.setFormatter(logging.Formatter("%(levelname)s:%(name)s:%(message)s"))
     warnings_only.addFilter(_not_harmless)
-    beam_workers = logging.getLogger(_BEAM_WORKER_LOGGER)
-    beam_workers.addFilter(_not_harmless)
+    for name in _QUIETED_LOGGERS:
+        logging.getLogger(name).addFilter(_not_harmless)
     absl_logging.set_verbosity(absl_logging.INFO)
     absl_logger.propagate = False  # keep INFO records away from the root logger's handlers
     absl_logger.addHandler(progress)
@@ -80,6 +82,7 @@ def component_progress(total: int, stream: TextIO = sys.stdout) -> Iterator[None
     finally:
         absl_logger.removeHandler(progress)
         absl_logger.removeHandler(warnings_only)
-        beam_workers.removeFilter(_not_harmless)
+        for name in _QUIETED_LOGGERS:
+            logging.getLogger(name).removeFilter(_not_harmless)
         absl_logging.set_verbosity(saved_verbosity)
         absl_logger.propagate = saved_propagate
