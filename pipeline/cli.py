@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import warnings
 
@@ -40,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     # google-cloud-aiplatform (pulled in by TFX's Vertex support) warns about Python 3.10 on
     # every import; those lines bury the messages users need to see.
     warnings.filterwarnings("ignore", category=FutureWarning)
+    # TensorFlow's C++ INFO/WARNING lines (CUDA probing, end-of-sequence notes) say nothing a
+    # user can act on; errors still show. An explicit setting in the environment wins.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(argv).parse_args(argv)
     return int(args._run(args) or 0)
