@@ -25,7 +25,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mspipe", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="mspipe", description="Multiple-sclerosis prediction from brain-MRI DICOM studies: "
+        "synthetic data, TFX pipeline, TF-Serving-compatible model server, client, canaries, web page.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     wanted = argv[0] if argv and not argv[0].startswith("-") else None
     for name, (module_name, help_text) in COMMANDS.items():
