@@ -19,7 +19,6 @@ from typing import Iterator
 
 from components.features import hash_uid
 
-DEMO_MIN_AGREEMENT = 0.75
 RETRAIN_EXTRA_EPOCHS = 4
 
 
@@ -113,7 +112,6 @@ def run(args: argparse.Namespace) -> int:
     from pipeline.config import PipelineConfig
     from pipeline.local_runner import run_local
     from serving.model_config import build_model_config, model_entry, write_model_config
-    from serving.rollout_analysis import AnalysisThresholds
     from serving.rollout_flow import run_canary_demo
 
     sys.stdout.reconfigure(line_buffering=True)  # steps appear as they happen, even when piped
@@ -163,13 +161,8 @@ def run(args: argparse.Namespace) -> int:
             print("version 2 was not blessed, so no canary starts; stable keeps serving.")
         else:
             eval_dir = os.path.join(summary_v2.examples_uri, "Split-eval")
-            # Two models trained on ~60 slices disagree on more borderline slices than a
-            # production gate allows; the demo relaxes only that check, and says so.
-            thresholds = AnalysisThresholds(min_agreement=DEMO_MIN_AGREEMENT)
-            print(f"(demo setting: slice agreement with stable must be >= {DEMO_MIN_AGREEMENT}; "
-                  f"production default {AnalysisThresholds().min_agreement})")
             run_canary_demo(target, model_config, config.model_name, summary_v2.pushed_version,
-                            eval_dir, thresholds=thresholds)
+                            eval_dir)
 
         _step(6, total, "evaluation reports")
         print(f"first run : {summary.report_path}")
