@@ -144,6 +144,20 @@ def test_beam_worker_module_does_not_import_tensorflow():
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO, timeout=120).returncode == 0
 
 
+def test_cache_fingerprint_sees_the_whole_tree_but_no_path(tmp_path):
+    from components.dicom_example_gen.driver import tree_fingerprint
+
+    series = tmp_path / "data" / "scanner_a" / "1.2.840.99" / "1.2.840.98"
+    series.mkdir(parents=True)
+    (series / "IM0001").write_bytes(b"x" * 10)
+    labels = _write_csv(tmp_path / "labels.csv", [["study_uid", "sclerosis"], ["1.2.840.99", 1]])
+    before = tree_fingerprint(str(tmp_path / "data"), str(labels))
+    (series / "IM0002").write_bytes(b"y" * 10)  # a new slice deep in a series folder
+    after = tree_fingerprint(str(tmp_path / "data"), str(labels))
+    assert before != after and "files:2,total_bytes:20" in after
+    assert "1.2.840" not in after and "scanner_a" not in after
+
+
 def test_scanner_name_never_takes_a_uid_folder():
     assert file_to_examples.scanner_name("ge_signa/1.2.3/4.5.6/IM0001") == "ge_signa"
     assert file_to_examples.scanner_name("1.2.3/4.5.6/IM0001") == "unknown"
