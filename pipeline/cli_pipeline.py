@@ -23,7 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--batch-size", type=int, default=16)
         p.add_argument("--seed", type=int, default=42)
         p.add_argument("--min-study-auc", type=float, default=0.8)
-        p.add_argument("--salt", default=None, help="salt for study/series hashes (keep it secret per site)")
+        p.add_argument("--salt", default=None, help="salt of the study/series hashes, secret per site: "
+                       "file:PATH or env:NAME keep it out of metadata and logs")
         p.add_argument("--beam-arg", action="append", default=None, dest="beam_args",
                        help="Beam pipeline argument, repeatable (e.g. --beam-arg=--runner=FlinkRunner)")
         p.add_argument("--no-cache", action="store_true", help="re-run components even if cached")

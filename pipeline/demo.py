@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from components.features import hash_uid
+from components.features import hash_uid, resolve_salt
 
 RETRAIN_EXTRA_EPOCHS = 4
 
@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     with model_server(model_config, port, out / "server.log") as target:
         print(f"serving {config.model_name} version {summary.pushed_version} (label stable) "
               f"at {target}; config {model_config}")
-        _predict_examples(target, manifest, data_dir, config.salt)
+        _predict_examples(target, manifest, data_dir, resolve_salt(config.salt))
 
         _step(4, total, f"retrain for {RETRAIN_EXTRA_EPOCHS} more epochs: a candidate version 2")
         retrained = dataclasses.replace(config, epochs=config.epochs + RETRAIN_EXTRA_EPOCHS)

@@ -19,6 +19,10 @@ SMALL_MODEL = dict(image_size=64, widths=(8, 16, 32), dense_units=32, dropout=0.
                    batch_size=16, epochs=12, learning_rate=2e-3)
 # In-process Beam: the tests' datasets are tiny, worker start-up would dominate.
 TEST_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+# The hashing salt as a deployment should give it: a reference, the secret in the environment.
+TEST_SALT_VARIABLE = "MSMRI_TEST_SALT"
+TEST_SALT_SECRET = "test-secret-salt-7f3a9c"
+os.environ.setdefault(TEST_SALT_VARIABLE, TEST_SALT_SECRET)
 
 
 @dataclasses.dataclass
@@ -37,7 +41,8 @@ def synthetic_config(root: Path, *, studies: int = 16, seed: int = 3, slices: in
     data_dir = root / "hospital"
     manifest = generate_dataset(data_dir, studies=studies, seed=seed, slices_per_series=slices)
     settings = dict(SMALL_MODEL, split_ratios=(("train", 0.5), ("eval", 0.5)),
-                    beam_args=TEST_BEAM_ARGS, min_study_auc=0.8)
+                    beam_args=TEST_BEAM_ARGS, min_study_auc=0.8,
+                    salt=f"env:{TEST_SALT_VARIABLE}")
     settings.update(overrides)
     config = PipelineConfig(data_dir=str(data_dir), labels_path=str(data_dir / "labels.csv"),
                             output_dir=str(root / "out"), **settings)

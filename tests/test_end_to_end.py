@@ -79,7 +79,7 @@ def client_slices(run) -> list[tuple[PreprocessedSlice, int]]:
 
 def test_client_sends_exactly_the_tensors_the_pipeline_stored(full_size_run, served):
     stored = stored_examples(full_size_run)
-    salt = full_size_run.config.salt
+    salt = features.resolve_salt(full_size_run.config.salt)
     slices = client_slices(full_size_run)
     assert len(slices) == len(stored) > 0
     images = np.stack([s.image for s, _ in slices])

@@ -74,9 +74,23 @@ def test_every_study_in_exactly_one_split(trained_pipeline):
             study = feature(example, features.STUDY_ID)
             assert split_of.setdefault(study, split) == split, "a study is in two splits"
     assert set(split_of.values()) == {"train", "eval"}
-    expected = {features.hash_uid(uid, trained_pipeline.config.salt)
+    expected = {features.hash_uid(uid, features.resolve_salt(trained_pipeline.config.salt))
                 for uid, record in trained_pipeline.manifest.studies.items() if record.axial_slices}
     assert {s.decode() for s in split_of} == expected
+
+
+def test_secret_salt_stays_out_of_metadata_and_artifacts(trained_pipeline):
+    from pipeline_fixtures import TEST_SALT_SECRET
+
+    assert trained_pipeline.config.salt.startswith("env:")
+    secret = TEST_SALT_SECRET.encode()
+    with open(trained_pipeline.config.metadata_path, "rb") as handle:
+        assert secret not in handle.read()
+    for path in glob.glob(os.path.join(trained_pipeline.config.pipeline_root, "**", "*"),
+                          recursive=True):
+        if os.path.isfile(path):
+            with open(path, "rb") as handle:
+                assert secret not in handle.read(), os.path.relpath(path, trained_pipeline.config.pipeline_root)
 
 
 def test_study_level_auc_on_held_out_split_is_high(trained_pipeline):

@@ -31,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--splits", default="train=0.8,eval=0.2",
                         help="split ratios counted in studies, e.g. train=0.7,eval=0.15,test=0.15")
     parser.add_argument("--salt", default=DEFAULT_SALT,
-                        help="key of the study/series/file hashes; set one per deployment")
+                        help="key of the study/series/file hashes, one per deployment; "
+                             "file:PATH or env:NAME keep it out of metadata and logs")
     parser.add_argument("--beam-arg", action="append", default=[], dest="beam_args",
                         metavar="ARG", help="a Beam pipeline argument, repeatable and passed "
                         "through unchanged, e.g. --beam-arg=--runner=FlinkRunner (default: "

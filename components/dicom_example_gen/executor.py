@@ -27,6 +27,7 @@ from tfx.utils import proto_utils
 from components.dicom_example_gen import file_to_examples as fte
 from components.dicom_example_gen import ledger, splits
 from components.dicom_example_gen.labels import read_labels
+from components.features import resolve_salt
 
 LABELS_PATH_KEY = "labels_path"
 IMAGE_SIZE_KEY = "image_size"
@@ -96,7 +97,7 @@ def make_plan(exec_properties: Dict[str, Any]) -> IngestPlan:
     """Validates inputs and decides the splits; raises ValueError naming what is wrong."""
     input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
     labels_path = exec_properties[LABELS_PATH_KEY]
-    salt = exec_properties[SALT_KEY]
+    salt = resolve_salt(exec_properties[SALT_KEY])
     output_config = example_gen_pb2.Output()
     proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY],
                               output_config)
