@@ -177,3 +177,32 @@ def test_new_pipeline_version_appears_while_a_client_loops(full_size_run, served
         worker.join()
     assert failures == []
     assert answers[0] == 1 and answers[-1] == 2
+
+
+def test_requests_built_as_tf_serving_documents_are_accepted(full_size_run, served):
+    """tf.make_tensor_proto of uint8 (serving_default) or float (serving_float) arrays, typed
+    float_val too; replies decode with tf.make_ndarray and agree with the client library."""
+    import grpc
+
+    from serving.protos import predict_pb2, prediction_service_pb2_grpc
+
+    images = np.stack([s.image for s, _ in client_slices(full_size_run)[:2]])
+    expected = served.predict_tensors(images).probabilities
+    requests = []
+    for signature, array in (("serving_default", images), ("serving_float", images.astype(np.float32))):
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name, request.model_spec.signature_name = "ms_mri", signature
+        request.inputs["image"].CopyFrom(tf.make_tensor_proto(array))
+        requests.append(request)
+    typed = predict_pb2.PredictRequest()
+    typed.CopyFrom(requests[1])
+    typed.inputs["image"].ClearField("tensor_content")
+    typed.inputs["image"].float_val.extend(images.reshape(-1).astype(np.float32).tolist())
+    requests.append(typed)
+    with grpc.insecure_channel(served.target, options=[
+            ("grpc.max_send_message_length", 64 << 20)]) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        for request in requests:
+            reply = stub.Predict(request, timeout=60)
+            np.testing.assert_allclose(tf.make_ndarray(reply.outputs["probability"]), expected,
+                                       rtol=1e-5, atol=1e-6)

@@ -109,14 +109,17 @@ def test_schedule_prefers_tfx_steps_then_config_steps_then_full_passes():
 
 def test_signatures_have_exact_names_dtypes_and_shapes(trained):
     _, loaded = trained
-    assert set(loaded.signatures) == {"serving_default", "serving_examples"}
+    assert set(loaded.signatures) == {"serving_default", "serving_float", "serving_examples"}
     default = loaded.signatures["serving_default"]
     assert default.structured_input_signature == ((), {"image": tf.TensorSpec(
         [None, IMAGE_SIZE, IMAGE_SIZE, 1], tf.uint8, name="image")})
+    floats = loaded.signatures["serving_float"]
+    assert floats.structured_input_signature == ((), {"image": tf.TensorSpec(
+        [None, IMAGE_SIZE, IMAGE_SIZE, 1], tf.float32, name="image")})
     examples = loaded.signatures["serving_examples"]
     assert examples.structured_input_signature == ((), {"examples": tf.TensorSpec(
         [None], tf.string, name="examples")})
-    for signature in (default, examples):
+    for signature in (default, floats, examples):
         assert signature.structured_outputs == {
             "probability": tf.TensorSpec([None], tf.float32, name="probability"),
             "logit": tf.TensorSpec([None], tf.float32, name="logit")}
@@ -130,6 +133,8 @@ def test_probability_is_sigmoid_of_logit_and_both_signatures_agree(trained):
     assert probability.shape == logit.shape == (6,)
     assert np.all((probability >= 0) & (probability <= 1))
     np.testing.assert_allclose(probability, 1 / (1 + np.exp(-logit)), rtol=1e-5, atol=1e-6)
+    by_float = loaded.signatures["serving_float"](image=tf.constant(images, tf.float32))
+    np.testing.assert_array_equal(by_float["probability"].numpy(), probability)
     for labelled in (labels, None):  # a full training example, and an image-only example
         by_example = loaded.signatures["serving_examples"](
             examples=serialized_examples(images, labelled))

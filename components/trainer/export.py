@@ -2,6 +2,9 @@
 
 * `serving_default`: `image` uint8 [None, S, S, 1] -> `probability`, `logit` float32 [None].
   What the gRPC client sends: the preprocessed uint8 tensor, nothing else.
+* `serving_float`: `image` float32 [None, S, S, 1] holding the same 0..255 intensities, for
+  clients that build requests as TF Serving's docs do (`tf.make_tensor_proto` of a float
+  array); rounded and clipped to uint8 in the graph, so it answers exactly as serving_default.
 * `serving_examples`: `examples` string [None] (serialized tf.Example) -> the same outputs.
   What TFMA's Evaluator feeds. Only `image` is parsed, so examples without a label (or any
   other feature) are accepted; the image bytes go through the Trainer's own decoder, which
@@ -17,6 +20,7 @@ from components.trainer.data import decode_image
 
 SERVING_DEFAULT = "serving_default"
 SERVING_EXAMPLES = "serving_examples"
+SERVING_FLOAT = "serving_float"
 IMAGE_INPUT = "image"
 EXAMPLES_INPUT = "examples"
 PROBABILITY = "probability"
@@ -37,6 +41,12 @@ def make_signatures(model: keras.Model, image_size: int) -> dict[str, tf.types.e
     def serve_images(image: tf.Tensor) -> dict[str, tf.Tensor]:
         return _outputs(model(image, training=False))
 
+    @tf.function(input_signature=[
+        tf.TensorSpec([None, image_size, image_size, 1], tf.float32, name=IMAGE_INPUT)])
+    def serve_float_images(image: tf.Tensor) -> dict[str, tf.Tensor]:
+        as_uint8 = tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+        return _outputs(model(as_uint8, training=False))
+
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
     def serve_examples(examples: tf.Tensor) -> dict[str, tf.Tensor]:
         parsed = tf.io.parse_example(
@@ -46,6 +56,7 @@ def make_signatures(model: keras.Model, image_size: int) -> dict[str, tf.types.e
 
     return {
         SERVING_DEFAULT: serve_images.get_concrete_function(),
+        SERVING_FLOAT: serve_float_images.get_concrete_function(),
         SERVING_EXAMPLES: serve_examples.get_concrete_function(),
     }
 
