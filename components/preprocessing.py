@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import BinaryIO, Union
 
 import numpy as np
+import pydicom
 from PIL import Image, ImageOps, UnidentifiedImageError
 from pydicom.dataset import Dataset
 
@@ -45,7 +46,7 @@ __all__ = [
     "IMAGE_FILE_ORIENTATION", "ORIENTATIONS", "REJECT_REASONS", "PreprocessSettings",
     "PreprocessedSlice", "RejectedInput", "Rejection", "Source", "classify_orientation",
     "is_dicom", "pixels_to_tensor", "preprocess_dicom", "preprocess_image_file",
-    "preprocess_path", "sniff_format",
+    "preprocess_path", "read_study_identity", "sniff_format",
 ]
 
 Source = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
@@ -133,6 +134,21 @@ def preprocess_path(source: Source, *, image_size: int = DEFAULT_IMAGE_SIZE,
             return [exc.rejection]
     return [Rejection("not_dicom", "neither a DICOM Part 10 file ('DICM' at byte 128) "
                       "nor a PNG or JPEG image")]
+
+
+def read_study_identity(source: Source) -> tuple[str | None, str | None] | None:
+    """(StudyInstanceUID, SeriesInstanceUID) from the header alone, normalised exactly as
+    PreprocessedSlice's, without decoding pixels; None when it is not a readable DICOM.
+    For deciding about a file (labelled? which canary route?) before paying for its pixels."""
+    data = read_source(source)
+    if not is_dicom(data):
+        return None
+    try:
+        dataset = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True,
+                                  specific_tags=["StudyInstanceUID", "SeriesInstanceUID"])
+    except Exception:  # noqa: BLE001 -- preprocessing will name the problem
+        return None
+    return optional_uid(dataset, "StudyInstanceUID"), optional_uid(dataset, "SeriesInstanceUID")
 
 
 def sniff_format(head: bytes) -> str | None:

@@ -192,18 +192,14 @@ def study_key_for_paths(paths: Sequence[str], salt: str = "") -> str:
 
 
 def _first_study_uid(paths: Sequence[str]) -> str | None:
-    from serving.study import expand_paths  # pydicom only when paths are routed
-
-    import pydicom
-    from pydicom.errors import InvalidDicomError
+    from components.preprocessing import read_study_identity  # pydicom only when routed
+    from serving.study import expand_paths
 
     for item in expand_paths(list(paths))[:64]:  # the first files suffice: one study
         try:
-            dataset = pydicom.dcmread(item.path, stop_before_pixels=True,
-                                      specific_tags=["StudyInstanceUID"])
-        except (InvalidDicomError, OSError, ValueError, TypeError, AttributeError):
+            identity = read_study_identity(item.path)
+        except OSError:
             continue
-        uid = str(getattr(dataset, "StudyInstanceUID", "") or "").strip()
-        if uid:
-            return uid
+        if identity is not None and identity[0]:
+            return identity[0]
     return None

@@ -7,7 +7,6 @@ tested and reused (bench/ingest.py's in-process baseline) without Beam.
 """
 from __future__ import annotations
 
-import io
 import logging
 import os
 import re
@@ -15,14 +14,14 @@ from dataclasses import dataclass, field
 from typing import Iterator, Mapping
 
 import apache_beam as beam
-import pydicom
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from components import features
 from components.dicom_example_gen import ledger
 from components.dicom_example_gen.example_codec import encode_example
-from components.preprocessing import PreprocessedSlice, Rejection, is_dicom, preprocess_dicom
+from components.preprocessing import (PreprocessedSlice, Rejection, preprocess_dicom,
+                                      read_study_identity)
 
 LEDGER_TAG = "ledger"
 COUNTS_TAG = "counts"
@@ -93,7 +92,7 @@ def file_outcome(relative_path: str, data: bytes, settings: IngestSettings) -> F
     """
     record = _RecordFactory(relative_path, settings.salt)
     outcome = FileOutcome()
-    identity = read_identity(data)
+    identity = read_study_identity(data)
     if identity is not None:
         record.identify(*identity)
         unusable = _study_problem(record, settings)
@@ -134,23 +133,6 @@ def file_outcome(relative_path: str, data: bytes, settings: IngestSettings) -> F
             features.COLS: item.cols,
         })))
     return outcome
-
-
-def read_identity(data: bytes) -> tuple[str | None, str | None] | None:
-    """(study UID, series UID) from the header only; None when it is not a readable DICOM."""
-    if not is_dicom(data):
-        return None
-    try:
-        dataset = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True,
-                                  specific_tags=["StudyInstanceUID", "SeriesInstanceUID"])
-    except Exception:  # noqa: BLE001 -- preprocessing will name the problem
-        return None
-    return _uid_text(dataset.get("StudyInstanceUID")), _uid_text(dataset.get("SeriesInstanceUID"))
-
-
-def _uid_text(value: object) -> str | None:
-    text = str(value).strip().rstrip("\0") if value is not None else ""
-    return text or None
 
 
 def _study_problem(record: "_RecordFactory", settings: IngestSettings) -> ledger.LedgerRecord | None:
