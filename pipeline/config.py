@@ -52,10 +52,6 @@ class PipelineConfig:
         return os.path.join(self.output_dir, "metadata.sqlite")
 
     @property
-    def report_dir(self) -> str:
-        return os.path.join(self.output_dir, "report")
-
-    @property
     def model_base_path(self) -> str:
         """TF Serving's base_path for this model: versions are integer subfolders."""
         serving_dir = self.serving_dir or os.path.join(self.output_dir, "serving")

@@ -31,10 +31,6 @@ class PipelineRun:
     summary: RunSummary
     manifest: object  # components.synthetic.Manifest
 
-    @property
-    def eval_split_dir(self) -> str:
-        return str(Path(self.summary.examples_uri) / "Split-eval")
-
 
 def synthetic_config(root: Path, *, studies: int = 16, seed: int = 3, slices: int = 6,
                      **overrides) -> tuple[PipelineConfig, object]:
@@ -59,6 +55,3 @@ def retrain(run: PipelineRun, **overrides) -> PipelineRun:
     config = dataclasses.replace(run.config, **overrides)
     return run_pipeline(config, run.manifest)
 
-
-def serving_base(run: PipelineRun) -> str:
-    return os.path.dirname(run.config.model_base_path)
