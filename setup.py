@@ -6,7 +6,7 @@ setup(
     version="0.1.0",
     description="TFX / TF-Serving pipeline predicting multiple sclerosis from brain-MRI DICOM studies",
     python_requires=">=3.10,<3.11",
-    packages=find_packages(include=["pipeline*", "components*", "serving*", "schemas*"]),
+    packages=find_packages(include=["pipeline*", "components*", "serving*", "schemas*", "mspipe*"]),
     package_data={"schemas": ["*.pbtxt"], "serving": ["deploy/*", "web/static/*"]},
-    entry_points={"console_scripts": ["mspipe = pipeline.cli:main"]},
+    entry_points={"console_scripts": ["mspipe = mspipe.main:main"]},
 )

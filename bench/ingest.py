@@ -122,7 +122,8 @@ def child_loop(data: str, labels: str, out: str, image_size: int) -> dict:
 def child_component(data: str, labels: str, out: str, image_size: int, mode: str) -> dict:
     import tfx.orchestration.local.local_dag_runner  # noqa: F401 -- imports are not timed
 
-    from components.dicom_example_gen import cli, component  # noqa: F401
+    from components.dicom_example_gen import component
+    from mspipe.commands import ingest as cli  # noqa: F401
 
     args = argparse.Namespace(
         data=data, labels=labels, out=out, image_size=image_size, orientations="axial",

@@ -43,7 +43,7 @@ def export_model(base_path: Path, image_size: int) -> Path:
 
 def start_server(config_path: Path) -> tuple[subprocess.Popen, str]:
     """`mspipe serve` on a free port (0); returns the process and the address it printed."""
-    command = [sys.executable, "-m", "pipeline.cli", "serve", "--model-config",
+    command = [sys.executable, "-m", "mspipe.main", "serve", "--model-config",
                str(config_path), "--port", "0", "--log-level", "WARNING"]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True,
                               cwd=Path(__file__).resolve().parent.parent)
@@ -102,8 +102,8 @@ def main() -> int:
 
     import tensorflow as tf
 
-    from serving.client import ModelClient
-    from serving.model_config import build_model_config, model_entry, write_model_config
+    from serving.client.model_client import ModelClient
+    from serving.api.model_config import build_model_config, model_entry, write_model_config
 
     size, concurrency = args.image_size, [int(c) for c in args.clients.split(",")]
     work = Path(tempfile.mkdtemp(prefix="bench_serving_"))

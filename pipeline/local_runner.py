@@ -7,7 +7,7 @@ import warnings
 
 from tfx import v1 as tfx
 
-from components.evaluation.roc import UndefinedAUCWarning
+from components.dicom.metrics import UndefinedAUCWarning
 from pipeline.config import PipelineConfig
 from pipeline.pipeline import create_pipeline
 from pipeline.progress import component_progress

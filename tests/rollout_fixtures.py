@@ -19,11 +19,11 @@ import numpy as np
 import tensorflow as tf
 
 from components import features
-from pipeline import cli
-from serving.client import ModelClient, ServerError
-from serving.model_config import (build_model_config, model_entry, read_model_config,
+from mspipe import main as cli
+from serving.client.model_client import ModelClient, ServerError
+from serving.api.model_config import (build_model_config, model_entry, read_model_config,
                                   version_policy, write_model_config)
-from serving.traffic import CanaryRouter
+from serving.rollout.traffic import CanaryRouter
 from serving_fixtures import (IMAGE_SIZE, MODEL_NAME, ContractModel, copy_version,
                               random_images)
 

@@ -96,7 +96,7 @@ def free_port() -> int:
 @contextlib.contextmanager
 def running_server(config_path: str | os.PathLike, **settings) -> Iterator["ModelServer"]:
     """An in-process local server on a free loopback port, stopped (drained) on exit."""
-    from serving.server import ModelServer, ServerSettings
+    from serving.server.grpc_server import ModelServer, ServerSettings
 
     server = ModelServer(ServerSettings(model_config=str(config_path), host="127.0.0.1",
                                         port=free_port(), **settings))

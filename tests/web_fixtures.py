@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from browser import Browser
-from serving.client import ModelClient
+from serving.client.model_client import ModelClient
 
 
 def study_folder(manifest, index: int = 0) -> Path:

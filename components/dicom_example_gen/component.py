@@ -3,7 +3,7 @@
 A file-based ExampleGen (same spec keys, same `examples` output, so StatisticsGen and the
 Trainer consume it unchanged) with the few parameters DICOM needs and a second output, the
 rejects ledger. The work is in executor.py; the DICOM -> tensor code is
-components/preprocessing.py, shared with the serving client.
+components/dicom/preprocessing.py, shared with the serving client.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from components.dicom_example_gen.driver import DicomDriver
 from components.dicom_example_gen.executor import (
     IMAGE_SIZE_KEY, LABELS_PATH_KEY, ORIENTATIONS_KEY, REJECTS_KEY, SALT_KEY, Executor)
 from components.features import DEFAULT_IMAGE_SIZE, DEFAULT_SALT
-from components.preprocessing import PreprocessSettings
+from components.dicom.preprocessing import PreprocessSettings
 
 
 class RejectLedger(types.Artifact):

@@ -1,6 +1,6 @@
 """One input file -> serialized examples (by split) + ledger records + counts. Runs in Beam workers.
 
-Imports numpy/pydicom/Pillow (through components.preprocessing) and Beam, never TensorFlow or
+Imports numpy/pydicom/Pillow (through components.dicom.preprocessing) and Beam, never TensorFlow or
 TFX: Beam's multi-processing workers unpickle this module's DoFn, and importing TensorFlow
 there would cost each worker ~0.6 GB and ~10 s. `file_outcome` is plain Python so it can be
 tested and reused (bench/ingest.py's in-process baseline) without Beam.
@@ -19,8 +19,8 @@ from apache_beam.io.filesystems import FileSystems
 
 from components import features
 from components.dicom_example_gen import ledger
-from components.dicom_example_gen.example_codec import encode_example
-from components.preprocessing import (PreprocessedSlice, Rejection, preprocess_dicom,
+from components.dicom.records import encode_example
+from components.dicom.preprocessing import (PreprocessedSlice, Rejection, preprocess_dicom,
                                       read_study_identity)
 
 LEDGER_TAG = "ledger"

@@ -20,7 +20,7 @@ import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.metrics import metric_types, metric_util
 
 from components import features
-from components.evaluation.roc import StudyTotals, roc_auc
+from components.dicom.metrics import StudyTotals, roc_auc
 
 STUDY_AUC_NAME = "study_auc"
 STUDY_COUNT_NAME = "study_count"

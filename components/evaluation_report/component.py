@@ -1,4 +1,4 @@
-"""Writes the HTML evaluation report (pipeline/report.py) as a tracked pipeline artifact."""
+"""Writes the HTML evaluation report (components/evaluation_report/report.py) as a tracked pipeline artifact."""
 
 import os
 from typing import Optional
@@ -33,7 +33,7 @@ def EvaluationReport(
     model_name: tfx.dsl.components.Parameter[str],
     decision_threshold: tfx.dsl.components.Parameter[float] = 0.5,
 ) -> None:
-    from pipeline.report import write_report  # matplotlib only when the component runs
+    from components.evaluation_report.report import write_report  # matplotlib only when the component runs
 
     pushed = _custom_int(pushed_model, "pushed") == 1
     version = pushed_model.get_string_custom_property("pushed_version") if pushed else None

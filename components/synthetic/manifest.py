@@ -2,7 +2,7 @@
 
 Kept in memory (returned by `generate_dataset`), never written beside the dataset: it holds raw
 UIDs and paths, and anything in the export folder would itself be ingested. Reject counts use
-the reason codes of components/preprocessing.py and count what the ingestion ledger counts:
+the reason codes of components/dicom/preprocessing.py and count what the ingestion ledger counts:
 one per file, except `non_axial`, which is one per rejected frame (a 3-plane localizer is one
 file with two non-axial frames).
 """
@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-# reason codes shared with components/preprocessing.py (REJECT_REASONS)
+# reason codes shared with components/dicom/preprocessing.py (REJECT_REASONS)
 NOT_DICOM = "not_dicom"
 UNSUPPORTED_SOP_CLASS = "unsupported_sop_class"
 TRUNCATED = "truncated"

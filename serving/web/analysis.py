@@ -1,7 +1,7 @@
 """Uploaded files -> the model's tensors -> probabilities per slice and per study, for the page.
 
-The same steps as `serving.study.predict_paths` (the CLI client's): the served model's metadata
-gives the input size, `components.preprocessing.preprocess_path` makes each tensor, and one
+The same steps as `serving.client.predict.predict_paths` (the CLI client's): the served model's metadata
+gives the input size, `components.dicom.preprocessing.preprocess_path` makes each tensor, and one
 model version scores each study through the thin gRPC client (serving/web/scoring.py: the
 server's default, a label, or the canary rollout's choice). What this adds for people: the
 tensors themselves come back as PNG thumbnails (encoded from the exact uint8 array that was
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from components.preprocessing import PreprocessedSlice, Rejection, preprocess_path
-from serving.client import PredictResult
+from components.dicom.preprocessing import PreprocessedSlice, Rejection, preprocess_path
+from serving.client.model_client import PredictResult
 from serving.web import messages
 from serving.web.scoring import Scorer
 from serving.web.settings import WebSettings

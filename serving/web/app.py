@@ -30,7 +30,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from serving.client import ModelClient, ServerError
+from serving.client.model_client import ModelClient, ServerError
 from serving.web.analysis import analyze, summary_for_log
 from serving.web.messages import DISCLAIMER
 from serving.web.scoring import Scorer

@@ -1,4 +1,4 @@
-"""Rejection codes (components.preprocessing.REJECT_REASONS) in words a clinician reads.
+"""Rejection codes (components.dicom.preprocessing.REJECT_REASONS) in words a clinician reads.
 
 The code and the preprocessing's technical detail are shown too, smaller, for whoever has to
 fix the export; the sentence here is what the person at the page needs first.

@@ -2,12 +2,12 @@
 
 - An explicit `--label` wins (as `mspipe predict --label`).
 - With `--model-config` (a models.config managed by `mspipe rollout`), each study goes to
-  `stable` or `canary` through serving.traffic.CanaryRouter: the rollout's weight, sticky per
+  `stable` or `canary` through serving.rollout.traffic.CanaryRouter: the rollout's weight, sticky per
   study, falling back to stable when the canary fails. The routing key is the one
   `study_key_for_paths` gives the same study on disk, so the page and `mspipe predict` send a
   study to the same version.
 - Otherwise the server's default version answers, pinned for the whole upload, as
-  serving.study.predict_paths pins it.
+  serving.client.predict.predict_paths pins it.
 Whatever answered is reported with its version and the labels that point at it.
 """
 from __future__ import annotations
@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from serving.client import ModelMetadata, PredictResult, ServerError
-from serving.traffic import study_key_for_uid
+from serving.client.model_client import ModelMetadata, PredictResult, ServerError
+from serving.rollout.traffic import study_key_for_uid
 from serving.web.settings import WebSettings
 
 if TYPE_CHECKING:
-    from serving.client import ModelClient
-    from serving.traffic import CanaryRouter
+    from serving.client.model_client import ModelClient
+    from serving.rollout.traffic import CanaryRouter
 
 @dataclass(frozen=True)
 class Answer:
@@ -44,7 +44,7 @@ class Scorer:
     def for_settings(cls, client: "ModelClient", settings: WebSettings) -> "Scorer":
         router = None
         if settings.model_config is not None:
-            from serving.traffic import CanaryRouter
+            from serving.rollout.traffic import CanaryRouter
             router = CanaryRouter.from_rollout_state(client, settings.model_config)
         return cls(client, settings, router)
 
@@ -90,7 +90,7 @@ class Scorer:
 
 
 def routing_key(study_uid: str | None, images: np.ndarray) -> str:
-    """serving.traffic's key for a DICOM study (salted hash of its StudyInstanceUID); JPEG/PNG
+    """serving.rollout.traffic's key for a DICOM study (salted hash of its StudyInstanceUID); JPEG/PNG
     uploads have no study, so their pixels are the key: the same images route alike."""
     if study_uid is not None:
         return study_key_for_uid(study_uid)

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from components.preprocessing import sniff_format
+from components.dicom.preprocessing import sniff_format
 from serving.web.settings import MB, WebSettings
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a local file header, or the end record of an empty zip
@@ -132,7 +132,7 @@ def is_safe_member_name(filename: str) -> bool:
 
 
 def is_skipped(filename: str) -> bool:
-    """Hidden files and macOS resource forks are not part of a study (as serving.study skips
+    """Hidden files and macOS resource forks are not part of a study (as serving.client.predict skips
     hidden files in folders)."""
     parts = PurePosixPath(filename.replace("\\", "/")).parts
     return any(part.startswith(".") or part in SKIPPED_PARTS for part in parts)

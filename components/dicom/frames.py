@@ -1,0 +1,363 @@
+"""DICOM half of the shared preprocessing: read, frames, orientation, pixel values.
+
+Package-private helper of `components.dicom.preprocessing` (steps 1-4 of DESIGN.md "One
+preprocessing, used twice"); use that module's public API instead of importing this one.
+Every check raises `RejectedInput` with a message that names the tag and the reason, and never
+echoes a header value that could be patient data.
+"""
+from __future__ import annotations
+
+import io
+import math
+import re
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.pixels import get_decoder, pixel_array
+from pydicom.pixels.utils import get_expected_length
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+
+from components.dicom.rejections import RejectedInput, reject
+
+MAGIC_OFFSET = 128
+DICOM_MAGIC = b"DICM"
+UNDEFINED_LENGTH = 0xFFFFFFFF
+
+# The MR storage classes whose frames are slices of a brain MRI; everything else is rejected.
+MR_SOP_CLASSES: dict[str, str] = {
+    "1.2.840.10008.5.1.4.1.1.4": "MR Image Storage",
+    "1.2.840.10008.5.1.4.1.1.4.1": "Enhanced MR Image Storage",
+    "1.2.840.10008.5.1.4.1.1.4.4": "Legacy Converted Enhanced MR Image Storage",
+}
+ORIENTATIONS = ("axial", "coronal", "sagittal", "oblique")
+_AXIS_ORIENTATION = ("sagittal", "coronal", "axial")  # normal mostly along x, y, z
+_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+
+@dataclass(frozen=True)
+class FrameInfo:
+    """What one frame needs beyond its pixels: its own geometry and modality LUT."""
+
+    index: int
+    orientation_cosines: tuple[float, ...] | None
+    rescale_slope: float
+    rescale_intercept: float
+
+
+def is_dicom(head: bytes) -> bool:
+    """DICOM Part 10 files carry 'DICM' after a 128-byte preamble; extensions lie."""
+    return len(head) >= MAGIC_OFFSET + 4 and head[MAGIC_OFFSET:MAGIC_OFFSET + 4] == DICOM_MAGIC
+
+
+def tag_name(keyword: str) -> str:
+    """'(0020,0037) ImageOrientationPatient': how every message names a tag."""
+    tag = pydicom.datadict.tag_for_keyword(keyword)
+    return _describe_tag(tag) if tag is not None else keyword
+
+
+def _describe_tag(tag: int) -> str:
+    keyword = pydicom.datadict.keyword_for_tag(tag) or "private or unknown element"
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X}) {keyword}"
+
+
+def safe_exception_text(exc: BaseException) -> str:
+    """Exception type and message with quoted fragments blanked: they may be header values."""
+    text = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", str(exc).splitlines()[0] if str(exc) else "")
+    return f"{type(exc).__name__}: {text[:160]}" if text else type(exc).__name__
+
+
+def read_mr_dataset(data: bytes) -> Dataset:
+    """Step 1: parse the header and reject anything that is not a complete, decodable MR image."""
+    if not is_dicom(data):
+        raise reject("not_dicom", "no 'DICM' marker at byte 128 (not a DICOM Part 10 file)")
+    try:
+        dataset = pydicom.dcmread(io.BytesIO(data))
+    except (EOFError, zlib.error) as exc:  # zlib: a cut Deflated Explicit VR Little Endian file
+        if isinstance(exc, EOFError) or "truncated" in str(exc):
+            cause = "end of file" if isinstance(exc, EOFError) else "deflate stream incomplete"
+            raise reject("truncated", f"file ends before the data set could be read ({cause})")
+        raise reject("decode_error",
+                     f"deflated data set could not be inflated ({safe_exception_text(exc)})")
+    except Exception as exc:  # pydicom raises many types for malformed headers
+        raise reject("decode_error",
+                     f"DICOM header could not be parsed ({safe_exception_text(exc)})")
+    check_not_truncated(dataset, len(data))
+    check_sop_class(dataset)
+    check_pixel_module(dataset)
+    check_decoder_available(dataset)
+    frame_count(dataset)  # both validated here, before they size the expected pixel data
+    image_shape(dataset)
+    check_native_pixel_length(dataset)
+    return dataset
+
+
+def check_not_truncated(dataset: Dataset, total_bytes: int) -> None:
+    """pydicom stops silently at a premature end of file; find where it stopped short.
+
+    Two signatures: a defined-length value with fewer bytes than declared, or unparsed bytes
+    after the last element (the file ends inside an element header, or inside an
+    undefined-length value that pydicom dropped).
+    """
+    file_meta = getattr(dataset, "file_meta", None) or Dataset()
+    group_length = file_meta.get("FileMetaInformationGroupLength")
+    if isinstance(group_length, int) and MAGIC_OFFSET + 16 + group_length > total_bytes:
+        raise reject("truncated", "file ends inside the file meta information ("
+                     f"{tag_name('FileMetaInformationGroupLength')} declares {group_length} bytes)")
+    if len(dataset) == 0:
+        raise reject("truncated", "file ends before its data set could be read: no complete "
+                     "data element after the file meta information")
+    last_tag, last_start, last_end = None, -1, None
+    containers = [file_meta, dataset]
+    for container in containers:
+        for tag in container.keys():
+            element = container.get_item(tag, keep_deferred=True)
+            if isinstance(element, RawDataElement):
+                start = element.value_tell
+                value_length = len(element.value) if element.value is not None else 0
+                if element.length != UNDEFINED_LENGTH and value_length < element.length:
+                    raise reject("truncated", f"file ends inside {_describe_tag(tag)}: "
+                                 f"{value_length} of {element.length} value bytes present")
+                end = start + value_length + (8 if element.length == UNDEFINED_LENGTH else 0)
+            else:  # an already parsed sequence; its end offset is not recorded
+                start, end = getattr(element, "file_tell", None) or -1, None
+            if start > last_start:
+                last_tag, last_start, last_end = tag, start, end
+    transfer_syntax = getattr(dataset, "file_meta", Dataset()).get("TransferSyntaxUID")
+    if last_end is None or transfer_syntax == DeflatedExplicitVRLittleEndian:
+        return  # offsets of deflated data refer to the inflated stream
+    tail = total_bytes - last_end
+    if tail < 0:
+        raise reject("truncated", f"file ends inside the delimiter of {_describe_tag(last_tag)}")
+    if tail > 0:
+        raise reject("truncated", f"file ends before the data set is complete: {tail} bytes "
+                     f"after {_describe_tag(last_tag)} could not be parsed")
+
+
+def check_sop_class(dataset: Dataset) -> None:
+    """Only MR image storage classes hold brain-MRI slices the model was trained on."""
+    sop_class = read_attribute(dataset, "SOPClassUID") or read_attribute(
+        getattr(dataset, "file_meta", Dataset()), "MediaStorageSOPClassUID")
+    if not sop_class:
+        raise reject("unsupported_sop_class", f"{tag_name('SOPClassUID')} is missing")
+    sop_class = UID(str(sop_class).strip())
+    if sop_class not in MR_SOP_CLASSES:
+        shown = f"{sop_class} ({sop_class.name})" if sop_class.is_valid else "not a valid UID"
+        raise reject("unsupported_sop_class", f"{tag_name('SOPClassUID')} is {shown}; "
+                     f"accepted: {', '.join(MR_SOP_CLASSES.values())}")
+
+
+def check_pixel_module(dataset: Dataset) -> None:
+    """Pixel data must exist and be single-channel greyscale (MONOCHROME1/2)."""
+    if not any(keyword in dataset for keyword in _PIXEL_KEYWORDS):
+        raise reject("no_pixel_data", f"{tag_name('PixelData')} is missing")
+    photometric = str(read_attribute(dataset, "PhotometricInterpretation") or "").strip()
+    samples = read_attribute(dataset, "SamplesPerPixel")
+    if photometric not in ("MONOCHROME1", "MONOCHROME2") or (samples or 1) != 1:
+        shown = photometric if re.fullmatch(r"[A-Z0-9_ ]{1,16}", photometric) else "missing"
+        raise reject("unsupported_photometric_interpretation",
+                     f"{tag_name('PhotometricInterpretation')} is {shown} with "
+                     f"{tag_name('SamplesPerPixel')} {samples}; MR slices must be "
+                     f"single-sample MONOCHROME1 or MONOCHROME2")
+
+
+def check_decoder_available(dataset: Dataset) -> None:
+    """Reject encodings that no installed pydicom plugin can decode, before trying."""
+    transfer_syntax = getattr(dataset, "file_meta", Dataset()).get("TransferSyntaxUID")
+    if not transfer_syntax:
+        raise reject("unsupported_transfer_syntax",
+                     f"{tag_name('TransferSyntaxUID')} is missing from the file meta information")
+    try:
+        decoder = get_decoder(transfer_syntax)
+    except NotImplementedError:
+        raise reject("unsupported_transfer_syntax", f"{tag_name('TransferSyntaxUID')} "
+                     f"{transfer_syntax} ({transfer_syntax.name}) has no pixel data decoder")
+    if not decoder.is_available:
+        missing = "; ".join(decoder.missing_dependencies) or "no plugin available"
+        raise reject("unsupported_transfer_syntax", f"{tag_name('TransferSyntaxUID')} "
+                     f"{transfer_syntax.name} needs a decoder plugin: {missing}")
+
+
+def check_native_pixel_length(dataset: Dataset) -> None:
+    """Uncompressed pixel data shorter than rows*cols*frames*bits is a truncated file."""
+    if dataset.file_meta.TransferSyntaxUID.is_compressed or "PixelData" not in dataset:
+        return
+    try:
+        expected = get_expected_length(dataset, "bytes")
+    except Exception as exc:  # missing or malformed Rows/Columns/BitsAllocated/frames
+        raise reject("decode_error", "image pixel module (Rows, Columns, BitsAllocated, "
+                     f"NumberOfFrames) is incomplete ({safe_exception_text(exc)})")
+    present = len(dataset.PixelData)
+    if not isinstance(expected, int):
+        raise reject("decode_error",
+                     "image pixel module does not give an integer pixel data length")
+    if present < expected:
+        raise reject("truncated", f"{tag_name('PixelData')} has {present} bytes, "
+                     f"{expected} expected from the image pixel module")
+
+
+def read_attribute(dataset: Dataset, keyword: str) -> Any:
+    """An attribute's value (None if absent); a malformed value is a decode_error naming it."""
+    try:
+        element = dataset.get(keyword)
+    except Exception as exc:  # pydicom converts values lazily and may fail here
+        raise reject("decode_error", f"{tag_name(keyword)} has a malformed value "
+                     f"({type(exc).__name__})")
+    return None if element is None or element == "" else element
+
+
+def frame_count(dataset: Dataset) -> int:
+    """(0028,0008) NumberOfFrames, 1 when absent: every frame becomes a candidate slice."""
+    value = read_attribute(dataset, "NumberOfFrames")
+    try:
+        count = 1 if value is None else int(value)
+    except (TypeError, ValueError):
+        raise reject("decode_error", f"{tag_name('NumberOfFrames')} is not an integer")
+    if count < 1:
+        raise reject("decode_error", f"{tag_name('NumberOfFrames')} is {count}; must be >= 1")
+    return count
+
+
+def image_shape(dataset: Dataset) -> tuple[int, int]:
+    """(Rows, Columns) of every frame; the caller records them as the original matrix."""
+    shape = []
+    for keyword in ("Rows", "Columns"):
+        value = read_attribute(dataset, keyword)
+        if not isinstance(value, int) or value < 1:
+            raise reject("decode_error",
+                         f"{tag_name(keyword)} is missing or not a positive integer")
+        shape.append(value)
+    return shape[0], shape[1]
+
+
+def functional_group_value(dataset: Dataset, index: int, macro: str, keyword: str) -> Any:
+    """Per-frame functional group, else shared functional group, else the top-level tag.
+
+    This is the lookup order of PS3.3 C.7.6.16 for Enhanced / Legacy Converted MR objects;
+    classic MR Image Storage has only the top-level tag.
+    """
+    for groups_keyword in ("PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence"):
+        groups = read_attribute(dataset, groups_keyword)
+        if not groups:
+            continue
+        item_index = index if groups_keyword.startswith("PerFrame") else 0
+        if item_index >= len(groups):
+            continue
+        macro_items = read_attribute(groups[item_index], macro)
+        if macro_items:
+            value = read_attribute(macro_items[0], keyword)
+            if value is not None:
+                return value
+    return read_attribute(dataset, keyword)
+
+
+def frame_info(dataset: Dataset, index: int) -> FrameInfo:
+    """Step 2: the geometry and modality LUT of one frame."""
+    cosines = functional_group_value(dataset, index, "PlaneOrientationSequence",
+                                     "ImageOrientationPatient")
+    slope = functional_group_value(dataset, index, "PixelValueTransformationSequence",
+                                   "RescaleSlope")
+    intercept = functional_group_value(dataset, index, "PixelValueTransformationSequence",
+                                       "RescaleIntercept")
+    return FrameInfo(
+        index=index,
+        orientation_cosines=_as_floats(cosines, "ImageOrientationPatient"),
+        rescale_slope=_as_float(slope, "RescaleSlope", default=1.0),
+        rescale_intercept=_as_float(intercept, "RescaleIntercept", default=0.0),
+    )
+
+
+def _as_floats(value: Any, keyword: str) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    items = list(value) if isinstance(value, (MultiValue, list, tuple)) else [value]
+    try:
+        return tuple(float(item) for item in items)
+    except (TypeError, ValueError):
+        raise reject("invalid_orientation", f"{tag_name(keyword)} is not numeric")
+
+
+def _as_float(value: Any, keyword: str, default: float) -> float:
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise reject("decode_error", f"{tag_name(keyword)} is not a number")
+    if not math.isfinite(number):
+        raise reject("decode_error", f"{tag_name(keyword)} is not finite")
+    return number
+
+
+def classify_orientation(cosines: tuple[float, ...] | None, oblique_threshold: float = 0.8) -> str:
+    """Step 3: plane of the slice from the normal = row cosines x column cosines.
+
+    The largest absolute component of the unit normal picks the plane (z axial, y coronal,
+    x sagittal); below `oblique_threshold` (cos ~37 degrees) no plane dominates: oblique.
+    """
+    iop = tag_name("ImageOrientationPatient")
+    if cosines is None:
+        raise reject("missing_orientation", f"{iop} is missing (per-frame, shared and top level)")
+    if len(cosines) != 6 or not all(math.isfinite(c) for c in cosines):
+        raise reject("invalid_orientation", f"{iop} must hold 6 finite direction cosines, "
+                     f"has {len(cosines)}")
+    row, column = np.array(cosines[:3], dtype=np.float64), np.array(cosines[3:], dtype=np.float64)
+    normal = np.cross(row, column)
+    length = float(np.linalg.norm(normal))
+    if length < 1e-6:
+        raise reject("invalid_orientation", f"{iop} row and column cosines are parallel or zero")
+    components = np.abs(normal / length)
+    axis = int(np.argmax(components))
+    return _AXIS_ORIENTATION[axis] if components[axis] >= oblique_threshold else "oblique"
+
+
+def frame_pixels(dataset: Dataset, frame: FrameInfo) -> np.ndarray:
+    """Step 4: one frame in modality units (float64), MONOCHROME1 turned bright-is-high.
+
+    Byte order and bit depth are pydicom's job; no display windowing (presets vary by vendor).
+    Negating MONOCHROME1 is an exact inversion because step 5 rescales by percentiles anyway.
+    """
+    transfer_syntax = dataset.file_meta.TransferSyntaxUID
+    try:
+        raw = pixel_array(dataset, index=frame.index)
+    except BaseException as exc:  # decoder plugins raise many types
+        if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+            raise  # KeyboardInterrupt & co.; Rust (pyo3) decoders panic on corrupt data
+        if "less than expected" in str(exc):
+            raise reject("truncated", f"{tag_name('PixelData')} is shorter than the image "
+                         "pixel module declares")
+        raise reject("decode_error", f"{tag_name('PixelData')} ({transfer_syntax.name}) could "
+                     f"not be decoded ({safe_exception_text(exc)})")
+    if raw.ndim != 2 or raw.size == 0:
+        raise reject("decode_error", f"{tag_name('PixelData')} decoded to shape {raw.shape}, "
+                     "expected one greyscale frame")
+    values = raw.astype(np.float64) * frame.rescale_slope + frame.rescale_intercept
+    if str(dataset.PhotometricInterpretation).strip() == "MONOCHROME1":
+        values = -values
+    if not np.all(np.isfinite(values)):
+        raise reject("decode_error", f"{tag_name('PixelData')} holds non-finite values")
+    return values
+
+
+def optional_uid(dataset: Dataset, keyword: str) -> str | None:
+    """A UID for the caller to hash; None when absent (the caller decides if that is fatal)."""
+    try:
+        value = read_attribute(dataset, keyword)
+    except RejectedInput:
+        return None
+    text = str(value).strip().rstrip("\0").strip() if value is not None else ""
+    return text or None
+
+
+def optional_int(dataset: Dataset, keyword: str) -> int | None:
+    """An integer attribute such as InstanceNumber; None when absent or malformed."""
+    try:
+        value = read_attribute(dataset, keyword)
+        return None if value is None else int(value)
+    except (RejectedInput, TypeError, ValueError):
+        return None

@@ -1,0 +1,309 @@
+"""The one preprocessing: a DICOM frame or a JPEG/PNG -> the model's uint8 [S, S, 1] tensor.
+
+DicomExampleGen (training data) and the gRPC client / web page (serving) both call this module,
+so a file gives byte-identical tensors on both sides: no train/serve skew. It is pure (numpy,
+pydicom, Pillow; no TensorFlow, TFX or Beam) and deterministic. Steps follow DESIGN.md "One
+preprocessing, used twice": 1-4 (read, frames, orientation, pixel values) live in the
+package-private `components.dicom.frames`; 5-7 (intensity, geometry, output) live here and are
+shared by DICOM and JPEG/PNG inputs.
+
+Bad content never raises from `preprocess_dicom` / `preprocess_path`: it becomes a `Rejection`
+whose reason is one of `REJECT_REASONS`. I/O errors (a missing file) do raise.
+"""
+from __future__ import annotations
+
+import io
+import numbers
+import os
+import struct
+from collections.abc import Collection
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import BinaryIO, Union
+
+import numpy as np
+import pydicom
+from PIL import Image, ImageOps, UnidentifiedImageError
+from pydicom.dataset import Dataset
+
+from components.dicom.frames import (
+    ORIENTATIONS,
+    classify_orientation,
+    frame_count,
+    frame_info,
+    frame_pixels,
+    image_shape,
+    is_dicom,
+    optional_int,
+    optional_uid,
+    read_mr_dataset,
+    safe_exception_text,
+)
+from components.features import DEFAULT_IMAGE_SIZE
+from components.dicom.rejections import REJECT_REASONS, RejectedInput, Rejection, reject
+
+__all__ = [
+    "IMAGE_FILE_ORIENTATION", "ORIENTATIONS", "REJECT_REASONS", "PreprocessSettings",
+    "PreprocessedSlice", "RejectedInput", "Rejection", "Source", "classify_orientation",
+    "is_dicom", "pixels_to_tensor", "preprocess_dicom", "preprocess_image_file",
+    "preprocess_path", "read_study_identity", "sniff_format",
+]
+
+Source = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+JPEG_SIGNATURE = b"\xff\xd8\xff"
+IMAGE_FILE_ORIENTATION = "unknown"  # a JPEG/PNG carries no patient geometry
+_GREYSCALE_MODES = ("L", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
+
+
+@dataclass(frozen=True)
+class PreprocessSettings:
+    """Every knob of the preprocessing in one place; defaults are the trained model's."""
+
+    image_size: int = DEFAULT_IMAGE_SIZE
+    orientations: tuple[str, ...] = ("axial",)
+    low_percentile: float = 0.5     # clip below: robust to cold outliers and padding
+    high_percentile: float = 99.5   # clip above: one hot pixel cannot crush the image
+    oblique_threshold: float = 0.8  # largest normal component below this -> "oblique"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.orientations, str):
+            raise ValueError("orientations must be a collection of names such as ('axial',)")
+        object.__setattr__(self, "orientations", tuple(self.orientations))
+        unknown = set(self.orientations) - set(ORIENTATIONS)
+        if unknown or not self.orientations:
+            raise ValueError(f"orientations must be a non-empty subset of {ORIENTATIONS}, "
+                             f"got {sorted(unknown) or 'nothing'}")
+        if not isinstance(self.image_size, numbers.Integral) or self.image_size < 1:
+            raise ValueError(f"image_size must be a positive int, got {self.image_size!r}")
+        object.__setattr__(self, "image_size", int(self.image_size))
+        if not 0.0 <= self.low_percentile < self.high_percentile <= 100.0:
+            raise ValueError("need 0 <= low_percentile < high_percentile <= 100")
+
+
+@dataclass(frozen=True, eq=False)
+class PreprocessedSlice:
+    """One model input plus what the caller needs to label, group and hash it."""
+
+    image: np.ndarray  # uint8 [S, S, 1]
+    frame_index: int
+    orientation: str   # axial | coronal | sagittal | oblique (DICOM); "unknown" for JPEG/PNG
+    rows: int          # original matrix size, before resizing
+    cols: int
+    study_uid: str | None  # raw UIDs: callers hash them (features.hash_uid) before storing
+    series_uid: str | None
+    instance_number: int | None
+
+
+# ---------------------------------------------------------------- public entry points
+
+def preprocess_dicom(source: Source, *, image_size: int = DEFAULT_IMAGE_SIZE,
+                     orientations: Collection[str] = ("axial",),
+                     ) -> list[PreprocessedSlice | Rejection]:
+    """Every frame of one DICOM file: a slice, or a Rejection saying why not.
+
+    A file-level problem gives a single Rejection with frame_index None.
+    """
+    settings = PreprocessSettings(image_size=image_size, orientations=tuple(orientations))
+    return _preprocess_dicom_bytes(read_source(source), settings)
+
+
+def preprocess_image_file(source: Source, *,
+                          image_size: int = DEFAULT_IMAGE_SIZE) -> PreprocessedSlice:
+    """A JPEG/PNG (e.g. a screenshot sent to the client) through the same steps 5-7.
+
+    Raises RejectedInput (a ValueError) when the image cannot be decoded or is constant.
+    """
+    return _preprocess_image_bytes(read_source(source), PreprocessSettings(image_size=image_size))
+
+
+def preprocess_path(source: Source, *, image_size: int = DEFAULT_IMAGE_SIZE,
+                    orientations: Collection[str] = ("axial",),
+                    ) -> list[PreprocessedSlice | Rejection]:
+    """Dispatch on content, not extension: DICOM, PNG/JPEG, or a not_dicom Rejection."""
+    settings = PreprocessSettings(image_size=image_size, orientations=tuple(orientations))
+    data = read_source(source)
+    kind = sniff_format(data)
+    if kind == "dicom":
+        return _preprocess_dicom_bytes(data, settings)
+    if kind in ("png", "jpeg"):
+        try:
+            return [_preprocess_image_bytes(data, settings)]
+        except RejectedInput as exc:
+            return [exc.rejection]
+    return [Rejection("not_dicom", "neither a DICOM Part 10 file ('DICM' at byte 128) "
+                      "nor a PNG or JPEG image")]
+
+
+def read_study_identity(source: Source) -> tuple[str | None, str | None] | None:
+    """(StudyInstanceUID, SeriesInstanceUID) from the header alone, normalised exactly as
+    PreprocessedSlice's, without decoding pixels; None when it is not a readable DICOM.
+    For deciding about a file (labelled? which canary route?) before paying for its pixels."""
+    data = read_source(source)
+    if not is_dicom(data):
+        return None
+    try:
+        dataset = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True,
+                                  specific_tags=["StudyInstanceUID", "SeriesInstanceUID"])
+    except Exception:  # noqa: BLE001 -- preprocessing will name the problem
+        return None
+    return optional_uid(dataset, "StudyInstanceUID"), optional_uid(dataset, "SeriesInstanceUID")
+
+
+def sniff_format(head: bytes) -> str | None:
+    """'dicom', 'png', 'jpeg' or None, from the leading bytes only."""
+    if is_dicom(head):
+        return "dicom"
+    if head.startswith(PNG_SIGNATURE):
+        return "png"
+    if head.startswith(JPEG_SIGNATURE):
+        return "jpeg"
+    return None
+
+
+def read_source(source: Source) -> bytes:
+    """All bytes of a path, a bytes-like object or a binary file object (from its position)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source)
+    if hasattr(source, "read"):
+        data = source.read()
+        if not isinstance(data, (bytes, bytearray)):
+            raise TypeError("file objects must be opened in binary mode")
+        return bytes(data)
+    return Path(source).read_bytes()
+
+
+def pixels_to_tensor(pixels: np.ndarray, *, image_size: int = DEFAULT_IMAGE_SIZE) -> np.ndarray:
+    """Steps 5-7 on a 2-D array of modality values: the model's uint8 [S, S, 1].
+
+    Raises RejectedInput("constant_image") when clipping leaves no contrast.
+    """
+    return _pixels_to_tensor(np.asarray(pixels), PreprocessSettings(image_size=image_size))
+
+
+# ---------------------------------------------------------------- DICOM: steps 1-4 per frame
+
+def _preprocess_dicom_bytes(data: bytes, settings: PreprocessSettings,
+                            ) -> list[PreprocessedSlice | Rejection]:
+    try:
+        dataset = read_mr_dataset(data)
+        frames = frame_count(dataset)
+        rows, cols = image_shape(dataset)
+    except RejectedInput as exc:
+        return [exc.rejection]
+    except Exception as exc:  # see _unexpected
+        return [_unexpected(exc, None)]
+    identity = {
+        "study_uid": optional_uid(dataset, "StudyInstanceUID"),
+        "series_uid": optional_uid(dataset, "SeriesInstanceUID"),
+        "instance_number": optional_int(dataset, "InstanceNumber"),
+    }
+    return [_preprocess_frame(dataset, index, settings, rows, cols, identity)
+            for index in range(frames)]
+
+
+def _preprocess_frame(dataset: Dataset, index: int, settings: PreprocessSettings, rows: int,
+                      cols: int, identity: dict) -> PreprocessedSlice | Rejection:
+    """Orientation is checked before decoding, so unwanted planes cost no decode time."""
+    try:
+        info = frame_info(dataset, index)
+        orientation = classify_orientation(info.orientation_cosines, settings.oblique_threshold)
+        if orientation not in settings.orientations:
+            raise reject("non_axial", f"frame orientation is {orientation}; kept orientations: "
+                         f"{', '.join(settings.orientations)}")
+        image = _pixels_to_tensor(frame_pixels(dataset, info), settings)
+    except RejectedInput as exc:
+        return replace(exc.rejection, frame_index=index)
+    except Exception as exc:  # see _unexpected
+        return _unexpected(exc, index)
+    return PreprocessedSlice(image=image, frame_index=index, orientation=orientation,
+                             rows=rows, cols=cols, **identity)
+
+
+def _unexpected(exc: Exception, frame_index: int | None) -> Rejection:
+    """Keep the promise that bad content never raises, even where pydicom converts a corrupt
+    value lazily in a place the named checks did not foresee: one decode_error for the file or
+    frame (type and scrubbed message only), so one odd file cannot stop an ingest run."""
+    return Rejection("decode_error", f"unexpected {safe_exception_text(exc)} while reading the "
+                     "DICOM data set", frame_index)
+
+
+# ---------------------------------------------------------------- JPEG / PNG
+
+def _preprocess_image_bytes(data: bytes, settings: PreprocessSettings) -> PreprocessedSlice:
+    pixels = decode_image_file(data)
+    rows, cols = pixels.shape
+    return PreprocessedSlice(image=_pixels_to_tensor(pixels, settings), frame_index=0,
+                             orientation=IMAGE_FILE_ORIENTATION, rows=rows, cols=cols,
+                             study_uid=None, series_uid=None, instance_number=None)
+
+
+def decode_image_file(data: bytes) -> np.ndarray:
+    """PNG/JPEG -> 2-D float64 greyscale, keeping 16-bit PNG depth (no 8-bit squeeze).
+
+    EXIF orientation is applied so a phone photo is upright, as a viewer shows it.
+    Colour is reduced with Pillow's ITU-R 601-2 luma ("L"), an integer, deterministic transform.
+    """
+    try:
+        with Image.open(io.BytesIO(data), formats=("PNG", "JPEG")) as opened:
+            opened.load()
+            image = ImageOps.exif_transpose(opened)
+            if image.mode in ("LA", "La"):
+                image = image.getchannel("L")
+            elif image.mode not in _GREYSCALE_MODES:
+                image = image.convert("L")
+            pixels = np.asarray(image).astype(np.float64)
+    except (UnidentifiedImageError, OSError, EOFError, ValueError, SyntaxError, struct.error,
+            Image.DecompressionBombError) as exc:
+        raise reject("unreadable_image", f"PNG/JPEG could not be decoded ({type(exc).__name__})")
+    if pixels.ndim != 2 or pixels.size == 0:
+        raise reject("unreadable_image", f"decoded to shape {pixels.shape}, expected 2-D greyscale")
+    return pixels
+
+
+# ---------------------------------------------------------------- steps 5-7 (shared)
+
+def _pixels_to_tensor(pixels: np.ndarray, settings: PreprocessSettings) -> np.ndarray:
+    if pixels.ndim != 2 or pixels.size == 0:
+        raise ValueError(f"expected a non-empty 2-D array, got shape {pixels.shape}")
+    scaled = clip_and_scale(pixels, settings.low_percentile, settings.high_percentile)
+    return to_uint8_tensor(fit_to_square(scaled, settings.image_size))
+
+
+def clip_and_scale(pixels: np.ndarray, low_percentile: float, high_percentile: float) -> np.ndarray:
+    """Step 5: clip to percentiles, map to 0..255 (float32).
+
+    Per-image min-max would let one hot pixel crush the image; percentiles do not. No contrast
+    left (high == low) is a rejection, never a division by zero or a NaN.
+    """
+    values = np.asarray(pixels, dtype=np.float64)
+    low, high = np.percentile(values, [low_percentile, high_percentile])
+    if not high > low:
+        raise reject("constant_image", f"no contrast between the {low_percentile} and "
+                     f"{high_percentile} intensity percentiles (constant or near-constant image)")
+    scaled = (np.clip(values, low, high) - low) * (255.0 / (high - low))
+    return scaled.astype(np.float32)
+
+
+def fit_to_square(image: np.ndarray, size: int) -> np.ndarray:
+    """Step 6: longest side -> `size` with Lanczos (antialiased when shrinking), centre zero-pad.
+
+    Resampling the float image (Pillow mode "F") avoids an 8-bit rounding before the resize.
+    """
+    rows, cols = image.shape
+    scale = size / max(rows, cols)
+    new_rows = min(size, max(1, int(rows * scale + 0.5)))
+    new_cols = min(size, max(1, int(cols * scale + 0.5)))
+    source = Image.fromarray(np.ascontiguousarray(image, dtype=np.float32))
+    resized = np.asarray(source.resize((new_cols, new_rows), Image.Resampling.LANCZOS),
+                         dtype=np.float32)
+    canvas = np.zeros((size, size), dtype=np.float32)
+    top, left = (size - new_rows) // 2, (size - new_cols) // 2
+    canvas[top:top + new_rows, left:left + new_cols] = resized
+    return canvas
+
+
+def to_uint8_tensor(image: np.ndarray) -> np.ndarray:
+    """Step 7: round to uint8 [S, S, 1]; Lanczos overshoot is clipped, not wrapped."""
+    return np.rint(np.clip(image, 0.0, 255.0)).astype(np.uint8)[:, :, np.newaxis]

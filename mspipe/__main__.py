@@ -1,0 +1,5 @@
+import sys
+
+from mspipe.main import main
+
+sys.exit(main())

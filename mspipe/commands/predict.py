@@ -1,0 +1,90 @@
+"""`mspipe predict PATH... --server HOST:PORT`: probabilities for .dcm/.jpg/.png files and folders.
+
+A folder is one study and also gets the study-level probability (mean over its slices). Works
+against the local server and the real tensorflow/serving alike. Exit status: 0 when at least
+one slice was scored, 1 when the server failed, 2 when every input was rejected.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", metavar="PATH",
+                        help="DICOM (multi-frame: one result per frame), JPEG or PNG files, "
+                             "or folders (one study each)")
+    parser.add_argument("--server", required=True, metavar="HOST:PORT",
+                        help="gRPC address of the model server, e.g. 127.0.0.1:8500")
+    parser.add_argument("--model", default="ms_mri", help="model name (default ms_mri)")
+    choice = parser.add_mutually_exclusive_group()
+    choice.add_argument("--label", help="version label, e.g. stable or canary")
+    choice.add_argument("--version", type=int, help="exact model version")
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument("--tls-ca", metavar="FILE",
+                        help="PEM CA bundle: connect with TLS, verifying the server")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    parser.add_argument("--model-config", metavar="PATH",
+                        help="models.config managed by `mspipe rollout`: without --label or "
+                             "--version, each study goes to stable or canary by the rollout's "
+                             "weight (sticky per study)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from serving.client.model_client import ModelClient, ServerError
+
+    routed = args.model_config and args.label is None and args.version is None
+    try:
+        with ModelClient(args.server, args.model, timeout_s=args.timeout,
+                         tls_ca=args.tls_ca) as client:
+            if routed:
+                reports = _predict_routed(client, args.paths, args.model_config)
+            else:
+                reports = [client.predict_paths(args.paths, label=args.label, version=args.version)]
+    except ServerError as error:
+        print(f"error: model server {args.server}: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:  # e.g. the TLS CA file
+        print(f"error: {error.filename or ''}: {error.strerror}", file=sys.stderr)
+        return 1
+    if args.json:
+        documents = [report.to_dict() for report in reports]
+        json.dump(documents if routed else documents[0], sys.stdout, indent=2)
+        print()
+    else:
+        for report in reports:
+            print_report(report)
+    return 0 if any(report.slices for report in reports) else 2
+
+
+def _predict_routed(client, paths: list[str], model_config: str) -> list:
+    """One request group per study (each folder; loose files together), routed stable/canary."""
+    import os
+
+    from serving.rollout.traffic import CanaryRouter
+
+    router = CanaryRouter.from_rollout_state(client, model_config)
+    folders = [path for path in paths if os.path.isdir(path)]
+    files = [path for path in paths if not os.path.isdir(path)]
+    groups = [[folder] for folder in folders] + ([files] if files else [])
+    return [router.predict_paths(group).prediction for group in groups]
+
+
+def print_report(report) -> None:
+    print(f"model {report.model_name} version {report.model_version} "
+          f"(input {report.image_size}x{report.image_size})")
+    frames_per_path: dict[str, int] = {}
+    for slice_ in report.slices:
+        frames_per_path[slice_.path] = frames_per_path.get(slice_.path, 0) + 1
+    for slice_ in report.slices:
+        frame = f" frame {slice_.frame_index}" if frames_per_path[slice_.path] > 1 else ""
+        print(f"  {slice_.probability:.4f}  {slice_.path}{frame}")
+    for study in report.studies:
+        value = "   n/a" if study.probability is None else f"{study.probability:.4f}"
+        print(f"study {value}  {study.path}  ({study.slice_count} slices, "
+              f"{study.rejected_count} rejected)")
+    for rejection in report.rejections:
+        frame = "" if rejection.frame_index is None else f" frame {rejection.frame_index}"
+        print(f"  rejected {rejection.path}{frame}: {rejection.reason}: {rejection.detail}",
+              file=sys.stderr)

@@ -1,0 +1,195 @@
+"""`mspipe rollout start|status|weight|analyze|promote|rollback`: canary rollout of a model.
+
+Drives any TF Serving API server (the local one or tensorflow/serving) through
+HandleReloadConfigRequest, keeping models.config on disk in step; the rollout's own state
+(weight, analysis) lives in `<models.config>.rollout.json`.
+
+Exit status: 0 done; 1 the step failed (message on stderr); 3 `analyze --auto` rolled back.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+EXIT_ROLLED_BACK = 3
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from serving.rollout.analysis import AnalysisSettings, AnalysisThresholds
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--server", required=True, metavar="HOST:PORT",
+                        help="gRPC address of the model server, e.g. 127.0.0.1:8500")
+    common.add_argument("--model-config", required=True, metavar="PATH",
+                        help="the models.config the server reads (kept in sync)")
+    common.add_argument("--model", default="ms_mri", help="model name (default ms_mri)")
+    common.add_argument("--timeout", type=float, default=300.0,
+                        help="seconds to wait for a version to load (default 300)")
+    common.add_argument("--tls-ca", metavar="FILE",
+                        help="PEM CA bundle: connect with TLS, verifying the server")
+    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    start = sub.add_parser("start", parents=[common], help="load VERSION beside stable and "
+                           "label it canary")
+    start.add_argument("--version", type=int, required=True, help="the candidate version")
+    start.add_argument("--weight", type=float, default=0.1,
+                       help="share of studies routed to the canary (default 0.1)")
+
+    status = sub.add_parser("status", parents=[common],
+                            help="versions, labels, weight and the analysis so far")
+    status.add_argument("--json", action="store_true", help="print one JSON document")
+
+    weight = sub.add_parser("weight", parents=[common], help="change the canary's share")
+    weight.add_argument("weight", type=float, help="share of studies in [0, 1]")
+
+    sub.add_parser("promote", parents=[common], help="stable -> canary's version; unload "
+                   "the old one")
+    sub.add_parser("rollback", parents=[common], help="drop canary, unload its version")
+
+    defaults, limits = AnalysisSettings(), AnalysisThresholds()
+    analyze = sub.add_parser("analyze", parents=[common], help="shadow-compare canary with "
+                             "stable on a labelled held-out set")
+    analyze.add_argument("--data", required=True, metavar="DIR|TFRECORDS",
+                         help="eval split TFRecords (file or folder), or a DICOM folder "
+                              "with --labels")
+    analyze.add_argument("--labels", metavar="FILE",
+                         help="labels file (study_uid, sclerosis; CSV/XLSX) for a DICOM folder")
+    analyze.add_argument("--auto", action="store_true",
+                         help="promote when every check passes, else roll back")
+    analyze.add_argument("--json", action="store_true", help="print the report as JSON")
+    analyze.add_argument("--batch-size", type=int, default=defaults.batch_size,
+                         help="slices per Predict request (default %(default)s)")
+    analyze.add_argument("--max-slices", type=int, default=None,
+                         help="stop after this many slices (default: all)")
+    analyze.add_argument("--max-auc-drop", type=float, default=limits.max_auc_drop,
+                         help="stable minus canary study AUC (default %(default)s)")
+    analyze.add_argument("--max-error-rate", type=float, default=limits.max_error_rate,
+                         help="canary's share of slices without a usable answer, NaN "
+                              "included (default %(default)s)")
+    analyze.add_argument("--max-p99-latency-ratio", type=float,
+                         default=limits.max_p99_latency_ratio,
+                         help="canary p99 / stable p99 (default %(default)s)")
+    analyze.add_argument("--latency-slack-ms", type=float, default=limits.latency_slack_ms,
+                         help="p99 difference always tolerated (default %(default)s ms)")
+    analyze.add_argument("--min-agreement", type=float, default=limits.min_agreement,
+                         help="share of slices whose call agrees with stable "
+                              "(default %(default)s)")
+    analyze.add_argument("--decision-threshold", type=float,
+                         default=limits.decision_threshold,
+                         help="a slice is called positive when p > this (default %(default)s)")
+
+def run(args: argparse.Namespace) -> int:
+    from serving.client.model_client import ModelClient, ServerError
+    from serving.api.model_config import ModelConfigError
+    from serving.rollout.controller import RolloutController, RolloutError, RolloutSettings
+    from serving.rollout.data import EvalDataError
+    from serving.rollout.state import RolloutStateError
+
+    settings = RolloutSettings(model_config=args.model_config, server=args.server,
+                               model_name=args.model, load_timeout_s=args.timeout)
+    quiet = getattr(args, "json", False)
+    log = (lambda message: print(message, file=sys.stderr)) if quiet else print
+    try:
+        with ModelClient(args.server, args.model, tls_ca=args.tls_ca) as client:
+            controller = RolloutController(settings, client, log=log)
+            return _ACTIONS[args.action](controller, args, log)
+    except (RolloutError, ServerError, EvalDataError, RolloutStateError, ModelConfigError,
+            TimeoutError) as error:
+        print(f"error: rollout {args.action}: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:  # e.g. the TLS CA file
+        print(f"error: {error.filename or ''}: {error.strerror}", file=sys.stderr)
+        return 1
+
+
+def _start(controller, args, log) -> int:
+    print_status(controller.start(args.version, weight=args.weight))
+    return 0
+
+
+def _status(controller, args, log) -> int:
+    status = controller.status()
+    if args.json:
+        json.dump(status.to_dict(), sys.stdout, indent=2, default=str)
+        print()
+    else:
+        print_status(status)
+    return 0
+
+
+def _weight(controller, args, log) -> int:
+    print_status(controller.set_weight(args.weight))
+    return 0
+
+
+def _promote(controller, args, log) -> int:
+    print_status(controller.promote(reason="manual"))
+    return 0
+
+
+def _rollback(controller, args, log) -> int:
+    print_status(controller.rollback(reason="manual"))
+    return 0
+
+
+def _analyze(controller, args, log) -> int:
+    from serving.rollout.analysis import AnalysisSettings, AnalysisThresholds
+    from serving.rollout.flow import analyze_canary
+
+    thresholds = AnalysisThresholds(
+        max_auc_drop=args.max_auc_drop, max_error_rate=args.max_error_rate,
+        max_p99_latency_ratio=args.max_p99_latency_ratio,
+        latency_slack_ms=args.latency_slack_ms, min_agreement=args.min_agreement,
+        decision_threshold=args.decision_threshold)
+    settings = AnalysisSettings(batch_size=args.batch_size, max_slices=args.max_slices)
+    outcome = analyze_canary(controller, args.data, labels=args.labels, auto=args.auto,
+                             settings=settings, thresholds=thresholds, log=log)
+    if args.json:
+        json.dump({**outcome.report.to_dict(), "action": outcome.action}, sys.stdout,
+                  indent=2, default=str)
+        print()
+    elif not args.auto:
+        verdict = "promote" if outcome.report.decision == "promote" else "roll back"
+        print(f"verdict: {verdict} (run `mspipe rollout promote` or `rollback`, or analyze "
+              "with --auto)")
+    return EXIT_ROLLED_BACK if outcome.action == "rolled back" else 0
+
+
+_ACTIONS = {"start": _start, "status": _status, "weight": _weight, "promote": _promote,
+            "rollback": _rollback, "analyze": _analyze}
+
+
+def print_status(status) -> None:
+    rollout = status.rollout
+    print(f"model {status.model_name} ({status.model_config})")
+    states = ", ".join(f"{v} {s}" for v, s in sorted(status.version_states.items())) or "n/a"
+    print(f"  versions   {status.versions or 'n/a'}  (server: {states})")
+    labels = ", ".join(f"{label} -> {version}" for label, version in
+                       sorted(status.labels.items())) or "none"
+    served = ", ".join(f"{label} -> {version}" for label, version in
+                       sorted(status.served_labels.items())) or "n/a"
+    print(f"  labels     {labels}  (server answers: {served})")
+    if status.canary_version is not None:
+        print(f"  canary     version {status.canary_version} at weight {rollout.weight:.2f} "
+              f"since {rollout.started_at or 'n/a'}")
+    else:
+        print("  canary     none")
+    analysis = rollout.analysis
+    if analysis:
+        state = "complete" if analysis.get("complete") else "in progress"
+        canary = analysis.get("labels", {}).get("canary", {})
+        print(f"  analysis   {state}: {analysis.get('slices', 0)} slices, "
+              f"{analysis.get('studies', 0)} studies; canary error rate "
+              f"{canary.get('error_rate', 'n/a')}; decision {analysis.get('decision') or 'n/a'}")
+        for check in analysis.get("checks", []):
+            value = "n/a" if check.get("value") is None else f"{check['value']:.4g}"
+            print(f"             {'PASS' if check['passed'] else 'FAIL'} {check['name']} = "
+                  f"{value} (must be {check['rule']} {check['threshold']:g})")
+    if rollout.history:
+        last = rollout.history[-1]
+        details = ", ".join(f"{k}={v}" for k, v in last.items() if k not in ("at", "event"))
+        print(f"  last event {last['event']} at {last['at']}" + (f" ({details})" if details
+                                                                  else ""))
+    for warning in status.warnings:
+        print(f"  warning: {warning}")

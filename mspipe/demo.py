@@ -1,0 +1,195 @@
+"""`mspipe demo`: the whole system on a synthetic hospital export, each step printed.
+
+synthetic DICOM export -> TFX pipeline (v1) -> local model server (TF Serving API) -> gRPC
+client predictions -> retrain (v2) -> canary start / analysis / promote or roll back -> web page.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+from components.features import hash_uid, resolve_salt
+
+RETRAIN_EXTRA_EPOCHS = 4
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="demo_out", help="working folder, recreated (default: %(default)s)")
+    parser.add_argument("--studies", type=int, default=16, help="synthetic studies (default: %(default)s)")
+    parser.add_argument("--image-size", type=int, default=512,
+                        help="model input size; 512 is production (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--no-web", action="store_true", help="skip the web page step")
+    parser.add_argument("--keep-running", action="store_true",
+                        help="keep server and web page up until Ctrl-C (default: only when interactive)")
+
+
+def _step(number: int, total: int, title: str) -> None:
+    print(f"\n== Step {number}/{total}: {title}", flush=True)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def model_server(model_config: Path, port: int, log_path: Path) -> Iterator[str]:
+    """`mspipe serve` in its own process, as a deployment would run it; drained on exit."""
+    log = open(log_path, "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mspipe.main", "serve", "--model-config", str(model_config),
+         "--port", str(port), "--allow-version-labels-for-unavailable-models",
+         "--log-level", "WARNING"], stdout=log, stderr=subprocess.STDOUT)
+    target = f"127.0.0.1:{port}"
+    try:
+        _wait_until_serving(target, process, log_path)
+        yield target
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+def _wait_until_serving(target: str, process: subprocess.Popen, log_path: Path,
+                        timeout_s: float = 180.0) -> None:
+    from serving.client.model_client import ModelClient, ServerError
+
+    deadline = time.monotonic() + timeout_s
+    with ModelClient(target, retries=0, timeout_s=5.0) as client:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"model server exited with {process.returncode}; see {log_path}")
+            try:
+                if any(state.state == "AVAILABLE" for state in client.model_status()):
+                    return
+            except ServerError:
+                pass
+            time.sleep(0.5)
+    raise RuntimeError(f"model server not ready after {timeout_s:.0f} s; see {log_path}")
+
+
+def _predict_examples(target: str, manifest, data_dir: Path, salt: str) -> None:
+    """One MS and one control study through the thin client: what a clinician's tool would do."""
+    from serving.client.model_client import ModelClient
+
+    chosen = {}
+    for uid, record in sorted(manifest.studies.items()):
+        if record.axial_slices and record.label not in chosen:
+            chosen[record.label] = (uid, record)
+    with ModelClient(target) as client:
+        for label, (uid, record) in sorted(chosen.items(), reverse=True):
+            folder = data_dir / record.scanner / uid
+            prediction = client.predict_paths([str(folder)], label="stable")
+            study = prediction.studies[0]
+            truth = "MS" if label == 1 else "control"
+            # Only the salted hash of the study UID is ever printed.
+            print(f"study {hash_uid(uid, salt)[:12]} (truth: {truth}, scanner {record.scanner}): "
+                  f"P(MS) = {study.probability:.3f}, mean of {study.slice_count} slices "
+                  f"({study.rejected_count} files/frames rejected), model version "
+                  f"{prediction.model_version}")
+            for slice_ in prediction.slices[:3]:
+                print(f"    slice {slice_.instance_number or slice_.frame_index}: "
+                      f"{slice_.probability:.3f}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from components.synthetic import generate_dataset
+    from mspipe.commands.pipeline import print_summary
+    from pipeline.config import PipelineConfig
+    from pipeline.local_runner import run_local
+    from serving.api.model_config import build_model_config, model_entry, write_model_config
+    from serving.rollout.flow import run_canary_demo
+
+    sys.stdout.reconfigure(line_buffering=True)  # steps appear as they happen, even when piped
+    total = 6 if args.no_web else 7
+    out = Path(args.out).resolve()
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    started = time.monotonic()
+
+    _step(1, total, f"synthetic hospital export ({args.studies} studies)")
+    data_dir = out / "hospital"
+    manifest = generate_dataset(data_dir, studies=args.studies, seed=0)
+    print(manifest.summary())
+
+    _step(2, total, f"TFX pipeline at {args.image_size}x{args.image_size}")
+    # A few hundred slices: Beam in-process is faster than starting worker processes.
+    config = PipelineConfig(data_dir=str(data_dir), labels_path=str(data_dir / "labels.csv"),
+                            output_dir=str(out / "pipeline"), serving_dir=str(out / "serving"),
+                            image_size=args.image_size, epochs=args.epochs,
+                            split_ratios=(("train", 0.6), ("eval", 0.4)),
+                            beam_args=("--direct_running_mode=in_memory",))
+    summary = run_local(config)
+    print_summary(summary, config)
+    if summary.pushed_version is None:
+        print("The first model was not blessed, so there is nothing to serve; see the report.")
+        return 1
+
+    _step(3, total, "local model server (TF Serving gRPC API) and the thin client")
+    model_config = out / "serving" / "models.config"
+    write_model_config(model_config, build_model_config([model_entry(
+        config.model_name, config.model_base_path, versions=[summary.pushed_version],
+        labels={"stable": summary.pushed_version})]))
+    port = _free_port()
+    with model_server(model_config, port, out / "server.log") as target:
+        print(f"serving {config.model_name} version {summary.pushed_version} (label stable) "
+              f"at {target}; config {model_config}")
+        _predict_examples(target, manifest, data_dir, resolve_salt(config.salt))
+
+        _step(4, total, f"retrain for {RETRAIN_EXTRA_EPOCHS} more epochs: a candidate version 2")
+        retrained = dataclasses.replace(config, epochs=config.epochs + RETRAIN_EXTRA_EPOCHS)
+        summary_v2 = run_local(retrained)
+        print_summary(summary_v2, retrained)
+
+        _step(5, total, "canary release of the new version")
+        if summary_v2.pushed_version is None:
+            print("version 2 was not blessed, so no canary starts; stable keeps serving.")
+        else:
+            eval_dir = os.path.join(summary_v2.examples_uri, "Split-eval")
+            run_canary_demo(target, model_config, config.model_name, summary_v2.pushed_version,
+                            eval_dir)
+
+        _step(6, total, "evaluation reports")
+        print(f"first run : {summary.report_path}")
+        print(f"second run: {summary_v2.report_path}")
+        print(f"models    : {config.model_base_path}")
+
+        interactive = args.keep_running or (sys.stdin.isatty() and not os.environ.get("CI"))
+        if not args.no_web:
+            _step(7, total, "web page for clinicians")
+            from serving.web.app import start_web
+            web = start_web(target, "127.0.0.1", 0)
+            print(f"open {web.url} and upload a .dcm, a zipped study folder or a .jpg/.png")
+            try:
+                if interactive:
+                    print("press Ctrl-C to stop the page and the model server")
+                    _wait_for_interrupt()
+                else:
+                    print("(not interactive: stopping now; `mspipe demo --keep-running` keeps it up)")
+            finally:
+                web.stop()
+    print(f"\ndemo finished in {time.monotonic() - started:.0f} s")
+    return 0
+
+
+def _wait_for_interrupt() -> None:
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        print()

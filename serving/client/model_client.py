@@ -1,0 +1,244 @@
+"""Thin gRPC client for TF Serving (or the local server): numpy + grpc + protos, no TensorFlow.
+
+    with ModelClient("127.0.0.1:8500") as client:
+        result = client.predict_tensors(images)          # uint8 [N, S, S, 1]
+        result.probabilities, result.model_version
+        report = client.predict_paths(["study_folder/", "slice.png"])
+
+- Tensors go as uint8 `tensor_content` (one memcpy, 256 KiB per 512^2 image), in batches that fit
+  the message limit; replies are decoded from `tensor_content` or typed `*_val` (TF Serving's
+  default reply form).
+- Every call has a deadline; UNAVAILABLE is retried a bounded number of times with backoff.
+- A multi-batch call is answered by one model version: once the first batch reports its version,
+  the remaining batches ask for exactly that version, so a study is never scored half by the old
+  model and half by a canary.
+- Failures raise `ServerError` with the gRPC status code and the server's message.
+"""
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import grpc
+import numpy as np
+
+from serving.api.protos import (DEFAULT_SIGNATURE, SIGNATURE_DEF_FIELD, get_model_metadata_pb2,
+                            get_model_status_pb2, model_management_pb2, model_pb2,
+                            model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc,
+                            types_pb2)
+from serving.api.tensor_codec import dtype_name, from_tensor_proto, shape_of, to_tensor_proto
+
+DEFAULT_MODEL_NAME = "ms_mri"
+IMAGE_INPUT, PROBABILITY, LOGIT = "image", "probability", "logit"
+_T = TypeVar("_T")
+
+
+class ServerError(RuntimeError):
+    """The server refused or failed a call; `code` is the gRPC status code."""
+
+    def __init__(self, code: grpc.StatusCode, details: str):
+        super().__init__(f"{code.name}: {details}")
+        self.code = code
+        self.details = details
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """What the client needs from GetModelMetadata's serving_default SignatureDef."""
+    model_name: str
+    model_version: int
+    signature_name: str
+    input_name: str
+    input_dtype: str
+    image_size: int
+    output_names: tuple[str, ...]
+    signature_names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    probabilities: np.ndarray  # float32 [N]
+    logits: np.ndarray | None  # float32 [N] when the signature returns them
+    model_name: str
+    model_version: int         # from PredictResponse.model_spec: who actually answered
+    signature_name: str
+
+
+@dataclass(frozen=True)
+class VersionState:
+    version: int
+    state: str          # START | LOADING | AVAILABLE | UNLOADING | END
+    error_code: int
+    error_message: str
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    timeout_s: float = 30.0          # deadline of each RPC
+    retries: int = 3                 # extra attempts on UNAVAILABLE
+    backoff_s: float = 0.2           # first retry delay; doubles, with jitter
+    max_batch: int = 32              # images per Predict request
+    max_message_bytes: int = 64 << 20
+
+
+class ModelClient:
+    def __init__(self, target: str, model_name: str = DEFAULT_MODEL_NAME, *,
+                 timeout_s: float = 30.0, tls_ca: str | None = None, retries: int = 3,
+                 backoff_s: float = 0.2, max_batch: int = 32,
+                 max_message_bytes: int = 64 << 20, signature_name: str = DEFAULT_SIGNATURE):
+        self.target = target
+        self.model_name = model_name
+        self.signature_name = signature_name
+        self.settings = ClientSettings(timeout_s, retries, backoff_s, max_batch,
+                                       max_message_bytes)
+        self._channel = _open_channel(target, tls_ca, max_message_bytes)
+        self._predict_stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+        self._model_stub = model_service_pb2_grpc.ModelServiceStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> "ModelClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ metadata / status
+    def metadata(self, *, label: str | None = None, version: int | None = None) -> ModelMetadata:
+        request = get_model_metadata_pb2.GetModelMetadataRequest(
+            model_spec=self._model_spec(label, version), metadata_field=[SIGNATURE_DEF_FIELD])
+        response = self._call(self._predict_stub.GetModelMetadata, request)
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        response.metadata[SIGNATURE_DEF_FIELD].Unpack(signature_map)
+        return _metadata_from(response, signature_map, self.signature_name)
+
+    def model_status(self, *, label: str | None = None,
+                     version: int | None = None) -> list[VersionState]:
+        request = get_model_status_pb2.GetModelStatusRequest(
+            model_spec=self._model_spec(label, version))
+        response = self._call(self._model_stub.GetModelStatus, request)
+        state_names = get_model_status_pb2.ModelVersionStatus.State
+        return [VersionState(s.version, state_names.Name(s.state), s.status.error_code,
+                             s.status.error_message) for s in response.model_version_status]
+
+    def reload_config(self, config) -> None:
+        """HandleReloadConfigRequest with a ModelServerConfig (see serving/api/model_config.py)."""
+        request = model_management_pb2.ReloadConfigRequest(config=config)
+        self._call(self._model_stub.HandleReloadConfigRequest, request, retry=False)
+
+    # ------------------------------------------------------------------ predict
+    def predict_tensors(self, images: np.ndarray, *, label: str | None = None,
+                        version: int | None = None) -> PredictResult:
+        """Probabilities for uint8 [N, S, S, 1] images, batched; one version answers all."""
+        images = np.asarray(images)
+        if images.dtype != np.uint8 or images.ndim != 4:
+            raise ValueError(f"images must be uint8 [N, S, S, C], got {images.dtype} "
+                             f"{list(images.shape)}")
+        batch = self._batch_size(images)
+        parts: list[predict_pb2.PredictResponse] = []
+        for start in range(0, max(len(images), 1), batch):
+            response = self._predict_batch(images[start:start + batch], label, version)
+            if version is None:  # pin the rest of the call to the version that answered
+                label, version = None, response.model_spec.version.value
+            parts.append(response)
+        return _merge(parts)
+
+    def predict_paths(self, paths: Sequence[str], *, label: str | None = None,
+                      version: int | None = None):
+        """Preprocess files/folders exactly as training did, predict, aggregate studies.
+        Returns serving.client.predict.PathsPrediction."""
+        from serving.client.predict import predict_paths  # pulls in pydicom/Pillow only when used
+        return predict_paths(self, paths, label=label, version=version)
+
+    def build_request(self, images: np.ndarray, *, label: str | None = None,
+                      version: int | None = None) -> predict_pb2.PredictRequest:
+        """The PredictRequest for one batch (public for benchmarks and tools)."""
+        request = predict_pb2.PredictRequest(model_spec=self._model_spec(label, version))
+        request.model_spec.signature_name = self.signature_name
+        request.inputs[IMAGE_INPUT].CopyFrom(to_tensor_proto(images))
+        return request
+
+    def _predict_batch(self, images: np.ndarray, label: str | None,
+                       version: int | None) -> predict_pb2.PredictResponse:
+        request = self.build_request(images, label=label, version=version)
+        return self._call(self._predict_stub.Predict, request)
+
+    def _batch_size(self, images: np.ndarray) -> int:
+        per_image = max(1, int(np.prod(images.shape[1:])))
+        fits = (self.settings.max_message_bytes - (64 << 10)) // per_image
+        return max(1, min(self.settings.max_batch, fits))
+
+    def _model_spec(self, label: str | None, version: int | None) -> model_pb2.ModelSpec:
+        if label is not None and version is not None:
+            raise ValueError("give a version label or a version, not both")
+        spec = model_pb2.ModelSpec(name=self.model_name)
+        if version is not None:
+            spec.version.value = int(version)
+        elif label is not None:
+            spec.version_label = label
+        return spec
+
+    def _call(self, method: Callable[..., _T], request, *, retry: bool = True) -> _T:
+        """One RPC with a deadline; UNAVAILABLE retried with exponential backoff + jitter."""
+        attempts = 1 + (self.settings.retries if retry else 0)
+        for attempt in range(attempts):
+            try:
+                return method(request, timeout=self.settings.timeout_s)
+            except grpc.RpcError as error:
+                code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
+                if code != grpc.StatusCode.UNAVAILABLE or attempt == attempts - 1:
+                    raise ServerError(code, error.details() or "") from None
+                delay = self.settings.backoff_s * (2 ** attempt)
+                time.sleep(delay * (0.5 + random.random()))
+        raise AssertionError("unreachable")
+
+
+def _open_channel(target: str, tls_ca: str | None, max_message_bytes: int) -> grpc.Channel:
+    options = [("grpc.max_send_message_length", max_message_bytes),
+               ("grpc.max_receive_message_length", max_message_bytes)]
+    if tls_ca is None:
+        return grpc.insecure_channel(target, options=options)
+    with open(tls_ca, "rb") as stream:
+        credentials = grpc.ssl_channel_credentials(root_certificates=stream.read())
+    return grpc.secure_channel(target, credentials, options=options)
+
+
+def _metadata_from(response, signature_map, signature_name: str) -> ModelMetadata:
+    if signature_name not in signature_map.signature_def:
+        raise ServerError(grpc.StatusCode.FAILED_PRECONDITION,
+                          f"model has no signature {signature_name!r}; it has "
+                          f"{sorted(signature_map.signature_def)}")
+    signature = signature_map.signature_def[signature_name]
+    if IMAGE_INPUT not in signature.inputs:
+        raise ServerError(grpc.StatusCode.FAILED_PRECONDITION,
+                          f"signature {signature_name} has inputs {sorted(signature.inputs)}, "
+                          f"expected '{IMAGE_INPUT}'")
+    info = signature.inputs[IMAGE_INPUT]
+    shape = shape_of(info.tensor_shape)
+    if (info.dtype != types_pb2.DT_UINT8 or shape is None or len(shape) != 4
+            or shape[1] != shape[2] or shape[1] < 1 or shape[3] != 1):
+        raise ServerError(grpc.StatusCode.FAILED_PRECONDITION,
+                          f"input '{IMAGE_INPUT}' is {dtype_name(info.dtype)} {shape}, expected "
+                          "uint8 [None, S, S, 1]")
+    return ModelMetadata(
+        model_name=response.model_spec.name, model_version=response.model_spec.version.value,
+        signature_name=signature_name, input_name=IMAGE_INPUT,
+        input_dtype=dtype_name(info.dtype), image_size=shape[1],
+        output_names=tuple(sorted(signature.outputs)),
+        signature_names=tuple(sorted(signature_map.signature_def)))
+
+
+def _merge(parts: list[predict_pb2.PredictResponse]) -> PredictResult:
+    first = parts[0].model_spec
+    probabilities = [from_tensor_proto(p.outputs[PROBABILITY], name=PROBABILITY) for p in parts]
+    logits = ([from_tensor_proto(p.outputs[LOGIT], name=LOGIT) for p in parts]
+              if all(LOGIT in p.outputs for p in parts) else None)
+    return PredictResult(
+        probabilities=np.concatenate(probabilities).astype(np.float32).reshape(-1),
+        logits=None if logits is None else np.concatenate(logits).astype(np.float32).reshape(-1),
+        model_name=first.name, model_version=first.version.value,
+        signature_name=first.signature_name)

@@ -1,0 +1,225 @@
+"""The labelled held-out set a canary is judged on, streamed as batches of slices.
+
+Two sources, one shape (`SliceBatch`: uint8 images, labels, study ids):
+- the eval split the pipeline wrote: gzip TFRecords of tf.Examples (components/features.py:
+  `image` raw bytes, `label`, `study_id`), read here without TensorFlow: the rollout tool is
+  a client and starts in a second, and the record framing (length, masked CRC32C, data,
+  masked CRC32C) is small and frozen. CRCs are checked, so a truncated file is an error;
+- a hospital DICOM folder plus its labels file (study_uid -> sclerosis, CSV/XLSX), through
+  the very preprocessing the pipeline used (components.dicom.preprocessing via serving/client/predict.py),
+  at the input size the served model declares. Slices are grouped by study through their
+  StudyInstanceUID, hashed as soon as it is read, the key the labels file uses.
+
+Streaming keeps memory flat whatever the set's size; study-level metrics need only the
+per-slice probabilities, which the analysis keeps. Nothing here logs a path below the folder
+given, a UID or any header text: skipped inputs are counted by reason.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from components import features
+from serving.api.protos import example_pb2
+
+GZIP_MAGIC = b"\x1f\x8b"
+_LENGTH = struct.Struct("<Q")
+_CRC = struct.Struct("<I")
+_MASK_DELTA = 0xA282EAD8
+
+
+class EvalDataError(ValueError):
+    """The held-out set cannot be read; the message names the file, record and field."""
+
+
+@dataclass(frozen=True)
+class SliceBatch:
+    images: np.ndarray        # uint8 [N, S, S, 1]
+    labels: np.ndarray        # int64 [N], 0/1 (the study's label)
+    study_ids: tuple[str, ...]  # salted study hashes, for grouping only
+
+
+@dataclass
+class DataSummary:
+    """What was read: counts only (no paths below the folder given, no identifiers)."""
+    source: str                     # "tfrecords" | "dicom"
+    files: int = 0
+    slices: int = 0
+    skipped: Counter = field(default_factory=Counter)  # reason -> slices or files
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "files": self.files, "slices": self.slices,
+                "skipped": dict(sorted(self.skipped.items()))}
+
+
+# ------------------------------------------------------------------------------ TFRecords
+def _masked_crc(data: bytes) -> int:
+    import google_crc32c  # pinned in requirements.in; C implementation
+
+    crc = google_crc32c.value(data)
+    return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
+
+
+def read_tfrecords(path: str | os.PathLike) -> Iterator[bytes]:
+    """The records of one TFRecord file (gzip or not, by content), CRCs checked."""
+    path = Path(path)
+    with open(path, "rb") as probe:
+        compressed = probe.read(2) == GZIP_MAGIC
+    opener = gzip.open if compressed else open
+    index = 0
+    try:
+        with opener(path, "rb") as stream:
+            while True:
+                header = stream.read(_LENGTH.size)
+                if not header:
+                    return
+                length_crc = stream.read(_CRC.size)
+                if len(header) < _LENGTH.size or len(length_crc) < _CRC.size:
+                    raise EvalDataError(f"{path}: record {index} is truncated (header)")
+                if _CRC.unpack(length_crc)[0] != _masked_crc(header):
+                    raise EvalDataError(f"{path}: record {index}: length CRC mismatch (not a "
+                                        "TFRecord file, or corrupt)")
+                (length,) = _LENGTH.unpack(header)
+                data = stream.read(length)
+                data_crc = stream.read(_CRC.size)
+                if len(data) < length or len(data_crc) < _CRC.size:
+                    raise EvalDataError(f"{path}: record {index} is truncated (data)")
+                if _CRC.unpack(data_crc)[0] != _masked_crc(data):
+                    raise EvalDataError(f"{path}: record {index}: data CRC mismatch (corrupt)")
+                yield data
+                index += 1
+    except (OSError, EOFError) as error:  # gzip.BadGzipFile is an OSError
+        raise EvalDataError(f"{path}: cannot read record {index}: {error}") from None
+
+
+def tfrecord_files(data: str | os.PathLike) -> list[Path]:
+    """A file, or every regular non-hidden file below a folder (an ExampleGen split folder
+    holds only its TFRecord shards), in name order. Given a whole Examples artifact (its
+    Split-* folders), only Split-eval is read: judging a model on its training data would
+    flatter it."""
+    root = Path(data)
+    if root.is_file():
+        return [root]
+    if not root.is_dir():
+        raise EvalDataError(f"{root}: no such file or folder")
+    if any(child.is_dir() and child.name.startswith("Split-") for child in root.iterdir()):
+        if not (root / "Split-eval").is_dir():
+            raise EvalDataError(f"{root}: holds Split-* folders but no Split-eval; pass the "
+                                "held-out split's folder")
+        root = root / "Split-eval"
+    files = sorted(p for p in root.rglob("*") if p.is_file()
+                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    if not files:
+        raise EvalDataError(f"{root}: no TFRecord files in this folder")
+    return files
+
+
+def slices_from_tfrecords(data: str | os.PathLike, image_size: int, summary: DataSummary
+                          ) -> Iterator[tuple[np.ndarray, int, str]]:
+    files = tfrecord_files(data)
+    summary.files = len(files)
+    for path in files:
+        for index, record in enumerate(read_tfrecords(path)):
+            yield _parse_slice(record, image_size, f"{path}: record {index}")
+
+
+def _parse_slice(record: bytes, image_size: int, where: str) -> tuple[np.ndarray, int, str]:
+    example = example_pb2.Example()
+    try:
+        example.ParseFromString(record)
+    except Exception:  # protobuf raises DecodeError (message only)
+        raise EvalDataError(f"{where}: not a serialized tf.Example") from None
+    feature_map = example.features.feature
+
+    def one(name: str, kind: str):
+        if name not in feature_map:
+            raise EvalDataError(f"{where}: feature '{name}' is missing")
+        values = getattr(feature_map[name], kind).value
+        if len(values) != 1:
+            raise EvalDataError(f"{where}: feature '{name}' must hold one {kind} value, "
+                                f"found {len(values)}")
+        return values[0]
+
+    raw = one(features.IMAGE, "bytes_list")
+    if len(raw) != image_size * image_size:
+        raise EvalDataError(f"{where}: feature '{features.IMAGE}' has {len(raw)} bytes, "
+                            f"expected {image_size}x{image_size}x1 = {image_size ** 2} for "
+                            "the served model's input size")
+    label = one(features.LABEL, "int64_list")
+    if label not in (0, 1):
+        raise EvalDataError(f"{where}: feature '{features.LABEL}' must be 0 or 1")
+    study_id = one(features.STUDY_ID, "bytes_list").decode("utf-8", "replace")
+    image = np.frombuffer(raw, dtype=np.uint8).reshape(image_size, image_size, 1)
+    return image, int(label), study_id
+
+
+# ------------------------------------------------------------------------------ DICOM
+def slices_from_dicom(folder: str | os.PathLike, labels_path: str | os.PathLike,
+                      image_size: int, summary: DataSummary,
+                      salt: str = features.DEFAULT_SALT
+                      ) -> Iterator[tuple[np.ndarray, int, str]]:
+    """Every kept slice of a labelled study below `folder`; others are counted as skipped."""
+    from components.dicom_example_gen.labels import LabelsError, read_labels
+    from serving.client.predict import expand_paths, preprocess_items
+
+    if not Path(folder).is_dir():
+        raise EvalDataError(f"{folder}: not a folder (a DICOM held-out set is a folder with "
+                            "a --labels file)")
+    try:
+        study_labels = read_labels(os.fspath(labels_path), salt).labels
+    except LabelsError as error:
+        raise EvalDataError(str(error)) from None
+    items = expand_paths([os.fspath(folder)])
+    summary.files = len(items)
+    for item in items:  # one file at a time: memory stays flat
+        kept, rejected = preprocess_items([item], image_size)
+        summary.skipped.update(rejection.reason for rejection in rejected)
+        for _, slice_ in kept:
+            if not slice_.study_uid:
+                summary.skipped["missing_study_uid"] += 1
+                continue
+            study_id = features.hash_uid(slice_.study_uid, salt)
+            if study_id not in study_labels:
+                summary.skipped["unlabeled_study"] += 1
+                continue
+            yield slice_.image, study_labels[study_id], study_id
+
+
+# ------------------------------------------------------------------------------ batching
+def open_eval_data(data: str | os.PathLike, image_size: int, *,
+                   labels: str | os.PathLike | None = None
+                   ) -> tuple[Iterator[tuple[np.ndarray, int, str]], DataSummary]:
+    """`--data` with `--labels` is a DICOM folder; without, TFRecords (file or folder)."""
+    if labels is not None:
+        summary = DataSummary("dicom")
+        return slices_from_dicom(data, labels, image_size, summary), summary
+    summary = DataSummary("tfrecords")
+    return slices_from_tfrecords(data, image_size, summary), summary
+
+
+def batched(slices: Iterable[tuple[np.ndarray, int, str]], batch_size: int,
+            summary: DataSummary, max_slices: int | None = None) -> Iterator[SliceBatch]:
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    images: list[np.ndarray] = []
+    labels: list[int] = []
+    study_ids: list[str] = []
+    for image, label, study_id in slices:
+        if max_slices is not None and summary.slices >= max_slices:
+            break
+        images.append(image)
+        labels.append(label)
+        study_ids.append(study_id)
+        summary.slices += 1
+        if len(images) == batch_size:
+            yield SliceBatch(np.stack(images), np.asarray(labels, np.int64), tuple(study_ids))
+            images, labels, study_ids = [], [], []
+    if images:
+        yield SliceBatch(np.stack(images), np.asarray(labels, np.int64), tuple(study_ids))

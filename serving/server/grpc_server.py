@@ -1,0 +1,202 @@
+"""The local model server: TF Serving's gRPC API over SavedModels, for tests, demo and dev.
+
+`tensorflow_model_server` cannot be installed here, so this server speaks the same API
+(PredictionService, ModelService from `tensorflow_serving.apis`, plus grpc.health.v1), reads the
+same models.config and follows TF Serving's version, label and status-code rules (see
+serving/server/model_manager.py and serving/server/servable.py). Production runs the real
+`tensorflow/serving` image with serving/deploy/; clients cannot tell the two apart.
+
+Knowingly different from TF Serving:
+- a version folder without saved_model.pb is skipped (TF Serving would try and fail to load
+  it); the Pusher writes atomically, so this only hides half-copied folders;
+- the config file is re-applied when its content changes (TF Serving re-applies it every poll
+  period, silently reverting a HandleReloadConfigRequest); tools should write the file *and*
+  send the reload, which is correct for both servers;
+- gRPC health checking is served (TF Serving has none: probe it with TCP or REST).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from serving.api.errors import ServingError
+from serving.server.grpc_services import ModelService, PredictionService
+from serving.api.model_config import ModelConfigError, ModelServerConfig, parse_model_config
+from serving.server.model_manager import ModelManager
+from serving.api.protos import model_service_pb2_grpc, prediction_service_pb2_grpc
+from serving.server.settings import ServerSettings
+
+LOG = logging.getLogger(__name__)
+PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
+MODEL_SERVICE = "tensorflow.serving.ModelService"
+
+
+class ModelServer:
+    """grpc.server + ModelManager + a poller thread; start(), then wait() or stop()."""
+
+    def __init__(self, settings: ServerSettings):
+        self.settings = settings
+        self.manager = ModelManager(allow_version_labels_for_unavailable_models=(
+            settings.allow_version_labels_for_unavailable_models))
+        self.health = health.HealthServicer(experimental_non_blocking=True)
+        self._grpc: grpc.Server | None = None
+        self._stopped = threading.Event()
+        self._poller: threading.Thread | None = None
+        self._config_text: str | None = None
+        self._last_config_error: str | None = None
+        self._health_models: set[str] = set()
+        self.port: int | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.settings.host}:{self.port}"
+
+    def start(self) -> "ModelServer":
+        """Load the config (as TF Serving: labels checked, first versions loaded), then
+        listen. Raises ServingError / ModelConfigError when the config cannot be served."""
+        config = self._read_config_file()
+        self.manager.reload_config(config)
+        self._grpc = self._build_grpc_server()
+        self.port = self._bind(self._grpc)
+        if not self.port:
+            raise OSError(f"cannot bind {self.settings.host}:{self.settings.port}")
+        self._grpc.start()
+        self._update_health()
+        self._poller = threading.Thread(target=self._poll_forever, name="model-poller",
+                                        daemon=True)
+        self._poller.start()
+        LOG.info("Serving %s on %s", sorted(self.manager.model_names()), self.address)
+        return self
+
+    def stop(self, grace_s: float | None = None) -> None:
+        """Stop accepting calls, let in-flight ones finish (up to grace_s), unload models."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self.manager.config_changed.set()
+        self.health.enter_graceful_shutdown()
+        if self._grpc is not None:
+            grace = self.settings.grace_seconds if grace_s is None else grace_s
+            self._grpc.stop(grace).wait()
+        if self._poller is not None:
+            self._poller.join(timeout=30)
+        self.manager.unload_all()
+        LOG.info("Server stopped")
+
+    def wait(self) -> None:
+        """Block until stop(); SIGTERM/SIGINT (when installed) call stop()."""
+        self._stopped.wait()
+        if self._grpc is not None:
+            self._grpc.wait_for_termination()
+
+    def install_signal_handlers(self) -> None:
+        def handle(signum, _frame):
+            LOG.info("Received %s: draining in-flight calls", signal.Signals(signum).name)
+            threading.Thread(target=self.stop, name="shutdown").start()
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
+
+    # ------------------------------------------------------------------ internals
+    def _bracketed_host(self) -> str:
+        host = self.settings.host
+        return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+    def _bind(self, server: grpc.Server) -> int:
+        address = f"{self._bracketed_host()}:{self.settings.port}"
+        if self.settings.tls_cert_file is None:
+            return server.add_insecure_port(address)
+        key = Path(self.settings.tls_key_file).read_bytes()
+        chain = Path(self.settings.tls_cert_file).read_bytes()
+        return server.add_secure_port(address, grpc.ssl_server_credentials([(key, chain)]))
+
+    def _build_grpc_server(self) -> grpc.Server:
+        limit = self.settings.max_message_bytes
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=self.settings.max_workers,
+                                       thread_name_prefix="rpc"),
+            options=[("grpc.max_receive_message_length", limit),
+                     ("grpc.max_send_message_length", limit),
+                     ("grpc.so_reuseport", 0)],
+            maximum_concurrent_rpcs=self.settings.max_workers * 8)
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+            PredictionService(self.manager, self.settings.max_decoded_bytes), server)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(
+            ModelService(self.manager), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        return server
+
+    def _read_config_file(self) -> ModelServerConfig:
+        path = Path(self.settings.model_config)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as error:
+            raise ModelConfigError(f"{path}: cannot read model config: {error.strerror}") from None
+        config = parse_model_config(text, str(path))
+        self._config_text = text
+        return config
+
+    def _poll_forever(self) -> None:
+        while not self._stopped.is_set():
+            self.manager.config_changed.wait(timeout=self.settings.poll_seconds)
+            self.manager.config_changed.clear()
+            if self._stopped.is_set():
+                return
+            try:
+                self._maybe_reload_config_file()
+                self.manager.reconcile()
+            except Exception:  # noqa: BLE001 - keep polling whatever one pass hit
+                LOG.exception("model poll pass failed")
+            self._update_health()
+
+    def _maybe_reload_config_file(self) -> None:
+        if self.settings.config_poll_seconds <= 0:
+            return
+        path = Path(self.settings.model_config)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as error:
+            self._log_config_error(f"{path}: cannot read model config: {error.strerror}")
+            return
+        if text == self._config_text:
+            return
+        try:
+            self.manager.reload_config(parse_model_config(text, str(path)))
+        except (ServingError, ModelConfigError) as error:
+            self._log_config_error(f"models.config reload failed, keeping the previous "
+                                   f"config: {error}")
+            return
+        self._config_text = text
+        self._last_config_error = None
+        LOG.info("Applied %s", path)
+
+    def _log_config_error(self, message: str) -> None:
+        if message != self._last_config_error:  # once per distinct error, not every period
+            LOG.error("%s", message)
+        self._last_config_error = message
+
+    def _update_health(self) -> None:
+        """Overall and per-service SERVING once up; per model: SERVING iff a version serves."""
+        if self._stopped.is_set():
+            return
+        serving = health_pb2.HealthCheckResponse.SERVING
+        not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+        for service in ("", PREDICTION_SERVICE, MODEL_SERVICE):
+            self.health.set(service, serving)
+        names = self.manager.model_names()
+        for name in names | self._health_models:  # models that left the config: NOT_SERVING
+            self.health.set(name, serving if name in names and
+                            self.manager.available_versions(name) else not_serving)
+        self._health_models |= names
+
+
+def configure_logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

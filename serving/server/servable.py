@@ -1,0 +1,181 @@
+"""One loaded model version: a SavedModel plus its SignatureDefs, callable from many threads.
+
+Validation follows TF Serving's `predict_util.cc` (same checks, same status codes, messages
+close to the C++ ones) so that a client written against this server behaves identically
+against `tensorflow/serving`:
+- unknown signature -> FAILED_PRECONDITION; inputs missing or extra -> INVALID_ARGUMENT;
+- undecodable tensor, wrong dtype (no casting: a float tensor for a uint8 input is refused, as
+  TF Serving refuses it), wrong rank or size -> INVALID_ARGUMENT;
+- unknown output_filter alias -> INVALID_ARGUMENT.
+Signature functions are called without any lock: TensorFlow functions are thread-safe, and
+TensorFlow releases the GIL while it computes.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from serving.api.errors import ServingError, failed_precondition, invalid_argument, \
+    status_code_from_value
+from serving.api.protos import (DEFAULT_SIGNATURE, get_model_metadata_pb2, meta_graph_pb2,
+                            saved_model_pb2, tensor_pb2, types_pb2)
+from serving.api.tensor_codec import TensorDecodeError, dtype_name, from_tensor_proto, shape_of
+
+LOG = logging.getLogger(__name__)
+SERVE_TAG = "serve"
+SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
+WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
+
+
+def is_complete_version_dir(path: Path) -> bool:
+    """A version folder is loadable once its saved_model.pb exists (Pusher writes it last)."""
+    return any((path / name).is_file() for name in SAVED_MODEL_FILES)
+
+
+def read_signature_defs(version_dir: Path) -> dict[str, meta_graph_pb2.SignatureDef]:
+    """The SignatureDefs of the `serve` MetaGraph: what TF Serving validates against and
+    returns from GetModelMetadata."""
+    saved_model = saved_model_pb2.SavedModel()
+    pb_path = version_dir / "saved_model.pb"
+    if pb_path.is_file():
+        saved_model.ParseFromString(pb_path.read_bytes())
+    else:
+        from google.protobuf import text_format
+        text_format.Parse((version_dir / "saved_model.pbtxt").read_text(), saved_model)
+    for meta_graph in saved_model.meta_graphs:
+        if SERVE_TAG in meta_graph.meta_info_def.tags:
+            return dict(meta_graph.signature_def)
+    raise ValueError(f"version {version_dir.name}: SavedModel has no '{SERVE_TAG}' MetaGraph")
+
+
+class Servable:
+    """A loaded, warmed SavedModel version. Immutable after construction."""
+
+    def __init__(self, model_name: str, version: int, path: str | os.PathLike):
+        self.model_name = model_name
+        self.version = version
+        self.path = Path(path)
+        self.signature_defs = read_signature_defs(self.path)
+        self._loaded = tf.saved_model.load(str(self.path), tags=[SERVE_TAG])
+        self._functions = {name: self._loaded.signatures[name]
+                           for name in self.signature_defs if name in self._loaded.signatures}
+
+    # ---------------------------------------------------------------- metadata
+    def signature_def_map(self) -> get_model_metadata_pb2.SignatureDefMap:
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        for name, signature in self.signature_defs.items():
+            signature_map.signature_def[name].CopyFrom(signature)
+        return signature_map
+
+    def signature(self, name: str) -> tuple[str, meta_graph_pb2.SignatureDef]:
+        name = name or DEFAULT_SIGNATURE
+        if name not in self.signature_defs or name not in self._functions:
+            raise failed_precondition(f'Serving signature key "{name}" not found.')
+        return name, self.signature_defs[name]
+
+    # ---------------------------------------------------------------- predict
+    def predict(self, signature_name: str, inputs: dict[str, tensor_pb2.TensorProto],
+                output_filter: list[str] | tuple[str, ...] = (), *,
+                max_decoded_bytes: int = 1 << 30) -> tuple[str, dict[str, np.ndarray]]:
+        """Validate like TF Serving, run the signature, return (signature name, outputs)."""
+        name, signature = self.signature(signature_name)
+        _check_input_names(signature, inputs)
+        arrays = {alias: _decode_input(alias, proto, signature.inputs[alias], max_decoded_bytes)
+                  for alias, proto in inputs.items()}
+        aliases = _output_aliases(signature, output_filter)
+        outputs = self.run(name, arrays)
+        return name, {alias: outputs[alias] for alias in aliases}
+
+    def run(self, signature_name: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Call a signature on already-validated arrays; TF errors keep their status code."""
+        function = self._functions[signature_name]
+        try:
+            outputs = function(**{alias: tf.constant(array) for alias, array in arrays.items()})
+        except tf.errors.OpError as error:
+            raise ServingError(status_code_from_value(error.error_code),
+                               error.message.splitlines()[0]) from None
+        except (TypeError, ValueError) as error:  # raised by the function's input checks
+            raise invalid_argument(str(error).splitlines()[0]) from None
+        return {alias: tensor.numpy() for alias, tensor in outputs.items()}
+
+    # ---------------------------------------------------------------- warm-up
+    def warm_up(self) -> int:
+        """Run each numeric signature once (graph optimisation happens on the first call), so
+        the first real request is not the slow one. Returns the number of warm-up calls."""
+        calls = 0
+        for name, signature in self.signature_defs.items():
+            arrays = _zeros_for(signature)
+            if arrays is None or name not in self._functions:
+                continue
+            started = time.perf_counter()
+            self.run(name, arrays)
+            calls += 1
+            LOG.info("warmed %s version %d signature %s in %.0f ms", self.model_name,
+                     self.version, name, 1000 * (time.perf_counter() - started))
+        return calls
+
+
+def _check_input_names(signature: meta_graph_pb2.SignatureDef,
+                       inputs: dict[str, tensor_pb2.TensorProto]) -> None:
+    sent, expected = set(inputs), set(signature.inputs)
+    if sent == expected:
+        return
+    extra, missing = sorted(sent - expected), sorted(expected - sent)
+    raise invalid_argument(
+        f"input size does not match signature: {len(sent)}!={len(expected)} "
+        f"len({{{','.join(sorted(sent))}}}) != len({{{','.join(sorted(expected))}}}). "
+        f"Sent extra: {{{','.join(extra)}}}. Missing but required: {{{','.join(missing)}}}.")
+
+
+def _decode_input(alias: str, proto: tensor_pb2.TensorProto,
+                  info: meta_graph_pb2.TensorInfo, max_decoded_bytes: int) -> np.ndarray:
+    if proto.dtype != info.dtype:
+        raise invalid_argument(f"Expects arg[{alias}] to be {dtype_name(info.dtype)} but "
+                               f"{dtype_name(proto.dtype)} is provided")
+    try:
+        array = from_tensor_proto(proto, name=alias, max_decoded_bytes=max_decoded_bytes)
+    except TensorDecodeError as error:
+        raise invalid_argument(f"tensor parsing error: {error}") from None
+    expected = shape_of(info.tensor_shape)
+    if expected is not None and not _shape_matches(array.shape, expected):
+        raise invalid_argument(
+            f"input {alias}: shape {list(array.shape)} does not match the signature's "
+            f"{[size if size >= 0 else None for size in expected]}")
+    return array
+
+
+def _shape_matches(actual: tuple[int, ...], expected: tuple[int, ...]) -> bool:
+    return len(actual) == len(expected) and all(
+        want < 0 or want == got for got, want in zip(actual, expected))
+
+
+def _output_aliases(signature: meta_graph_pb2.SignatureDef, output_filter) -> list[str]:
+    if not output_filter:
+        return list(signature.outputs)
+    seen: set[str] = set()
+    for alias in output_filter:
+        if alias not in signature.outputs:
+            raise invalid_argument(
+                f"output tensor alias not found in signature: {alias} Outputs expected to be "
+                f"in the set {{{','.join(sorted(signature.outputs))}}}.")
+        if alias in seen:
+            raise invalid_argument(f"duplicate output tensor alias: {alias}")
+        seen.add(alias)
+    return list(output_filter)
+
+
+def _zeros_for(signature: meta_graph_pb2.SignatureDef) -> dict[str, np.ndarray] | None:
+    """A batch-of-one zero input for a signature with numeric, fully-known inner dims."""
+    arrays = {}
+    for alias, info in signature.inputs.items():
+        shape = shape_of(info.tensor_shape)
+        if info.dtype == types_pb2.DT_STRING or shape is None or any(s < 0 for s in shape[1:]):
+            return None
+        dtype = tf.dtypes.as_dtype(info.dtype).as_numpy_dtype
+        arrays[alias] = np.zeros((1, *shape[1:]) if shape else (), dtype=dtype)
+    return arrays

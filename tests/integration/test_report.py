@@ -1,0 +1,161 @@
+"""The HTML evaluation report, built from a real (tiny) Evaluator run, model and ledger."""
+from __future__ import annotations
+
+import html
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+import eval_fixtures as fx
+
+pytest.importorskip("tensorflow_model_analysis")
+pytest.importorskip("matplotlib")
+
+from components.dicom_example_gen.ledger import LEDGER_FILE_NAME, LedgerRecord  # noqa: E402
+from components.evaluation.eval_config import build_eval_config  # noqa: E402
+from components.evaluation_report.report import write_report  # noqa: E402
+
+REJECTS = {"non_axial": 5, "not_dicom": 2, "constant_image": 1}
+TRAIN_SLICES = (fx.SliceSpec("t1", "ge", 1, 200, 200), fx.SliceSpec("t1", "ge", 1, 190, 210),
+                fx.SliceSpec("t2", "siemens", 0, 30, 30))
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def pipeline_outputs(tmp_path_factory):
+    """Examples (train + eval), candidate and baseline models, a ledger, two Evaluator runs."""
+    root = tmp_path_factory.mktemp("report_inputs")
+    examples = root / "examples"
+    fx.write_split(str(examples / "Split-eval"))
+    fx.write_split(str(examples / "Split-train"), TRAIN_SLICES)
+    candidate = fx.write_model_artifact(str(root / "candidate"))
+    baseline = fx.write_model_artifact(str(root / "baseline"), baseline=True)
+    ledger = root / "rejects"
+    ledger.mkdir()
+    with open(ledger / LEDGER_FILE_NAME, "w") as handle:
+        for reason, count in REJECTS.items():
+            for index in range(count):
+                record = LedgerRecord(reason=reason, detail="synthetic", scanner="ge",
+                                      file_id=f"{reason}{index}")
+                handle.write(record.to_json() + "\n")
+    config = build_eval_config(min_study_auc=0.8)
+    return {
+        "root": root, "eval_split": str(examples / "Split-eval"), "rejects": str(ledger),
+        "model_dir": os.path.join(candidate, "Format-Serving"),
+        "first_run": fx.run_evaluator(str(root / "first"), config, examples_uri=str(examples),
+                                      model_uri=candidate),
+        "vs_baseline": fx.run_evaluator(str(root / "second"), config, examples_uri=str(examples),
+                                        model_uri=candidate, baseline_model_uri=baseline),
+    }
+
+
+def _write(outputs, out_dir, run_name: str, **overrides) -> tuple[str, str]:
+    run = outputs[run_name]
+    kwargs = dict(evaluation_uri=run.evaluation_uri, model_dir=outputs["model_dir"],
+                  eval_examples_uri=outputs["eval_split"], rejects_uri=outputs["rejects"],
+                  blessed=run.blessed, pushed_version=None, model_name="ms_mri")
+    kwargs.update(overrides)
+    path = write_report(str(out_dir), **kwargs)
+    with open(path, encoding="utf-8") as handle:
+        return path, handle.read()
+
+
+@pytest.fixture(scope="module")
+def rejected_report(pipeline_outputs) -> tuple[str, str]:
+    """The report of the run that lost to the last blessed model (written once, read by many)."""
+    return _write(pipeline_outputs, pipeline_outputs["root"] / "report_rejected", "vs_baseline")
+
+
+def _text(page: str) -> str:
+    """The visible text, for phrase checks: inline tags dropped, block tags and cells spaced."""
+    page = re.sub(r"<style>.*?</style>", " ", page, flags=re.S)
+    page = re.sub(r"</?(b|span|code)\b[^>]*>", "", page)
+    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page)))
+
+
+def test_rejected_model_report_says_why_and_that_nothing_was_pushed(pipeline_outputs,
+                                                                    rejected_report):
+    assert not pipeline_outputs["vs_baseline"].blessed
+    path, page = rejected_report
+    text = _text(page)
+    assert os.path.basename(path) == "index.html"
+    assert "NOT BLESSED" in text and "Not pushed: not blessed" in text
+    # The failing check: study AUC 0.8333 vs the last blessed model's 1.0.
+    assert re.search(r"Failed check: AUC per study: needs candidate - last blessed >= 0\.000, "
+                     r"was -0\.1667", text)
+    assert re.search(r"AUC per study absolute bound >= 0\.800 0\.8333 pass", text)
+    assert re.search(r"AUC per study 0\.8333 1\.0000 -0\.1667", text)
+
+
+def test_report_figures_exist_and_are_pngs(rejected_report):
+    path, page = rejected_report
+    images = re.findall(r'<img src="([^"]+)"', page)
+    assert sorted(images) == ["calibration.png", "confusion.png", "roc.png"]
+    for image in images:
+        with open(os.path.join(os.path.dirname(path), image), "rb") as handle:
+            content = handle.read()
+        assert content.startswith(PNG_MAGIC) and len(content) > 10_000, image
+
+
+def test_report_numbers_are_labelled_per_slice_and_per_study(rejected_report):
+    _, page = rejected_report
+    text = _text(page)
+    # Headline rows: per study AUC 7.5/9, per slice AUC 0.8 (both hand-computed, see fixtures).
+    assert re.search(r"per study 6 0\.833 0\.833 0\.667 1\.000 1\.000", text)
+    assert re.search(r"per slice 11 0\.800 0\.727 0\.667 0\.800 0\.800", text)
+    # Per scanner: slices, studies, MS / control, AUC per slice, AUC per study.
+    assert re.search(r"ge 6 3 1 / 2 0\.667 1\.000", text)
+    assert re.search(r"siemens 5 3 2 / 1 0\.833 0\.750", text)
+    assert "AUC per slice" in text and "AUC per study" in text
+    # Dataset sizes per split, train first.
+    assert re.search(r"train 2 1 / 1 3 eval 6 3 / 3 11", text)
+    # No study identifiers, not even the salted hashes.
+    for spec in fx.EVAL_SLICES + TRAIN_SLICES:
+        assert fx.hashed_study_id(spec.study_id) not in page
+
+
+def test_report_counts_rejects_per_reason_in_plain_words(rejected_report):
+    _, page = rejected_report
+    text = _text(page)
+    assert "Rejected inputs: 8 files or frames" in text
+    assert re.search(r"non_axial 5 a slice in another direction", text)
+    assert re.search(r"not_dicom 2 not a DICOM file", text)
+    assert re.search(r"constant_image 1 a blank image", text)
+
+
+def test_blessed_model_report_shows_the_pushed_version(pipeline_outputs, tmp_path):
+    assert pipeline_outputs["first_run"].blessed
+    _, page = _write(pipeline_outputs, tmp_path / "report", "first_run", pushed_version=7)
+    text = _text(page)
+    assert "BLESSED: the Evaluator accepted this model" in text
+    assert "Pushed as ms_mri version 7" in text
+    assert "No previously blessed model exists (first run)" in text
+    assert "Warning" not in text  # blessing flag and TFMA validation agree
+
+
+def test_report_refuses_an_image_size_the_model_does_not_take(pipeline_outputs, tmp_path):
+    with pytest.raises(ValueError, match="model expects 16px images, report was asked for 32px"):
+        _write(pipeline_outputs, tmp_path / "report", "first_run", image_size=32)
+
+
+def test_report_names_an_empty_eval_split(pipeline_outputs, tmp_path):
+    empty = tmp_path / "Split-eval"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match="no TFRecord files"):
+        _write(pipeline_outputs, tmp_path / "report", "first_run", eval_examples_uri=str(empty))
+
+
+def test_report_renders_in_a_headless_browser(rejected_report, tmp_path):
+    browser = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome")
+                    if shutil.which(b)), None)
+    if browser is None:
+        pytest.skip("no headless Chromium installed")
+    path, _ = rejected_report
+    screenshot = tmp_path / "page.png"
+    subprocess.run([browser, "--headless", "--disable-gpu", "--no-sandbox",
+                    f"--screenshot={screenshot}", "--window-size=1100,4000",
+                    f"file://{path}"], check=True, timeout=60, capture_output=True)
+    assert screenshot.read_bytes().startswith(PNG_MAGIC)

@@ -1,0 +1,172 @@
+"""The thin client: same preprocessing as training, same numbers as an in-process call."""
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+from PIL import Image
+
+from components.dicom.preprocessing import PreprocessedSlice, preprocess_path
+from serving.client.model_client import ModelClient, ServerError
+from serving.api.model_config import build_model_config, model_entry, write_model_config
+from serving_fixtures import (IMAGE_SIZE, MODEL_NAME, brain_like_frames, free_port,
+                              random_images, reference_predict, running_server, save_version,
+                              write_mr_dicom)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    root = tmp_path_factory.mktemp("client")
+    version_dir = save_version(root / MODEL_NAME, 1)
+    write_model_config(root / "models.config",
+                       build_model_config([model_entry(MODEL_NAME, root / MODEL_NAME)]))
+    with running_server(root / "models.config", poll_seconds=0.5) as server:
+        with ModelClient(server.address) as client:
+            yield client, version_dir, root
+
+
+def tensors(path) -> np.ndarray:
+    slices = [s for s in preprocess_path(path, image_size=IMAGE_SIZE)
+              if isinstance(s, PreprocessedSlice)]
+    return np.stack([s.image for s in slices])
+
+
+def test_metadata_gives_the_image_size(served):
+    client, _, _ = served
+    metadata = client.metadata()
+    assert (metadata.model_name, metadata.model_version) == (MODEL_NAME, 1)
+    assert metadata.image_size == IMAGE_SIZE and metadata.input_dtype == "uint8"
+    assert {"serving_default", "serving_examples"} <= set(metadata.signature_names)
+
+
+def test_dicom_through_grpc_equals_in_process_savedmodel(served, tmp_path):
+    client, version_dir, _ = served
+    dicom = write_mr_dicom(tmp_path / "slice.dcm", brain_like_frames(1, seed=4))
+    report = client.predict_paths([str(dicom)])
+    assert report.rejections == [] and len(report.slices) == 1
+    expected = reference_predict(version_dir, tensors(dicom))
+    assert report.slices[0].probability == float(expected["probability"][0])
+    assert report.slices[0].logit == float(expected["logit"][0])
+    assert report.model_version == 1 and report.studies == []
+
+
+def test_multi_frame_dicom_gives_one_result_per_frame(served, tmp_path):
+    client, version_dir, _ = served
+    dicom = write_mr_dicom(tmp_path / "enhanced.dcm", brain_like_frames(3, seed=5))
+    report = client.predict_paths([str(dicom)])
+    assert [s.frame_index for s in report.slices] == [0, 1, 2]
+    expected = reference_predict(version_dir, tensors(dicom))["probability"]
+    np.testing.assert_allclose([s.probability for s in report.slices], expected, rtol=1e-6)
+
+
+def test_folder_is_a_study_with_mean_probability_and_rejections(served, tmp_path):
+    client, version_dir, _ = served
+    study = tmp_path / "study"
+    write_mr_dicom(study / "s1.dcm", brain_like_frames(1, seed=1), instance_number=1)
+    write_mr_dicom(study / "series2" / "s2.dcm", brain_like_frames(1, seed=2),
+                   instance_number=2)
+    picture = np.clip(brain_like_frames(1, seed=3)[0] // 8, 0, 255).astype(np.uint8)
+    Image.fromarray(picture).save(study / "screenshot.png")
+    (study / "report.txt").write_text("free text is not an image")
+    report = client.predict_paths([str(study)])
+    assert len(report.slices) == 3
+    assert [(r.reason, r.study) for r in report.rejections] == [("not_dicom", str(study))]
+    (summary,) = report.studies
+    assert summary.slice_count == 3 and summary.rejected_count == 1
+    assert summary.probability == pytest.approx(np.mean([s.probability for s in report.slices]))
+    images = np.concatenate([tensors(study / "s1.dcm"), tensors(study / "screenshot.png"),
+                             tensors(study / "series2" / "s2.dcm")])
+    expected = reference_predict(version_dir, images)["probability"]
+    by_name = {s.path.rsplit("/", 1)[1]: s.probability for s in report.slices}
+    np.testing.assert_allclose([by_name["s1.dcm"], by_name["screenshot.png"],
+                                by_name["s2.dcm"]], expected, rtol=1e-6)
+
+
+def test_missing_file_is_a_rejection_not_a_crash(served, tmp_path):
+    client, _, _ = served
+    report = client.predict_paths([str(tmp_path / "absent.dcm")])
+    assert report.slices == [] and report.rejections[0].reason == "unreadable_file"
+
+
+def test_batches_are_split_and_answered_by_one_version(served):
+    client, version_dir, _ = served
+    small = ModelClient(client.target, max_batch=3)
+    images = random_images(7, seed=9)
+    result = small.predict_tensors(images)
+    small.close()
+    assert result.model_version == 1 and result.probabilities.shape == (7,)
+    np.testing.assert_allclose(result.probabilities,
+                               reference_predict(version_dir, images)["probability"], rtol=1e-6)
+    with pytest.raises(ValueError, match="uint8"):
+        client.predict_tensors(images.astype(np.float32))
+
+
+def test_unknown_version_raises_server_error(served):
+    client, _, _ = served
+    with pytest.raises(ServerError) as caught:
+        client.predict_tensors(random_images(1), version=42)
+    assert caught.value.code == grpc.StatusCode.NOT_FOUND
+
+
+def test_unavailable_is_retried_with_bounded_backoff(served):
+    client, _, root = served
+    port = free_port()
+    started = time.monotonic()
+    with ModelClient(f"127.0.0.1:{port}", retries=2, backoff_s=0.05, timeout_s=2) as nowhere:
+        with pytest.raises(ServerError) as caught:
+            nowhere.metadata()
+    assert caught.value.code == grpc.StatusCode.UNAVAILABLE
+    assert time.monotonic() - started < 10
+    # a server that comes up while the client is retrying is reached
+    from serving.server.grpc_server import ModelServer, ServerSettings
+    late = ModelServer(ServerSettings(str(root / "models.config"), port=port))
+    starter = threading.Timer(0.5, late.start)
+    starter.start()
+    try:
+        with ModelClient(f"127.0.0.1:{port}", retries=8, backoff_s=0.2, timeout_s=5) as patient:
+            assert patient.predict_tensors(random_images(1)).model_version == 1
+    finally:
+        starter.join()
+        late.stop(grace_s=1)
+
+
+def _self_signed(tmp_path):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(minutes=5))
+                   .not_valid_after(now + datetime.timedelta(hours=1))
+                   .add_extension(x509.SubjectAlternativeName(
+                       [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+                   .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                   .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "server.pem", tmp_path / "server.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_tls_client_verifies_the_server(served, tmp_path):
+    _, _, root = served
+    cert, key = _self_signed(tmp_path)
+    with running_server(root / "models.config", tls_cert_file=str(cert),
+                        tls_key_file=str(key)) as server:
+        with ModelClient(server.address, tls_ca=str(cert)) as secure:
+            assert secure.predict_tensors(random_images(1)).model_version == 1
+        with ModelClient(server.address, retries=0, timeout_s=3) as plaintext:
+            with pytest.raises(ServerError):
+                plaintext.metadata()
