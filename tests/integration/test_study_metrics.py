@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import eval_fixtures as fx
-from components.evaluation import roc
+from components.dicom import metrics as roc
 
 tfma = pytest.importorskip("tensorflow_model_analysis")
 
