@@ -20,11 +20,9 @@ import math
 
 import tensorflow_model_analysis as tfma
 
-from components import features
+from components import contract, features
 from components.evaluation import study_metrics
 
-SERVING_EXAMPLES_SIGNATURE = "serving_examples"
-PREDICTION_KEY = "probability"
 STUDY_METRICS_MODULE = study_metrics.__name__
 
 
@@ -54,7 +52,7 @@ def _check_bounds(min_study_auc: float, max_auc_drop: float) -> None:
 
 
 def build_eval_config(*, min_study_auc: float = 0.8, max_auc_drop: float = 0.0,
-                      signature_name: str = SERVING_EXAMPLES_SIGNATURE) -> tfma.EvalConfig:
+                      signature_name: str = contract.SERVING_EXAMPLES) -> tfma.EvalConfig:
     """EvalConfig blessing a model when, on the whole eval split,
 
     study_auc >= min_study_auc  and  study_auc >= baseline study_auc - max_auc_drop.
@@ -78,7 +76,7 @@ def build_eval_config(*, min_study_auc: float = 0.8, max_auc_drop: float = 0.0,
     ]
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(signature_name=signature_name, label_key=features.LABEL,
-                                    prediction_key=PREDICTION_KEY, model_type=tfma.TF_GENERIC)],
+                                    prediction_key=contract.PROBABILITY, model_type=tfma.TF_GENERIC)],
         slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[features.SCANNER])],
         metrics_specs=[tfma.MetricsSpec(metrics=metrics)],
     )

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from components import features
+from components import contract, features
 from components.dicom.metrics import StudyScores, UndefinedAUCWarning, aggregate_by_study, roc_auc
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -104,14 +104,14 @@ def load_serving_fn(model_dir: str, image_size: int | None = None):
     """`serving_default` of the SavedModel and the image side length its input expects."""
     import tensorflow as tf
     loaded = tf.saved_model.load(model_dir)
-    if "serving_default" not in loaded.signatures:
-        raise ValueError(f"{model_dir}: SavedModel has no 'serving_default' signature "
-                         f"(has {sorted(loaded.signatures)})")
-    serving_fn = loaded.signatures["serving_default"]
-    image_spec = serving_fn.structured_input_signature[1].get(features.IMAGE)
+    if contract.SERVING_DEFAULT not in loaded.signatures:
+        raise ValueError(f"{model_dir}: SavedModel has no '{contract.SERVING_DEFAULT}' "
+                         f"signature (has {sorted(loaded.signatures)})")
+    serving_fn = loaded.signatures[contract.SERVING_DEFAULT]
+    image_spec = serving_fn.structured_input_signature[1].get(contract.IMAGE_INPUT)
     if image_spec is None or image_spec.shape.rank != 4 or image_spec.shape[1] is None:
-        raise ValueError(f"{model_dir}: serving_default must take '{features.IMAGE}' "
-                         f"uint8 [None, H, W, 1], found {image_spec}")
+        raise ValueError(f"{model_dir}: {contract.SERVING_DEFAULT} must take "
+                         f"'{contract.IMAGE_INPUT}' uint8 [None, H, W, 1], found {image_spec}")
     signature_size = int(image_spec.shape[1])
     if image_size is not None and image_size != signature_size:
         raise ValueError(f"{model_dir}: model expects {signature_size}px images, "
@@ -153,8 +153,8 @@ def _read_split(split_dir: str, *, serving_fn=None, image_size: int = 0,
                 columns["label"] += parsed[features.LABEL].numpy().tolist()
                 if serving_fn is not None:
                     images = _decode_images(parsed[features.IMAGE], image_size, path)
-                    columns["probability"] += serving_fn(**{features.IMAGE: images})[
-                        "probability"].numpy().reshape(-1).tolist()
+                    columns["probability"] += serving_fn(**{contract.IMAGE_INPUT: images})[
+                        contract.PROBABILITY].numpy().reshape(-1).tolist()
         except tf.errors.OpError as error:
             raise ValueError(f"{os.path.basename(path)} in {split_dir}: cannot read examples: "
                              f"{error.message}") from None

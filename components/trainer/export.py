@@ -1,14 +1,12 @@
-"""SavedModel export with the two signatures the rest of the system relies on.
+"""SavedModel export with the signatures the rest of the system relies on.
 
-* `serving_default`: `image` uint8 [None, S, S, 1] -> `probability`, `logit` float32 [None].
-  What the gRPC client sends: the preprocessed uint8 tensor, nothing else.
-* `serving_float`: `image` float32 [None, S, S, 1] holding the same 0..255 intensities, for
-  clients that build requests as TF Serving's docs do (`tf.make_tensor_proto` of a float
-  array); rounded and clipped to uint8 in the graph, so it answers exactly as serving_default.
-* `serving_examples`: `examples` string [None] (serialized tf.Example) -> the same outputs.
-  What TFMA's Evaluator feeds. Only `image` is parsed, so examples without a label (or any
-  other feature) are accepted; the image bytes go through the Trainer's own decoder, which
-  also checks their length.
+The signatures and their tensor names are components/contract.py; what each one is for:
+`serving_default` (uint8 images) is what the gRPC client sends, the preprocessed tensor and
+nothing else. `serving_float` serves clients that build requests as TF Serving's docs do
+(`tf.make_tensor_proto` of a float array): it rounds and clips to uint8 in the graph, so it
+answers exactly as serving_default. `serving_examples` is what TFMA's Evaluator feeds: only
+the image feature is parsed, so examples without a label (or any other feature) are accepted;
+the image bytes go through the Trainer's own decoder, which also checks their length.
 """
 from __future__ import annotations
 
@@ -16,15 +14,9 @@ import tensorflow as tf
 import tf_keras as keras
 
 from components import features
+from components.contract import (EXAMPLES_INPUT, IMAGE_INPUT, LOGIT, PROBABILITY,
+                                 SERVING_DEFAULT, SERVING_EXAMPLES, SERVING_FLOAT)
 from components.trainer.data import decode_image
-
-SERVING_DEFAULT = "serving_default"
-SERVING_EXAMPLES = "serving_examples"
-SERVING_FLOAT = "serving_float"
-IMAGE_INPUT = "image"
-EXAMPLES_INPUT = "examples"
-PROBABILITY = "probability"
-LOGIT = "logit"
 
 
 def _outputs(logit: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -34,7 +26,7 @@ def _outputs(logit: tf.Tensor) -> dict[str, tf.Tensor]:
 
 
 def make_signatures(model: keras.Model, image_size: int) -> dict[str, tf.types.experimental.ConcreteFunction]:
-    """Concrete functions for both serving signatures, closing over `model`."""
+    """Concrete functions for every serving signature, closing over `model`."""
 
     @tf.function(input_signature=[
         tf.TensorSpec([None, image_size, image_size, 1], tf.uint8, name=IMAGE_INPUT)])

@@ -1,0 +1,32 @@
+"""The model's serving contract: the names every SavedModel we export answers to.
+
+The Trainer exports these signatures (components/trainer/export.py), TFMA calls one of them
+(components/evaluation/eval_config.py), the report scores with another, and the model server,
+the gRPC client, the web page and the CLI send requests that name them. They are defined once,
+here, so a rename is one edit and a mismatch cannot slip in between exporter and callers:
+
+* `serving_default`: `image` uint8 [None, S, S, 1] -> `probability`, `logit` float32 [None].
+  Also the name TF Serving falls back to when a request names no signature, which is why the
+  uint8 image path (what our clients send) carries it.
+* `serving_float`: `image` float32 [None, S, S, 1] (0..255) -> the same outputs.
+* `serving_examples`: `examples` string [None] (serialized tf.Example) -> the same outputs.
+
+Pure on purpose (no TensorFlow, no project imports): thin clients import it.
+
+components/features.py stays a separate module: it is the TFRecord contract (feature keys
+between DicomExampleGen, the schema, the Trainer and TFMA, plus the UID hashing), which changes
+for other reasons than the serving signatures. The two meet in one place only: the
+`serving_examples` signature parses `features.IMAGE` out of each tf.Example.
+"""
+from __future__ import annotations
+
+DEFAULT_MODEL_NAME = "ms_mri"  # the served model's name (models.config, requests, base path)
+
+SERVING_DEFAULT = "serving_default"
+SERVING_FLOAT = "serving_float"
+SERVING_EXAMPLES = "serving_examples"
+
+IMAGE_INPUT = "image"        # input of serving_default and serving_float
+EXAMPLES_INPUT = "examples"  # input of serving_examples
+PROBABILITY = "probability"  # P(MS) per image: the prediction TFMA and the report read
+LOGIT = "logit"
