@@ -1,8 +1,8 @@
 """`mspipe predict PATH... --server HOST:PORT`: probabilities for .dcm/.jpg/.png files and folders.
 
 A folder is one study and also gets the study-level probability (mean over its slices). Works
-against the local server and the real tensorflow/serving alike. Exit status: 0 when at least
-one slice was scored, 1 when the server failed, 2 when every input was rejected.
+against the local server and the real tensorflow/serving alike. Exit status (mspipe/main.py):
+0 when at least one slice was scored, 1 when the server failed, 2 when every input was rejected.
 """
 from __future__ import annotations
 
@@ -10,25 +10,23 @@ import argparse
 import json
 import sys
 
+from mspipe import options
+from mspipe.errors import EXIT_USAGE, CommandError, file_error
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from serving.client.model_client import ClientSettings
+
     parser.add_argument("paths", nargs="+", metavar="PATH",
                         help="DICOM (multi-frame: one result per frame), JPEG or PNG files, "
                              "or folders (one study each)")
-    parser.add_argument("--server", required=True, metavar="HOST:PORT",
-                        help="gRPC address of the model server, e.g. 127.0.0.1:8500")
-    parser.add_argument("--model", default="ms_mri", help="model name (default ms_mri)")
-    choice = parser.add_mutually_exclusive_group()
-    choice.add_argument("--label", help="version label, e.g. stable or canary")
-    choice.add_argument("--version", type=int, help="exact model version")
-    parser.add_argument("--json", action="store_true", help="print one JSON document")
-    parser.add_argument("--tls-ca", metavar="FILE",
-                        help="PEM CA bundle: connect with TLS, verifying the server")
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
-    parser.add_argument("--model-config", metavar="PATH",
-                        help="models.config managed by `mspipe rollout`: without --label or "
-                             "--version, each study goes to stable or canary by the rollout's "
-                             "weight (sticky per study)")
+    options.add_server_address(parser)
+    options.add_model_name(parser)
+    options.add_version_choice(parser, exact_version=True)
+    options.add_json(parser)
+    options.add_tls_ca(parser)
+    options.add_timeout(parser, ClientSettings().timeout_s, "per request")
+    options.add_routing_model_config(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,11 +41,9 @@ def run(args: argparse.Namespace) -> int:
             else:
                 reports = [client.predict_paths(args.paths, label=args.label, version=args.version)]
     except ServerError as error:
-        print(f"error: model server {args.server}: {error}", file=sys.stderr)
-        return 1
+        raise CommandError(f"model server {args.server}: {error}") from error
     except OSError as error:  # e.g. the TLS CA file
-        print(f"error: {error.filename or ''}: {error.strerror}", file=sys.stderr)
-        return 1
+        raise file_error(error) from error
     if args.json:
         documents = [report.to_dict() for report in reports]
         json.dump(documents if routed else documents[0], sys.stdout, indent=2)
@@ -55,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         for report in reports:
             print_report(report)
-    return 0 if any(report.slices for report in reports) else 2
+    if not any(report.slices for report in reports):
+        raise CommandError("no input could be scored: every file was rejected", EXIT_USAGE)
+    return 0
 
 
 def _predict_routed(client, paths: list[str], model_config: str) -> list:

@@ -4,7 +4,7 @@ Drives any TF Serving API server (the local one or tensorflow/serving) through
 HandleReloadConfigRequest, keeping models.config on disk in step; the rollout's own state
 (weight, analysis) lives in `<models.config>.rollout.json`.
 
-Exit status: 0 done; 1 the step failed (message on stderr); 3 `analyze --auto` rolled back.
+Exit status (mspipe/main.py): 0 done; 1 the step failed; 3 `analyze --auto` rolled back.
 """
 from __future__ import annotations
 
@@ -12,22 +12,22 @@ import argparse
 import json
 import sys
 
-EXIT_ROLLED_BACK = 3
+from mspipe import options
+from mspipe.errors import EXIT_ROLLED_BACK, CommandError, file_error
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from serving.rollout.analysis import AnalysisSettings, AnalysisThresholds
+    from serving.rollout.controller import RolloutSettings
 
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--server", required=True, metavar="HOST:PORT",
-                        help="gRPC address of the model server, e.g. 127.0.0.1:8500")
-    common.add_argument("--model-config", required=True, metavar="PATH",
-                        help="the models.config the server reads (kept in sync)")
-    common.add_argument("--model", default="ms_mri", help="model name (default ms_mri)")
-    common.add_argument("--timeout", type=float, default=300.0,
-                        help="seconds to wait for a version to load (default 300)")
-    common.add_argument("--tls-ca", metavar="FILE",
-                        help="PEM CA bundle: connect with TLS, verifying the server")
+    options.add_server_address(common)
+    options.add_model_config(common, required=True,
+                             help="the models.config the server reads (kept in sync)")
+    options.add_model_name(common)
+    options.add_timeout(common, RolloutSettings.load_timeout_s,
+                        "to wait for a version to load")
+    options.add_tls_ca(common)
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     start = sub.add_parser("start", parents=[common], help="load VERSION beside stable and "
@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     status = sub.add_parser("status", parents=[common],
                             help="versions, labels, weight and the analysis so far")
-    status.add_argument("--json", action="store_true", help="print one JSON document")
+    options.add_json(status)
 
     weight = sub.add_parser("weight", parents=[common], help="change the canary's share")
     weight.add_argument("weight", type=float, help="share of studies in [0, 1]")
@@ -57,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          help="labels file (study_uid, sclerosis; CSV/XLSX) for a DICOM folder")
     analyze.add_argument("--auto", action="store_true",
                          help="promote when every check passes, else roll back")
-    analyze.add_argument("--json", action="store_true", help="print the report as JSON")
+    options.add_json(analyze, "the report")
     analyze.add_argument("--batch-size", type=int, default=defaults.batch_size,
                          help="slices per Predict request (default %(default)s)")
     analyze.add_argument("--max-slices", type=int, default=None,
@@ -79,9 +79,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          default=limits.decision_threshold,
                          help="a slice is called positive when p > this (default %(default)s)")
 
+
 def run(args: argparse.Namespace) -> int:
-    from serving.client.model_client import ModelClient, ServerError
     from serving.api.model_config import ModelConfigError
+    from serving.client.model_client import ModelClient, ServerError
     from serving.rollout.controller import RolloutController, RolloutError, RolloutSettings
     from serving.rollout.data import EvalDataError
     from serving.rollout.state import RolloutStateError
@@ -96,11 +97,9 @@ def run(args: argparse.Namespace) -> int:
             return _ACTIONS[args.action](controller, args, log)
     except (RolloutError, ServerError, EvalDataError, RolloutStateError, ModelConfigError,
             TimeoutError) as error:
-        print(f"error: rollout {args.action}: {error}", file=sys.stderr)
-        return 1
+        raise CommandError(str(error)) from error
     except OSError as error:  # e.g. the TLS CA file
-        print(f"error: {error.filename or ''}: {error.strerror}", file=sys.stderr)
-        return 1
+        raise file_error(error) from error
 
 
 def _start(controller, args, log) -> int:

@@ -17,12 +17,12 @@ from pathlib import Path
 
 from google.protobuf import text_format
 
+from components.contract import DEFAULT_MODEL_NAME
 from serving.api.protos import model_server_config_pb2
 
 ModelServerConfig = model_server_config_pb2.ModelServerConfig
 ModelConfig = model_server_config_pb2.ModelConfig
 
-DEFAULT_MODEL_NAME = "ms_mri"
 TENSORFLOW_PLATFORM = "tensorflow"
 
 

@@ -90,4 +90,3 @@ SIGNATURE_DEF_FIELD = "signature_def"  # the only GetModelMetadata field TF Serv
 PREDICT_METHOD = "tensorflow/serving/predict"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
-DEFAULT_SIGNATURE = "serving_default"

@@ -25,14 +25,14 @@ from typing import TypeVar
 import grpc
 import numpy as np
 
-from serving.api.protos import (DEFAULT_SIGNATURE, SIGNATURE_DEF_FIELD, get_model_metadata_pb2,
+from components.contract import (DEFAULT_MODEL_NAME, IMAGE_INPUT, LOGIT, PROBABILITY,
+                                 SERVING_DEFAULT)
+from serving.api.protos import (SIGNATURE_DEF_FIELD, get_model_metadata_pb2,
                             get_model_status_pb2, model_management_pb2, model_pb2,
                             model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc,
                             types_pb2)
 from serving.api.tensor_codec import dtype_name, from_tensor_proto, shape_of, to_tensor_proto
 
-DEFAULT_MODEL_NAME = "ms_mri"
-IMAGE_INPUT, PROBABILITY, LOGIT = "image", "probability", "logit"
 _T = TypeVar("_T")
 
 
@@ -88,7 +88,7 @@ class ModelClient:
     def __init__(self, target: str, model_name: str = DEFAULT_MODEL_NAME, *,
                  timeout_s: float = 30.0, tls_ca: str | None = None, retries: int = 3,
                  backoff_s: float = 0.2, max_batch: int = 32,
-                 max_message_bytes: int = 64 << 20, signature_name: str = DEFAULT_SIGNATURE):
+                 max_message_bytes: int = 64 << 20, signature_name: str = SERVING_DEFAULT):
         self.target = target
         self.model_name = model_name
         self.signature_name = signature_name

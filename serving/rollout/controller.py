@@ -26,7 +26,8 @@ from pathlib import Path
 
 import grpc
 
-from serving.client.model_client import DEFAULT_MODEL_NAME, ModelClient, ServerError, VersionState
+from components.contract import DEFAULT_MODEL_NAME
+from serving.client.model_client import ModelClient, ServerError, VersionState
 from serving.api.model_config import (ModelConfigError, ModelServerConfig, find_model,
                                   read_model_config,
                                   set_version_labels, set_version_policy, version_policy,

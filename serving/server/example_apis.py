@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from components.contract import SERVING_DEFAULT
 from serving.api.errors import invalid_argument
-from serving.api.protos import (DEFAULT_SIGNATURE, classification_pb2, input_pb2, meta_graph_pb2,
-                            regression_pb2, types_pb2)
+from serving.api.protos import (classification_pb2, input_pb2, meta_graph_pb2, regression_pb2,
+                                types_pb2)
 from serving.server.servable import Servable
 
 INPUTS, CLASSES, SCORES, OUTPUTS = "inputs", "classes", "scores", "outputs"
@@ -39,7 +40,7 @@ def serialized_examples(request_input: input_pb2.Input) -> np.ndarray:
 
 
 def _signature(servable: Servable, name: str) -> tuple[str, meta_graph_pb2.SignatureDef]:
-    name = name or DEFAULT_SIGNATURE
+    name = name or SERVING_DEFAULT
     if name not in servable.signature_defs:
         raise invalid_argument(f"No signature was found with the name: {name}")
     return name, servable.signature_defs[name]

@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from components.contract import SERVING_DEFAULT
 from serving.api.errors import ServingError, failed_precondition, invalid_argument, \
     status_code_from_value
-from serving.api.protos import (DEFAULT_SIGNATURE, get_model_metadata_pb2, meta_graph_pb2,
-                            saved_model_pb2, tensor_pb2, types_pb2)
+from serving.api.protos import (get_model_metadata_pb2, meta_graph_pb2, saved_model_pb2,
+                                tensor_pb2, types_pb2)
 from serving.api.tensor_codec import TensorDecodeError, dtype_name, from_tensor_proto, shape_of
 
 LOG = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ class Servable:
         return signature_map
 
     def signature(self, name: str) -> tuple[str, meta_graph_pb2.SignatureDef]:
-        name = name or DEFAULT_SIGNATURE
+        name = name or SERVING_DEFAULT
         if name not in self.signature_defs or name not in self._functions:
             raise failed_precondition(f'Serving signature key "{name}" not found.')
         return name, self.signature_defs[name]

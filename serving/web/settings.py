@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from components.contract import DEFAULT_MODEL_NAME
+
 MB = 1_000_000  # decimal, as file browsers show sizes
 
 
@@ -13,7 +15,7 @@ class WebSettings:
     server: str                        # gRPC address of the model server, HOST:PORT
     host: str = "127.0.0.1"            # loopback unless asked: the page has no login
     port: int = 8080                   # 0 picks a free port
-    model_name: str = "ms_mri"
+    model_name: str = DEFAULT_MODEL_NAME
     label: str | None = None           # version label to ask for; None: the server's default
     model_config: str | None = None    # models.config of `mspipe rollout`: route by its canary
     known_labels: tuple[str, ...] = ("stable", "canary")  # probed to say which label answered
