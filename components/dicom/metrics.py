@@ -1,8 +1,16 @@
-"""ROC math shared by the TFMA study metric and the evaluation report (pure numpy).
+"""ROC metrics shared by the TFMA study metric, the evaluation report and the rollout analysis.
 
-One implementation, so the number that gates the blessing and the number printed in the
-report can never disagree. AUC is the exact Mann-Whitney statistic (ties count one half),
-not a bucketed approximation: at study level there are few points and every one matters.
+scikit-learn computes them; this module adds only what scikit-learn leaves to the caller:
+- inputs are checked with messages that name the metric asked for (`what`);
+- the NaN policy: the AUC of a single class does not exist, so it is NaN with an
+  `UndefinedAUCWarning` (scikit-learn raises instead), never a made-up 0.5 or 1.0 that could
+  bless a model by accident.
+One implementation, so the number that gates the blessing and the number printed in the report
+can never disagree. The AUC is exact (ties count one half), not TFMA's bucketed approximation:
+at study level there are few points and every one matters.
+
+scikit-learn is imported on first use: it takes seconds to load, and light clients (the
+rollout CLI) import this module just to build their `--help`.
 """
 from __future__ import annotations
 
@@ -27,86 +35,72 @@ class StudyScores:
     slice_count: np.ndarray       # int64 [n_studies]
 
 
-def _as_binary_labels(labels: Sequence[int] | np.ndarray, what: str) -> np.ndarray:
+def _checked(scores: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray,
+             what: str) -> tuple[np.ndarray, np.ndarray]:
+    """(float64 scores, int64 0/1 labels), refusing what scikit-learn would misread or
+    reject with a message that does not say which metric failed."""
+    scores = np.asarray(scores, dtype=np.float64)
     labels = np.asarray(labels)
     if labels.size and not np.isin(labels, (0, 1)).all():
         bad = sorted({float(v) for v in np.unique(labels) if v not in (0, 1)})[:5]
         raise ValueError(f"{what}: labels must be 0 or 1, found {bad}")
-    return labels.astype(np.int64)
-
-
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks; tied values share the mean of their ranks (gives ties a weight of 1/2)."""
-    order = np.argsort(values, kind="mergesort")
-    sorted_values = values[order]
-    # Boundaries of runs of equal values in sorted order.
-    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
-    ends = np.r_[starts[1:], len(values)]
-    mean_rank_per_run = (starts + ends + 1) / 2.0  # mean of ranks starts+1 .. ends
-    ranks = np.empty(len(values), dtype=np.float64)
-    ranks[order] = np.repeat(mean_rank_per_run, ends - starts)
-    return ranks
-
-
-def roc_auc(scores: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray,
-            *, what: str = "AUC") -> float:
-    """Exact ROC AUC = P(score of a positive > score of a negative) + 0.5 * P(tie).
-
-    Returns NaN with an `UndefinedAUCWarning` when either class is absent: an AUC of a
-    single class does not exist, and a made-up 0.5 or 1.0 could bless a model by accident.
-    """
-    scores = np.asarray(scores, dtype=np.float64)
-    labels = _as_binary_labels(labels, what)
     if scores.shape != labels.shape:
         raise ValueError(f"{what}: {scores.shape[0]} scores but {labels.shape[0]} labels")
     if np.isnan(scores).any():
         raise ValueError(f"{what}: scores contain NaN")
+    return scores, labels.astype(np.int64)
+
+
+def _both_classes(labels: np.ndarray, what: str) -> bool:
+    """The NaN policy: False, with an `UndefinedAUCWarning` for the caller's caller, when a
+    class is absent."""
     n_pos = int(labels.sum())
     n_neg = int(labels.size - n_pos)
-    if n_pos == 0 or n_neg == 0:
-        warnings.warn(f"{what} is undefined: the data holds {n_pos} positive and {n_neg} "
-                      "negative cases (both classes are needed); reporting NaN",
-                      UndefinedAUCWarning, stacklevel=2)
+    if n_pos and n_neg:
+        return True
+    warnings.warn(f"{what} is undefined: the data holds {n_pos} positive and {n_neg} "
+                  "negative cases (both classes are needed); reporting NaN",
+                  UndefinedAUCWarning, stacklevel=3)
+    return False
+
+
+def roc_auc(scores: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray,
+            *, what: str = "AUC") -> float:
+    """ROC AUC = P(score of a positive > score of a negative) + 0.5 * P(tie); NaN (with an
+    `UndefinedAUCWarning`) when either class is absent."""
+    scores, labels = _checked(scores, labels, what)
+    if not _both_classes(labels, what):
         return float("nan")
-    ranks = _average_ranks(scores)
-    u_statistic = ranks[labels == 1].sum() - n_pos * (n_pos + 1) / 2.0
-    return float(u_statistic / (n_pos * n_neg))
+    from sklearn.metrics import roc_auc_score
+    return float(roc_auc_score(labels, scores))
 
 
-def roc_curve(scores: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def roc_curve(scores: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray,
+              *, what: str = "ROC curve") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(false positive rate, true positive rate, threshold) at every distinct score.
 
-    Points run from (0, 0) (threshold +inf: nothing positive) to (1, 1). The trapezoid
-    area under these points equals `roc_auc` exactly, ties included.
+    Points run from (0, 0) (threshold +inf: nothing positive) to (1, 1); no point is dropped,
+    so the trapezoid area under them equals `roc_auc`. With one class the missing class's rate
+    is NaN, with an `UndefinedAUCWarning`.
     """
-    scores = np.asarray(scores, dtype=np.float64)
-    labels = _as_binary_labels(labels, "ROC curve")
-    n_pos = max(int(labels.sum()), 1)
-    n_neg = max(int(labels.size - labels.sum()), 1)
-    order = np.argsort(-scores, kind="mergesort")
-    sorted_scores, sorted_labels = scores[order], labels[order]
-    last_of_run = np.r_[sorted_scores[1:] != sorted_scores[:-1], True]
-    true_pos = np.cumsum(sorted_labels)[last_of_run]
-    false_pos = np.cumsum(1 - sorted_labels)[last_of_run]
-    fpr = np.r_[0.0, false_pos / n_neg]
-    tpr = np.r_[0.0, true_pos / n_pos]
-    thresholds = np.r_[np.inf, sorted_scores[last_of_run]]
+    scores, labels = _checked(scores, labels, what)
+    from sklearn.exceptions import UndefinedMetricWarning
+    from sklearn.metrics import roc_curve as sklearn_roc_curve
+    _both_classes(labels, what)
+    with warnings.catch_warnings():  # the NaN policy above has already warned
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        fpr, tpr, thresholds = sklearn_roc_curve(labels, scores, drop_intermediate=False)
     return fpr, tpr, thresholds
 
 
 def confusion_counts(scores: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray,
                      threshold: float) -> dict[str, int]:
     """tp/fp/tn/fn with `score > threshold` called positive (TFMA's convention)."""
-    scores = np.asarray(scores, dtype=np.float64)
-    labels = _as_binary_labels(labels, "confusion matrix")
-    predicted = scores > threshold
-    return {
-        "tp": int(np.sum(predicted & (labels == 1))),
-        "fp": int(np.sum(predicted & (labels == 0))),
-        "tn": int(np.sum(~predicted & (labels == 0))),
-        "fn": int(np.sum(~predicted & (labels == 1))),
-    }
+    scores, labels = _checked(scores, labels, "confusion matrix")
+    from sklearn.metrics import confusion_matrix
+    predicted = (scores > threshold).astype(np.int64)
+    tn, fp, fn, tp = confusion_matrix(labels, predicted, labels=[0, 1]).ravel()
+    return {"tp": int(tp), "fp": int(fp), "tn": int(tn), "fn": int(fn)}
 
 
 class StudyTotals:
