@@ -2,9 +2,9 @@
 
 Two sources, one shape (`SliceBatch`: uint8 images, labels, study ids):
 - the eval split the pipeline wrote: gzip TFRecords of tf.Examples (components/features.py:
-  `image` raw bytes, `label`, `study_id`), read here without TensorFlow: the rollout tool is
-  a client and starts in a second, and the record framing (length, masked CRC32C, data,
-  masked CRC32C) is small and frozen. CRCs are checked, so a truncated file is an error;
+  `image` raw bytes, `label`, `study_id`), read without TensorFlow by the project's one
+  record reader (components/dicom/records.py): the rollout tool is a client and starts in a
+  second. CRCs are checked, so a truncated file is an error;
 - a hospital DICOM folder plus its labels file (study_uid -> sclerosis, CSV/XLSX), through
   the very preprocessing the pipeline used (components.dicom.preprocessing via serving/client/predict.py),
   at the input size the served model declares. Slices are grouped by study through their
@@ -16,9 +16,7 @@ given, a UID or any header text: skipped inputs are counted by reason.
 """
 from __future__ import annotations
 
-import gzip
 import os
-import struct
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -27,12 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from components import features
-from serving.api.protos import example_pb2
-
-GZIP_MAGIC = b"\x1f\x8b"
-_LENGTH = struct.Struct("<Q")
-_CRC = struct.Struct("<I")
-_MASK_DELTA = 0xA282EAD8
+from components.dicom import records
 
 
 class EvalDataError(ValueError):
@@ -60,102 +53,58 @@ class DataSummary:
 
 
 # ------------------------------------------------------------------------------ TFRecords
-def _masked_crc(data: bytes) -> int:
-    import google_crc32c  # pinned in requirements.in; C implementation
-
-    crc = google_crc32c.value(data)
-    return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
-
-
-def read_tfrecords(path: str | os.PathLike) -> Iterator[bytes]:
-    """The records of one TFRecord file (gzip or not, by content), CRCs checked."""
-    path = Path(path)
-    with open(path, "rb") as probe:
-        compressed = probe.read(2) == GZIP_MAGIC
-    opener = gzip.open if compressed else open
-    index = 0
-    try:
-        with opener(path, "rb") as stream:
-            while True:
-                header = stream.read(_LENGTH.size)
-                if not header:
-                    return
-                length_crc = stream.read(_CRC.size)
-                if len(header) < _LENGTH.size or len(length_crc) < _CRC.size:
-                    raise EvalDataError(f"{path}: record {index} is truncated (header)")
-                if _CRC.unpack(length_crc)[0] != _masked_crc(header):
-                    raise EvalDataError(f"{path}: record {index}: length CRC mismatch (not a "
-                                        "TFRecord file, or corrupt)")
-                (length,) = _LENGTH.unpack(header)
-                data = stream.read(length)
-                data_crc = stream.read(_CRC.size)
-                if len(data) < length or len(data_crc) < _CRC.size:
-                    raise EvalDataError(f"{path}: record {index} is truncated (data)")
-                if _CRC.unpack(data_crc)[0] != _masked_crc(data):
-                    raise EvalDataError(f"{path}: record {index}: data CRC mismatch (corrupt)")
-                yield data
-                index += 1
-    except (OSError, EOFError) as error:  # gzip.BadGzipFile is an OSError
-        raise EvalDataError(f"{path}: cannot read record {index}: {error}") from None
-
-
-def tfrecord_files(data: str | os.PathLike) -> list[Path]:
-    """A file, or every regular non-hidden file below a folder (an ExampleGen split folder
-    holds only its TFRecord shards), in name order. Given a whole Examples artifact (its
-    Split-* folders), only Split-eval is read: judging a model on its training data would
-    flatter it."""
+def eval_split_files(data: str | os.PathLike) -> list[Path]:
+    """The TFRecord files of the held-out set. Given a whole Examples artifact (its Split-*
+    folders), only Split-eval is read: judging a model on its training data would flatter it."""
     root = Path(data)
-    if root.is_file():
-        return [root]
-    if not root.is_dir():
-        raise EvalDataError(f"{root}: no such file or folder")
-    if any(child.is_dir() and child.name.startswith("Split-") for child in root.iterdir()):
+    if root.is_dir() and any(child.is_dir() and child.name.startswith("Split-")
+                             for child in root.iterdir()):
         if not (root / "Split-eval").is_dir():
             raise EvalDataError(f"{root}: holds Split-* folders but no Split-eval; pass the "
                                 "held-out split's folder")
         root = root / "Split-eval"
-    files = sorted(p for p in root.rglob("*") if p.is_file()
-                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
-    if not files:
-        raise EvalDataError(f"{root}: no TFRecord files in this folder")
-    return files
+    try:
+        return records.tfrecord_files(root)
+    except FileNotFoundError as error:
+        raise EvalDataError(str(error)) from None
 
 
 def slices_from_tfrecords(data: str | os.PathLike, image_size: int, summary: DataSummary
                           ) -> Iterator[tuple[np.ndarray, int, str]]:
-    files = tfrecord_files(data)
+    files = eval_split_files(data)
     summary.files = len(files)
     for path in files:
-        for index, record in enumerate(read_tfrecords(path)):
-            yield _parse_slice(record, image_size, f"{path}: record {index}")
+        try:
+            for index, record in enumerate(records.read_tfrecords(path)):
+                yield _parse_slice(record, image_size, f"{path}: record {index}")
+        except records.RecordError as error:
+            raise EvalDataError(str(error)) from None
 
 
 def _parse_slice(record: bytes, image_size: int, where: str) -> tuple[np.ndarray, int, str]:
-    example = example_pb2.Example()
     try:
-        example.ParseFromString(record)
-    except Exception:  # protobuf raises DecodeError (message only)
+        example = records.decode_example(record)
+    except records.RecordError:
         raise EvalDataError(f"{where}: not a serialized tf.Example") from None
-    feature_map = example.features.feature
 
-    def one(name: str, kind: str):
-        if name not in feature_map:
+    def one(name: str, kind: type, kind_name: str):
+        if name not in example:
             raise EvalDataError(f"{where}: feature '{name}' is missing")
-        values = getattr(feature_map[name], kind).value
-        if len(values) != 1:
-            raise EvalDataError(f"{where}: feature '{name}' must hold one {kind} value, "
+        values = [value for value in example[name] if isinstance(value, kind)]
+        if len(values) != 1 or len(example[name]) != 1:
+            raise EvalDataError(f"{where}: feature '{name}' must hold one {kind_name} value, "
                                 f"found {len(values)}")
         return values[0]
 
-    raw = one(features.IMAGE, "bytes_list")
+    raw = one(features.IMAGE, bytes, "bytes_list")
     if len(raw) != image_size * image_size:
         raise EvalDataError(f"{where}: feature '{features.IMAGE}' has {len(raw)} bytes, "
                             f"expected {image_size}x{image_size}x1 = {image_size ** 2} for "
                             "the served model's input size")
-    label = one(features.LABEL, "int64_list")
+    label = one(features.LABEL, int, "int64_list")
     if label not in (0, 1):
         raise EvalDataError(f"{where}: feature '{features.LABEL}' must be 0 or 1")
-    study_id = one(features.STUDY_ID, "bytes_list").decode("utf-8", "replace")
+    study_id = one(features.STUDY_ID, bytes, "bytes_list").decode("utf-8", "replace")
     image = np.frombuffer(raw, dtype=np.uint8).reshape(image_size, image_size, 1)
     return image, int(label), study_id
 

@@ -13,8 +13,9 @@ from rollout_fixtures import (FAST, RoutedLoop, common, initial_config, mspipe,
 from serving.client.model_client import ModelClient
 from serving.rollout.controller import RolloutController, RolloutError, RolloutSettings
 from serving.rollout.analysis import AnalysisReport, AnalysisThresholds, decide
-from serving.rollout.data import (DataSummary, EvalDataError, read_tfrecords,
-                                  slices_from_tfrecords, tfrecord_files)
+from components.dicom.records import RecordError, read_tfrecords
+from serving.rollout.data import (DataSummary, EvalDataError, eval_split_files,
+                                  slices_from_tfrecords)
 from serving.rollout.flow import run_canary_demo
 from serving.rollout.state import (ModelRollout, RolloutStateError, read_model_state,
                                    state_path_for, write_states)
@@ -73,18 +74,20 @@ def test_tfrecord_reader_matches_tensorflow_and_names_bad_input(tmp_path):
     assert list(read_tfrecords(plain)) == theirs
     truncated = tmp_path / "truncated.tfrecord"
     truncated.write_bytes(plain.read_bytes()[:-100])
-    with pytest.raises(EvalDataError, match="truncated.tfrecord: record 7 is truncated"):
+    with pytest.raises(RecordError, match="truncated.tfrecord: record 7 is truncated"):
         list(read_tfrecords(truncated))
+    with pytest.raises(EvalDataError, match="truncated.tfrecord: record 7 is truncated"):
+        list(slices_from_tfrecords(truncated, IMAGE_SIZE, DataSummary("tfrecords")))
     artifact = tmp_path / "examples"  # a whole Examples artifact: only Split-eval is read
     (artifact / "Split-train").mkdir(parents=True)
     (artifact / "Split-train" / "train.gz").write_bytes(shard.read_bytes())
     with pytest.raises(EvalDataError, match="holds Split-\\* folders but no Split-eval"):
-        tfrecord_files(artifact)
+        eval_split_files(artifact)
     (artifact / "Split-eval").mkdir()
     (artifact / "Split-eval" / "eval.gz").write_bytes(shard.read_bytes())
-    assert tfrecord_files(artifact) == [artifact / "Split-eval" / "eval.gz"]
+    assert eval_split_files(artifact) == [artifact / "Split-eval" / "eval.gz"]
     (tmp_path / "notes.txt").write_text("hello, not a record file")
-    with pytest.raises(EvalDataError, match="notes.txt: record 0"):
+    with pytest.raises(RecordError, match="notes.txt: record 0"):
         list(read_tfrecords(tmp_path / "notes.txt"))
 
 
