@@ -1,11 +1,11 @@
-"""DicomExampleGen: labels, study splits, the Example codec, and the component in a real TFX
-pipeline (LocalDagRunner, Beam DirectRunner) on the synthetic hospital export."""
+"""DicomExampleGen: the Example codec against TensorFlow, its Beam worker module, and the
+component in a real TFX pipeline (LocalDagRunner, Beam DirectRunner) on the synthetic hospital
+export. The labels and split logic is unit-tested in tests/unit/test_labels_and_splits.py."""
 from __future__ import annotations
 
 import argparse
 import collections
 import contextlib
-import csv
 import gzip
 import io
 import json
@@ -19,103 +19,16 @@ from pathlib import Path
 import pytest
 
 from components import features
-from components.dicom_example_gen import file_to_examples, splits
+from components.dicom_example_gen import file_to_examples
 from components.dicom.records import encode_example
-from components.dicom_example_gen.labels import LabelsError, read_labels
+from components.dicom_example_gen.labels import LabelsError
 from components.synthetic import PLANTED_PATIENT_STRINGS, generate_dataset
+from support.tables import write_csv
 
 IMAGE_SIZE = 64
 SALT = "test-salt"
 IN_MEMORY = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 REPO = Path(__file__).resolve().parents[2]
-
-
-# ------------------------------------------------------------------ labels file
-
-def _write_csv(path: Path, rows: list[list[object]]) -> Path:
-    with path.open("w", newline="") as handle:
-        csv.writer(handle).writerows(rows)
-    return path
-
-
-def test_labels_csv_and_xlsx_agree_and_hold_only_hashes(tmp_path):
-    from openpyxl import Workbook
-
-    rows = [["study_uid", "sclerosis"], ["1.2.3.4", 1], ["1.2.3.5", "0"], [], ["1.2.3.6", 1]]
-    csv_labels = read_labels(str(_write_csv(tmp_path / "l.csv", rows)), SALT)
-    workbook = Workbook()
-    for row in rows:
-        workbook.active.append(row)
-    workbook.active.append(["1.2.3.4", 1.0])  # a duplicate with the same label is fine
-    workbook.save(tmp_path / "l.xlsx")
-    xlsx_labels = read_labels(str(tmp_path / "l.xlsx"), SALT)
-    assert csv_labels == xlsx_labels
-    assert csv_labels.labels == {features.hash_uid("1.2.3.4", SALT): 1,
-                                 features.hash_uid("1.2.3.5", SALT): 0,
-                                 features.hash_uid("1.2.3.6", SALT): 1}
-
-
-@pytest.mark.parametrize("rows, message", [
-    ([["study", "label"], ["1.2.3", 1]], "lacks column(s) study_uid, sclerosis"),
-    ([["study_uid"], ["1.2.3"]], "lacks column(s) sclerosis"),
-    ([["study_uid", "sclerosis"], ["1.2.3", 2]], "row 2: 'sclerosis' must be 0 or 1, got another number"),
-    ([["study_uid", "sclerosis"], ["1.2.3", "yes"]], "row 2: 'sclerosis' must be 0 or 1, got text"),
-    ([["study_uid", "sclerosis"], ["1.2.3", ""]], "got an empty cell"),
-    ([["study_uid", "sclerosis"], ["", 1]], "row 2: empty 'study_uid'"),
-    ([["study_uid", "sclerosis"], ["1.2.3", 1], ["1.2.3", 0]], "row 3: study listed twice"),
-    ([["study_uid", "sclerosis"]], "has a header but no study rows"),
-    ([], "is empty"),
-])
-def test_malformed_labels_are_named_without_echoing_values(tmp_path, rows, message):
-    path = _write_csv(tmp_path / "labels.csv", rows)
-    with pytest.raises(LabelsError, match="labels file labels.csv") as raised:
-        read_labels(str(path), SALT)
-    assert message in str(raised.value)
-    assert "1.2.3" not in str(raised.value)
-
-
-def test_missing_or_binary_labels_file(tmp_path):
-    with pytest.raises(LabelsError, match="does not exist"):
-        read_labels(str(tmp_path / "absent.csv"), SALT)
-    (tmp_path / "x.csv").write_bytes(b"\xff\xfe\x00garbage")
-    with pytest.raises(LabelsError, match="neither UTF-8 CSV nor XLSX"):
-        read_labels(str(tmp_path / "x.csv"), SALT)
-    (tmp_path / "broken.xlsx").write_bytes(b"PK\x03\x04 not really a zip")
-    with pytest.raises(LabelsError, match="not a readable XLSX workbook"):
-        read_labels(str(tmp_path / "broken.xlsx"), SALT)
-
-
-# ------------------------------------------------------------------ study splits
-
-def _studies(count: int, label: int) -> dict[str, int]:
-    return {features.hash_uid(f"1.2.{label}.{i}", SALT): label for i in range(count)}
-
-
-def test_splits_are_stratified_counted_in_studies_and_order_independent():
-    labels = {**_studies(10, 1), **_studies(20, 0)}
-    ratios = {"train": 0.7, "eval": 0.2, "test": 0.1}
-    assignment = splits.assign_splits(labels, ratios)
-    per_class = collections.Counter((labels[s], split) for s, split in assignment.items())
-    assert per_class == {(1, "train"): 7, (1, "eval"): 2, (1, "test"): 1,
-                         (0, "train"): 14, (0, "eval"): 4, (0, "test"): 2}
-    shuffled = dict(reversed(list(labels.items())))
-    assert splits.assign_splits(shuffled, ratios) == assignment
-
-
-def test_every_class_reaches_eval_when_it_has_two_studies():
-    labels = {**_studies(2, 1), **_studies(9, 0)}
-    assignment = splits.assign_splits(labels, {"train": 0.9, "eval": 0.1})
-    assert {labels[s] for s, split in assignment.items() if split == "eval"} == {0, 1}
-    assert splits.split_counts(1, {"train": 0.8, "eval": 0.2}) == {"train": 1, "eval": 0}
-
-
-def test_split_ratios_round_trip_and_validation():
-    config = splits.ratios_to_output_config({"train": 3, "eval": 1})
-    assert splits.ratios_from_output_config(config) == {"train": 0.75, "eval": 0.25}
-    with pytest.raises(ValueError, match="unknown split"):
-        splits.validate_ratios({"train": 0.8, "validation": 0.2})
-    with pytest.raises(ValueError, match="positive 'eval'"):
-        splits.validate_ratios({"train": 1.0})
 
 
 # ------------------------------------------------------------------ example codec, workers
@@ -150,7 +63,7 @@ def test_cache_fingerprint_sees_the_whole_tree_but_no_path(tmp_path):
     series = tmp_path / "data" / "scanner_a" / "1.2.840.99" / "1.2.840.98"
     series.mkdir(parents=True)
     (series / "IM0001").write_bytes(b"x" * 10)
-    labels = _write_csv(tmp_path / "labels.csv", [["study_uid", "sclerosis"], ["1.2.840.99", 1]])
+    labels = write_csv(tmp_path / "labels.csv", [["study_uid", "sclerosis"], ["1.2.840.99", 1]])
     before = tree_fingerprint(str(tmp_path / "data"), str(labels))
     (series / "IM0002").write_bytes(b"y" * 10)  # a new slice deep in a series folder
     after = tree_fingerprint(str(tmp_path / "data"), str(labels))
@@ -348,7 +261,7 @@ def test_cli_json_summary_and_deterministic_split(dataset, pipeline_run, tmp_pat
 def test_pipeline_fails_clearly_on_bad_labels(dataset, tmp_path, labels_rows, error):
     labels = tmp_path / "labels.csv"
     if labels_rows is not None:
-        _write_csv(labels, labels_rows)
+        write_csv(labels, labels_rows)
     with pytest.raises(LabelsError, match="labels file") as raised:
         _run_pipeline(tmp_path, dataset.out_dir, labels, IN_MEMORY)
     assert error in str(raised.value)
@@ -358,7 +271,7 @@ def test_pipeline_fails_clearly_on_bad_labels(dataset, tmp_path, labels_rows, er
 def test_pipeline_fails_clearly_without_usable_slices(dataset, tmp_path):
     from components.dicom_example_gen.executor import NoUsableSlicesError
 
-    labels = _write_csv(tmp_path / "labels.csv", [["study_uid", "sclerosis"], ["1.2.3.999", 1]])
+    labels = write_csv(tmp_path / "labels.csv", [["study_uid", "sclerosis"], ["1.2.3.999", 1]])
     with pytest.raises(NoUsableSlicesError, match="no usable slices") as raised:
         _run_pipeline(tmp_path, dataset.out_dir, labels, IN_MEMORY)
     message = str(raised.value)
