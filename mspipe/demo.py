@@ -1,36 +1,38 @@
-"""`mspipe demo`: the whole system on a synthetic hospital export, each step printed.
+"""The demo flow behind `mspipe demo` (mspipe/commands/demo.py): the whole system on a
+synthetic hospital export, each step printed.
 
 synthetic DICOM export -> TFX pipeline (v1) -> local model server (TF Serving API) -> gRPC
 client predictions -> retrain (v2) -> canary start / analysis / promote or roll back -> web page.
+It sits in mspipe, the top layer, because it drives every layer below it.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
-import dataclasses
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from components.features import hash_uid, resolve_salt
+from components.features import DEFAULT_IMAGE_SIZE, hash_uid, resolve_salt
+from mspipe.errors import CommandError
 
 RETRAIN_EXTRA_EPOCHS = 4
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="demo_out", help="working folder, recreated (default: %(default)s)")
-    parser.add_argument("--studies", type=int, default=16, help="synthetic studies (default: %(default)s)")
-    parser.add_argument("--image-size", type=int, default=512,
-                        help="model input size; 512 is production (default: %(default)s)")
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--no-web", action="store_true", help="skip the web page step")
-    parser.add_argument("--keep-running", action="store_true",
-                        help="keep server and web page up until Ctrl-C (default: only when interactive)")
+@dataclass(frozen=True)
+class DemoSettings:
+    """What `mspipe demo` can be told; the defaults run in minutes on a laptop's CPU."""
+    out: str = "demo_out"                 # working folder, deleted and recreated
+    studies: int = 16                     # synthetic studies: enough for both eval classes
+    image_size: int = DEFAULT_IMAGE_SIZE  # the production input size
+    epochs: int = 8
+    web: bool = True                      # end with the clinicians' web page
+    keep_running: bool = False            # keep server and page up (default: if interactive)
 
 
 def _step(number: int, total: int, title: str) -> None:
@@ -48,7 +50,7 @@ def model_server(model_config: Path, port: int, log_path: Path) -> Iterator[str]
     """`mspipe serve` in its own process, as a deployment would run it; drained on exit."""
     log = open(log_path, "w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "mspipe.main", "serve", "--model-config", str(model_config),
+        [sys.executable, "-m", "mspipe", "serve", "--model-config", str(model_config),
          "--port", str(port), "--allow-version-labels-for-unavailable-models",
          "--log-level", "WARNING"], stdout=log, stderr=subprocess.STDOUT)
     target = f"127.0.0.1:{port}"
@@ -66,25 +68,28 @@ def model_server(model_config: Path, port: int, log_path: Path) -> Iterator[str]
 
 def _wait_until_serving(target: str, process: subprocess.Popen, log_path: Path,
                         timeout_s: float = 180.0) -> None:
-    from serving.client.model_client import ModelClient, ServerError
+    from serving.api.errors import ServingError
+    from serving.client.model_client import ModelClient
 
     deadline = time.monotonic() + timeout_s
     with ModelClient(target, retries=0, timeout_s=5.0) as client:
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise RuntimeError(f"model server exited with {process.returncode}; see {log_path}")
+                raise CommandError(f"model server exited with {process.returncode}; "
+                                   f"see {log_path}")
             try:
                 if any(state.state == "AVAILABLE" for state in client.model_status()):
                     return
-            except ServerError:
+            except ServingError:
                 pass
             time.sleep(0.5)
-    raise RuntimeError(f"model server not ready after {timeout_s:.0f} s; see {log_path}")
+    raise CommandError(f"model server not ready after {timeout_s:.0f} s; see {log_path}")
 
 
 def _predict_examples(target: str, manifest, data_dir: Path, salt: str) -> None:
     """One MS and one control study through the thin client: what a clinician's tool would do."""
     from serving.client.model_client import ModelClient
+    from serving.client.predict import predict_paths
 
     chosen = {}
     for uid, record in sorted(manifest.studies.items()):
@@ -93,7 +98,7 @@ def _predict_examples(target: str, manifest, data_dir: Path, salt: str) -> None:
     with ModelClient(target) as client:
         for label, (uid, record) in sorted(chosen.items(), reverse=True):
             folder = data_dir / record.scanner / uid
-            prediction = client.predict_paths([str(folder)], label="stable")
+            prediction = predict_paths(client, [str(folder)], label="stable")
             study = prediction.studies[0]
             truth = "MS" if label == 1 else "control"
             # Only the salted hash of the study UID is ever printed.
@@ -106,8 +111,9 @@ def _predict_examples(target: str, manifest, data_dir: Path, salt: str) -> None:
                       f"{slice_.probability:.3f}")
 
 
-def run(args: argparse.Namespace) -> int:
+def run_demo(settings: DemoSettings) -> None:
     from components.synthetic import generate_dataset
+    from components.trainer.config import ModelConfig
     from mspipe.commands.pipeline import print_summary
     from pipeline.config import PipelineConfig
     from pipeline.local_runner import run_local
@@ -115,30 +121,31 @@ def run(args: argparse.Namespace) -> int:
     from serving.rollout.flow import run_canary_demo
 
     sys.stdout.reconfigure(line_buffering=True)  # steps appear as they happen, even when piped
-    total = 6 if args.no_web else 7
-    out = Path(args.out).resolve()
+    total = 7 if settings.web else 6
+    out = Path(settings.out).resolve()
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
     started = time.monotonic()
 
-    _step(1, total, f"synthetic hospital export ({args.studies} studies)")
+    _step(1, total, f"synthetic hospital export ({settings.studies} studies)")
     data_dir = out / "hospital"
-    manifest = generate_dataset(data_dir, studies=args.studies, seed=0)
+    manifest = generate_dataset(data_dir, studies=settings.studies, seed=0)
     print(manifest.summary())
 
-    _step(2, total, f"TFX pipeline at {args.image_size}x{args.image_size}")
+    _step(2, total, f"TFX pipeline at {settings.image_size}x{settings.image_size}")
     # A few hundred slices: Beam in-process is faster than starting worker processes.
     config = PipelineConfig(data_dir=str(data_dir), labels_path=str(data_dir / "labels.csv"),
                             output_dir=str(out / "pipeline"), serving_dir=str(out / "serving"),
-                            image_size=args.image_size, epochs=args.epochs,
+                            model=ModelConfig(image_size=settings.image_size,
+                                              epochs=settings.epochs),
                             split_ratios=(("train", 0.6), ("eval", 0.4)),
                             beam_args=("--direct_running_mode=in_memory",))
     summary = run_local(config)
     print_summary(summary, config)
     if summary.pushed_version is None:
-        print("The first model was not blessed, so there is nothing to serve; see the report.")
-        return 1
+        raise CommandError("the first model was not blessed, so there is nothing to serve; "
+                           "see the report")
 
     _step(3, total, "local model server (TF Serving gRPC API) and the thin client")
     model_config = out / "serving" / "models.config"
@@ -152,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
         _predict_examples(target, manifest, data_dir, resolve_salt(config.salt))
 
         _step(4, total, f"retrain for {RETRAIN_EXTRA_EPOCHS} more epochs: a candidate version 2")
-        retrained = dataclasses.replace(config, epochs=config.epochs + RETRAIN_EXTRA_EPOCHS)
+        retrained = config.with_model(epochs=config.model.epochs + RETRAIN_EXTRA_EPOCHS)
         summary_v2 = run_local(retrained)
         print_summary(summary_v2, retrained)
 
@@ -169,8 +176,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"second run: {summary_v2.report_path}")
         print(f"models    : {config.model_base_path}")
 
-        interactive = args.keep_running or (sys.stdin.isatty() and not os.environ.get("CI"))
-        if not args.no_web:
+        interactive = settings.keep_running or (sys.stdin.isatty() and not os.environ.get("CI"))
+        if settings.web:
             _step(7, total, "web page for clinicians")
             from serving.web.app import start_web
             web = start_web(target, "127.0.0.1", 0)
@@ -184,7 +191,6 @@ def run(args: argparse.Namespace) -> int:
             finally:
                 web.stop()
     print(f"\ndemo finished in {time.monotonic() - started:.0f} s")
-    return 0
 
 
 def _wait_for_interrupt() -> None:

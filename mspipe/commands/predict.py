@@ -1,6 +1,7 @@
 """`mspipe predict PATH... --server HOST:PORT`: probabilities for .dcm/.jpg/.png files and folders.
 
-A folder is one study and also gets the study-level probability (mean over its slices). Works
+Slices are grouped into studies by their StudyInstanceUID (JPEG/PNG by the folder given), and each
+study gets the study-level probability (mean over its slices). Works
 against the local server and the real tensorflow/serving alike. Exit status (mspipe/main.py):
 0 when at least one slice was scored, 1 when the server failed, 2 when every input was rejected.
 """
@@ -19,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("paths", nargs="+", metavar="PATH",
                         help="DICOM (multi-frame: one result per frame), JPEG or PNG files, "
-                             "or folders (one study each)")
+                             "or folders; studies are grouped by StudyInstanceUID")
     options.add_server_address(parser)
     options.add_model_name(parser)
     options.add_version_choice(parser, exact_version=True)
@@ -30,7 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from serving.client.model_client import ModelClient, ServerError
+    from serving.api.errors import ServingError
+    from serving.client.model_client import ModelClient
+    from serving.client.predict import predict_paths
 
     routed = args.model_config and args.label is None and args.version is None
     try:
@@ -39,8 +42,9 @@ def run(args: argparse.Namespace) -> int:
             if routed:
                 reports = _predict_routed(client, args.paths, args.model_config)
             else:
-                reports = [client.predict_paths(args.paths, label=args.label, version=args.version)]
-    except ServerError as error:
+                reports = [predict_paths(client, args.paths, label=args.label,
+                                         version=args.version)]
+    except ServingError as error:
         raise CommandError(f"model server {args.server}: {error}") from error
     except OSError as error:  # e.g. the TLS CA file
         raise file_error(error) from error
@@ -57,16 +61,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _predict_routed(client, paths: list[str], model_config: str) -> list:
-    """One request group per study (each folder; loose files together), routed stable/canary."""
-    import os
-
+    """One report per study, each routed stable/canary by the rollout's weight."""
+    from serving.client.predict import predict_routed
     from serving.rollout.traffic import CanaryRouter
 
-    router = CanaryRouter.from_rollout_state(client, model_config)
-    folders = [path for path in paths if os.path.isdir(path)]
-    files = [path for path in paths if not os.path.isdir(path)]
-    groups = [[folder] for folder in folders] + ([files] if files else [])
-    return [router.predict_paths(group).prediction for group in groups]
+    return predict_routed(client, paths, CanaryRouter.from_rollout_state(client, model_config))
 
 
 def print_report(report) -> None:
@@ -80,7 +79,7 @@ def print_report(report) -> None:
         print(f"  {slice_.probability:.4f}  {slice_.path}{frame}")
     for study in report.studies:
         value = "   n/a" if study.probability is None else f"{study.probability:.4f}"
-        print(f"study {value}  {study.path}  ({study.slice_count} slices, "
+        print(f"study {value}  {study.path or study.study}  ({study.slice_count} slices, "
               f"{study.rejected_count} rejected)")
     for rejection in report.rejections:
         frame = "" if rejection.frame_index is None else f" frame {rejection.frame_index}"

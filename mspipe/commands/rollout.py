@@ -82,7 +82,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from serving.api.model_config import ModelConfigError
-    from serving.client.model_client import ModelClient, ServerError
+    from serving.api.errors import ServingError
+    from serving.client.model_client import ModelClient
     from serving.rollout.controller import RolloutController, RolloutError, RolloutSettings
     from serving.rollout.data import EvalDataError
     from serving.rollout.state import RolloutStateError
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         with ModelClient(args.server, args.model, tls_ca=args.tls_ca) as client:
             controller = RolloutController(settings, client, log=log)
             return _ACTIONS[args.action](controller, args, log)
-    except (RolloutError, ServerError, EvalDataError, RolloutStateError, ModelConfigError,
+    except (RolloutError, ServingError, EvalDataError, RolloutStateError, ModelConfigError,
             TimeoutError) as error:
         raise CommandError(str(error)) from error
     except OSError as error:  # e.g. the TLS CA file

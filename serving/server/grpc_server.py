@@ -17,7 +17,6 @@ Knowingly different from TF Serving:
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 from concurrent import futures
@@ -194,9 +193,3 @@ class ModelServer:
             self.health.set(name, serving if name in names and
                             self.manager.available_versions(name) else not_serving)
         self._health_models |= names
-
-
-def configure_logging(level: str = "INFO") -> None:
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -1,28 +1,61 @@
-"""Settings of the local model server: a light module, so `mspipe serve --help` and tests
-that only need the defaults do not import TensorFlow."""
+"""Settings of the local model server, and the one declaration of `mspipe serve`'s options.
+
+A light module (no gRPC, no TensorFlow), so `mspipe serve --help` and tests that only need the
+defaults do not import TensorFlow. A field a user may set names its command-line flag and help
+in its metadata (`flag`, `help`, and `unit` when the flag counts in larger units than the
+field); mspipe/options.py derives the argparse options and builds the settings back from them,
+so a new server setting is declared here and nowhere else.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, field
+from typing import Any
+
+MIB = 1 << 20
+
+
+def _option(flag: str, help: str, default: Any = MISSING, *, unit: int = 1,
+            metavar: str | None = None) -> Any:
+    """A settings field that is also the command-line option `flag` (flag value * unit)."""
+    return field(default=default,
+                 metadata={"flag": flag, "help": help, "unit": unit, "metavar": metavar})
 
 
 @dataclass(frozen=True)
 class ServerSettings:
     """Everything the local server can be told; defaults suit one machine, batched 512^2."""
-    model_config: str
-    host: str = "127.0.0.1"         # loopback unless asked: the API has no authentication
-    port: int = 8500                # TF Serving's gRPC port
-    poll_seconds: float = 1.0       # --file_system_poll_wait_seconds: new versions on disk
-    config_poll_seconds: float = 1.0  # models.config re-read period (0 = never)
-    max_message_bytes: int = 64 << 20  # 256 uint8 images of 512^2 per request
-    max_workers: int = 16           # concurrent RPCs; TF computes outside the GIL
-    grace_seconds: float = 10.0     # drain in-flight calls on SIGTERM / stop()
-    allow_version_labels_for_unavailable_models: bool = False  # TF Serving's default
-    tls_cert_file: str | None = None  # PEM certificate chain: serve TLS instead of plaintext
-    tls_key_file: str | None = None   # PEM private key of that certificate
+    model_config: str = _option("--model-config",
+                                "models.config (TF Serving ModelServerConfig text proto)",
+                                metavar="PATH")
+    # Loopback unless asked: the API has no authentication.
+    host: str = _option("--host", "address to bind; 0.0.0.0 exposes the unauthenticated API "
+                        "to the network", "127.0.0.1", metavar="ADDRESS")
+    port: int = _option("--port", "gRPC port; 0 picks a free one", 8500)  # TF Serving's
+    # TF Serving's --file_system_poll_wait_seconds: how soon a pushed version is served.
+    poll_seconds: float = _option("--poll-seconds", "how often base paths are scanned for new "
+                                  "versions", 1.0)
+    config_poll_seconds: float = _option("--config-poll-seconds", "how often models.config is "
+                                         "checked for changes; 0: never", 1.0)
+    # 256 uint8 images of 512^2 per request.
+    max_message_bytes: int = _option("--max-message-mib", "largest request/response in MiB",
+                                     64 * MIB, unit=MIB, metavar="MIB")
+    # Concurrent RPCs; TensorFlow computes outside the GIL.
+    max_workers: int = _option("--max-workers", "concurrent RPC threads", 16)
+    grace_seconds: float = _option("--grace-seconds", "how long SIGTERM (or stop()) waits for "
+                                   "in-flight calls", 10.0)
+    allow_version_labels_for_unavailable_models: bool = _option(  # TF Serving's default: off
+        "--allow-version-labels-for-unavailable-models",
+        "as TF Serving's flag: a new label may point at a version that is not loaded yet "
+        "(needed when models.config has labels at startup); moving an existing label still "
+        "needs it loaded", False)
+    tls_cert_file: str | None = _option("--tls-cert", "PEM certificate chain: serve gRPC over "
+                                        "TLS instead of plaintext", None, metavar="FILE")
+    tls_key_file: str | None = _option("--tls-key", "PEM private key of --tls-cert", None,
+                                       metavar="FILE")
 
     def __post_init__(self) -> None:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
-            raise ValueError("TLS needs both tls_cert_file and tls_key_file")
+            raise ValueError("TLS needs both a certificate and its key (--tls-cert, --tls-key)")
 
     @property
     def max_decoded_bytes(self) -> int:
