@@ -9,6 +9,7 @@ from typing import Any
 import ml_metadata as mlmd
 from ml_metadata.proto import metadata_store_pb2
 
+from components.dicom_example_gen import properties
 from components.dicom_example_gen.component import RejectLedger
 from components.evaluation_report.component import EvaluationReportArtifact
 
@@ -41,13 +42,6 @@ def _custom(artifact: metadata_store_pb2.Artifact, key: str) -> Any:
     return getattr(value, kind)
 
 
-def _counts(artifact: metadata_store_pb2.Artifact | None, prefix: str) -> dict[str, int]:
-    if artifact is None:
-        return {}
-    return {key[len(prefix):]: int(_custom(artifact, key))
-            for key in artifact.custom_properties if key.startswith(prefix)}
-
-
 def latest_run_outputs(metadata_path: str) -> tuple[str, dict[str, metadata_store_pb2.Artifact]]:
     """Output artifacts of the newest pipeline run, keyed by artifact type name (cached ones too)."""
     config = metadata_store_pb2.ConnectionConfig()
@@ -77,6 +71,7 @@ def summarize_latest_run(metadata_path: str) -> RunSummary:
     pushed = outputs.get("PushedModel")
     report = outputs.get(EvaluationReportArtifact.TYPE_NAME)
     ledger = outputs.get(RejectLedger.TYPE_NAME)
+    examples = outputs.get("Examples")
     pushed_flag = pushed is not None and _custom(pushed, "pushed") == 1
     return RunSummary(
         run_id=run_id,
@@ -84,10 +79,10 @@ def summarize_latest_run(metadata_path: str) -> RunSummary:
         pushed_version=int(_custom(pushed, "pushed_version")) if pushed_flag else None,
         pushed_path=_custom(pushed, "pushed_destination") if pushed_flag else None,
         model_uri=outputs["Model"].uri if "Model" in outputs else None,
-        examples_uri=outputs["Examples"].uri if "Examples" in outputs else None,
+        examples_uri=examples.uri if examples is not None else None,
         rejects_uri=ledger.uri if ledger is not None else None,
         report_path=os.path.join(report.uri, "index.html") if report is not None else None,
-        examples=_counts(outputs.get("Examples"), "examples_"),
-        rejects={reason: count for reason, count in _counts(ledger, "rejects_").items()
-                 if reason != "total"},
+        examples={} if examples is None else {
+            name: size.slices for name, size in properties.read_split_sizes(examples).items()},
+        rejects={} if ledger is None else properties.read_reject_counts(ledger),
     )

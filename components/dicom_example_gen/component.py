@@ -1,14 +1,15 @@
 """DicomExampleGen: hospital DICOM folders + a labels file -> study-split TFRecords + a rejects ledger.
 
-A file-based ExampleGen (same spec keys, same `examples` output, so StatisticsGen and the
-Trainer consume it unchanged) with the few parameters DICOM needs and a second output, the
+An ExampleGen (the same `examples` output, so StatisticsGen and the Trainer consume it
+unchanged; the same `input_base` / `input_config`, so TFX's file-based driver resolves it)
+with the few parameters DICOM needs, an explicit `split_ratios`, and a second output, the
 rejects ledger. The work is in executor.py; the DICOM -> tensor code is
 components/dicom/preprocessing.py, shared with the serving client.
 """
 from __future__ import annotations
 
 import json
-from typing import Mapping, Optional, Sequence
+from typing import Optional, Sequence
 
 from tfx import types
 from tfx.components.example_gen import utils as example_gen_utils
@@ -20,7 +21,8 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from components.dicom_example_gen import splits
 from components.dicom_example_gen.driver import DicomDriver
 from components.dicom_example_gen.executor import (
-    IMAGE_SIZE_KEY, LABELS_PATH_KEY, ORIENTATIONS_KEY, REJECTS_KEY, SALT_KEY, Executor)
+    IMAGE_SIZE_KEY, LABELS_PATH_KEY, ORIENTATIONS_KEY, REJECTS_KEY, SALT_KEY, SPLIT_RATIOS_KEY,
+    Executor)
 from components.features import DEFAULT_IMAGE_SIZE, DEFAULT_SALT
 from components.dicom.preprocessing import PreprocessSettings
 
@@ -35,10 +37,13 @@ class RejectLedger(types.Artifact):
 
 
 class DicomExampleGenSpec(types.ComponentSpec):
-    """FileBasedExampleGen's parameters plus labels, image size, orientations and salt."""
+    """The input folder (as file-based ExampleGens take it) plus what DICOM ingestion needs."""
 
     PARAMETERS = {
-        **standard_component_specs.FileBasedExampleGenSpec.PARAMETERS,
+        standard_component_specs.INPUT_BASE_KEY: ExecutionParameter(type=str),
+        # Read by TFX's file-based driver (span/version); DicomExampleGen reads the whole tree.
+        standard_component_specs.INPUT_CONFIG_KEY: ExecutionParameter(type=example_gen_pb2.Input),
+        SPLIT_RATIOS_KEY: ExecutionParameter(type=str),  # JSON, e.g. {"train": 0.8, "eval": 0.2}
         LABELS_PATH_KEY: ExecutionParameter(type=str),
         IMAGE_SIZE_KEY: ExecutionParameter(type=int),
         ORIENTATIONS_KEY: ExecutionParameter(type=str),  # JSON list, e.g. ["axial"]
@@ -70,8 +75,7 @@ class DicomExampleGen(base_beam_component.BaseBeamComponent):
         image_size: int = DEFAULT_IMAGE_SIZE,
         orientations: Sequence[str] = ("axial",),
         salt: str = DEFAULT_SALT,
-        split_ratios: Optional[Mapping[str, float]] = None,
-        output_config: Optional[example_gen_pb2.Output] = None,
+        split_ratios: Optional[splits.SplitRatios] = None,
     ):
         """Args:
           input_base: the hospital export folder (any filesystem TFX reads: local, gs://, ...).
@@ -79,26 +83,16 @@ class DicomExampleGen(base_beam_component.BaseBeamComponent):
           image_size: side of the square uint8 output image (512 in production).
           orientations: planes to keep, among axial, coronal, sagittal, oblique.
           salt: key of the study/series/file hashes; keep it per deployment.
-          split_ratios: e.g. {"train": 0.8, "eval": 0.2} or with "test"; counted in studies.
-            Default {"train": 0.8, "eval": 0.2}.
-          output_config: the same as split ratios in TFX's form (hash_buckets are weights);
-            give one or the other.
+          split_ratios: e.g. {"train": 0.8, "eval": 0.2}, or (name, ratio) pairs, optionally
+            with "test"; relative weights, counted in studies. Default {"train": 0.8, "eval": 0.2}.
         """
-        if split_ratios is not None and output_config is not None:
-            raise ValueError("give split_ratios or output_config, not both")
-        if output_config is None:
-            output_config = splits.ratios_to_output_config(split_ratios or splits.DEFAULT_SPLIT_RATIOS)
-        else:
-            splits.ratios_from_output_config(output_config)  # validates names and weights
         settings = PreprocessSettings(image_size=image_size, orientations=tuple(orientations))
         if not labels_path:
             raise ValueError("labels_path is required (CSV or XLSX with study_uid, sclerosis)")
         spec = DicomExampleGenSpec(
             input_base=input_base,
             input_config=example_gen_utils.make_default_input_config(),
-            output_config=output_config,
-            output_data_format=example_gen_pb2.FORMAT_TF_EXAMPLE,
-            output_file_format=example_gen_pb2.FORMAT_TFRECORDS_GZIP,
+            split_ratios=splits.ratios_to_json(split_ratios or splits.DEFAULT_SPLIT_RATIOS),
             labels_path=labels_path,
             image_size=settings.image_size,
             orientations=json.dumps(list(settings.orientations)),

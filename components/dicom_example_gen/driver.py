@@ -1,5 +1,8 @@
 """Driver: TFX's file-based ExampleGen driver with a fingerprint that sees the whole folder tree.
 
+The fingerprint is the cache key of the input: LocalDagRunner compiles DRIVER_CLASS into the
+pipeline IR and runs it before every execution.
+
 TFX fingerprints the files matching the input pattern ('*'), which for scanner/study/series
 folders is only the scanner folders: a new study would not invalidate the cache. This
 fingerprint covers every file below input_base and the labels file. It holds counts and a
@@ -9,12 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict
 
-from tfx import types
 from tfx.components.example_gen import driver as example_gen_driver
 from tfx.components.example_gen import utils as example_gen_utils
-from tfx.dsl.components.base import base_driver
 from tfx.dsl.io import fileio
 from tfx.orchestration import data_types
 from tfx.types import standard_component_specs
@@ -51,17 +52,3 @@ class DicomDriver(example_gen_driver.FileBasedDriver):
             exec_properties[standard_component_specs.INPUT_BASE_KEY],
             exec_properties.get(LABELS_PATH_KEY, ""))
         return exec_properties
-
-    def _prepare_output_artifacts(self, input_artifacts: Dict[str, List[types.Artifact]],
-                                  output_dict: Dict[str, types.Channel],
-                                  exec_properties: Dict[str, Any], execution_id: int,
-                                  pipeline_info: data_types.PipelineInfo,
-                                  component_info: data_types.ComponentInfo
-                                  ) -> Dict[str, List[types.Artifact]]:
-        """Legacy (non-IR) orchestrators: prepare every output, not only `examples`."""
-        result = base_driver.BaseDriver._prepare_output_artifacts(  # pylint: disable=protected-access
-            self, input_artifacts, output_dict, exec_properties, execution_id, pipeline_info,
-            component_info)
-        for artifact in result[standard_component_specs.EXAMPLES_KEY]:
-            example_gen_driver.update_output_artifact(exec_properties, artifact.mlmd_artifact)
-        return result

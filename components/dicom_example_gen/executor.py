@@ -1,10 +1,13 @@
 """DicomExampleGen's executor: plan in the driver process, preprocess in Beam, write and count.
 
-Before Beam starts: read the labels file, assign each labelled study a split (splits.py) and
+Before Beam starts: read the labels file, assign each labelled study a split (splits.py, by
+the component's `split_ratios`) and
 list the input files, so a missing labels file or an empty folder fails in seconds. The Beam
 graph is Create(file list) -> Reshuffle -> ParDo(file_to_examples) -> one TFRecord sink per
-split, the ledger and a small counts file. Afterwards the counts become artifact properties,
-and a run without a single usable slice fails.
+split, the ledger and a small counts file. Afterwards the counts become artifact properties
+(properties.py), and a run without a single usable slice fails. It is a plain Beam executor,
+not TFX's BaseExampleGenExecutor: that one splits by hashing each record, this one splits by
+study before any record exists.
 """
 from __future__ import annotations
 
@@ -17,15 +20,14 @@ import apache_beam as beam
 from absl import logging
 from tfx import types
 from tfx.components.example_gen import write_split
-from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
 from tfx.components.util import examples_utils
+from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
 from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
-from tfx.utils import proto_utils
 
 from components.dicom_example_gen import file_to_examples as fte
-from components.dicom_example_gen import ledger, splits
+from components.dicom_example_gen import ledger, properties, splits
 from components.dicom_example_gen.labels import read_labels
 from components.features import resolve_salt
 
@@ -33,6 +35,7 @@ LABELS_PATH_KEY = "labels_path"
 IMAGE_SIZE_KEY = "image_size"
 ORIENTATIONS_KEY = "orientations"
 SALT_KEY = "salt"
+SPLIT_RATIOS_KEY = "split_ratios"
 REJECTS_KEY = "rejects"
 _COUNTS_FILE_NAME = "counts.jsonl"
 _MAX_STUDIES_LISTED = 20
@@ -64,14 +67,13 @@ class IngestPlan:
 class IngestSummary:
     """What the run produced, read back from the counts file after Beam finished."""
 
-    examples: dict[str, int]
-    studies: dict[str, int]
+    sizes: dict[str, properties.SplitSize]
     rejects: dict[str, int]
     labelled_studies_without_slices: tuple[str, ...]  # salted study ids
 
     @property
     def total_examples(self) -> int:
-        return sum(self.examples.values())
+        return sum(size.slices for size in self.sizes.values())
 
 
 def list_input_files(input_base: str, labels_path: str = "") -> list[str]:
@@ -98,10 +100,7 @@ def make_plan(exec_properties: Dict[str, Any]) -> IngestPlan:
     input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
     labels_path = exec_properties[LABELS_PATH_KEY]
     salt = resolve_salt(exec_properties[SALT_KEY])
-    output_config = example_gen_pb2.Output()
-    proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY],
-                              output_config)
-    ratios = splits.ratios_from_output_config(output_config)
+    ratios = splits.ratios_from_json(exec_properties[SPLIT_RATIOS_KEY])
     study_labels = read_labels(labels_path, salt)
     if not fileio.isdir(input_base):
         raise ValueError(f"data folder {input_base} does not exist or is not a folder")
@@ -139,17 +138,8 @@ def expand_ingest(pipeline: beam.Pipeline, plan: IngestPlan) -> IngestOutputs:
                          tagged[fte.LEDGER_TAG], tagged[fte.COUNTS_TAG])
 
 
-class Executor(BaseExampleGenExecutor):
+class Executor(BaseBeamExecutor):
     """Study-split DICOM ingestion; see the module docstring."""
-
-    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
-        raise NotImplementedError("DicomExampleGen splits by study in GenerateExamplesByBeam; "
-                                  "it has no per-input-split source transform")
-
-    def GenerateExamplesByBeam(self, pipeline: beam.Pipeline,
-                               exec_properties: Dict[str, Any]) -> Dict[str, beam.PCollection]:
-        """{split name: serialized examples}, as TFX's ExampleGen contract asks."""
-        return expand_ingest(pipeline, make_plan(exec_properties)).examples
 
     def _make_beam_pipeline(self) -> beam.Pipeline:
         if not self._beam_pipeline_args and self._make_beam_pipeline_fn is None:
@@ -158,7 +148,7 @@ class Executor(BaseExampleGenExecutor):
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]],
            output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]) -> None:
-        """Like BaseExampleGenExecutor.Do, plus the ledger, the counts and the zero-slice check.
+        """Writes the splits, the ledger and the counts; fails when no slice was usable.
 
         Splits are written without WriteSplit's Reshuffle: on the DirectRunner a shuffle holds
         every 256 KiB image in memory at once, so peak memory would grow with the dataset.
@@ -205,12 +195,14 @@ def _read_summary(counts_path: str, plan: IngestPlan) -> IngestSummary:
         counts = dict(json.loads(line) for line in handle if line.strip())
     study_slices = {key[len(fte.STUDY_COUNT_PREFIX):]: value for key, value in counts.items()
                     if key.startswith(fte.STUDY_COUNT_PREFIX)}
-    studies = {name: 0 for name in plan.split_names}
+    studies = {name: [0, 0] for name in plan.split_names}  # [studies, positive studies]
     for study in study_slices:
-        studies[plan.settings.study_splits[study][0]] += 1
+        split, label = plan.settings.study_splits[study]
+        studies[split][0] += 1
+        studies[split][1] += int(label == 1)
     return IngestSummary(
-        examples={name: counts.get(fte.EXAMPLES_COUNT_PREFIX + name, 0) for name in plan.split_names},
-        studies=studies,
+        sizes={name: properties.SplitSize(counts.get(fte.EXAMPLES_COUNT_PREFIX + name, 0),
+                                          *studies[name]) for name in plan.split_names},
         rejects=dict(sorted((key[len(fte.REJECTS_COUNT_PREFIX):], value)
                             for key, value in counts.items()
                             if key.startswith(fte.REJECTS_COUNT_PREFIX))),
@@ -223,20 +215,17 @@ def _record_properties(examples: types.Artifact, rejects: types.Artifact,
     examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_EXAMPLE)
     examples_utils.set_file_format(examples, write_split.to_file_format_str(
         example_gen_pb2.FORMAT_TFRECORDS_GZIP))
-    for name, count in summary.examples.items():
-        examples.set_int_custom_property(f"examples_{name}", count)
-        examples.set_int_custom_property(f"studies_{name}", summary.studies[name])
-    examples.set_int_custom_property("labelled_studies_without_slices",
-                                     len(summary.labelled_studies_without_slices))
-    for reason, count in summary.rejects.items():
-        rejects.set_int_custom_property(ledger.COUNT_PROPERTY_PREFIX + reason, count)
-    rejects.set_int_custom_property(ledger.COUNT_PROPERTY_PREFIX + "total", sum(summary.rejects.values()))
+    properties.record_split_sizes(examples, summary.sizes,
+                                  len(summary.labelled_studies_without_slices))
+    properties.record_reject_counts(rejects, summary.rejects)
 
 
 def _log_summary(summary: IngestSummary) -> None:
     logging.info("DicomExampleGen kept %d slices (%s) from studies (%s); rejected %s",
-                 summary.total_examples, _format_counts(summary.examples),
-                 _format_counts(summary.studies), _format_counts(summary.rejects) or "nothing")
+                 summary.total_examples,
+                 _format_counts({name: size.slices for name, size in summary.sizes.items()}),
+                 _format_counts({name: size.studies for name, size in summary.sizes.items()}),
+                 _format_counts(summary.rejects) or "nothing")
     missing = summary.labelled_studies_without_slices
     if missing:
         shown = ", ".join(missing[:_MAX_STUDIES_LISTED]) + (" ..." if len(missing) > _MAX_STUDIES_LISTED else "")

@@ -7,17 +7,16 @@ salt always give the same assignment, on any runner, whatever order files are re
 """
 from __future__ import annotations
 
+import json
 import math
-from typing import Mapping
-
-from tfx.proto import example_gen_pb2
+from typing import Iterable, Mapping, Union
 
 from components.dicom_example_gen.labels import LABEL_VALUES
 
 TRAIN, EVAL, TEST = "train", "eval", "test"
 ALLOWED_SPLITS = (TRAIN, EVAL, TEST)
 DEFAULT_SPLIT_RATIOS: dict[str, float] = {TRAIN: 0.8, EVAL: 0.2}
-_BUCKET_RESOLUTION = 1000  # ratios travel as TFX hash_buckets, in thousandths
+SplitRatios = Union[Mapping[str, float], Iterable[tuple[str, float]]]
 
 
 def validate_ratios(ratios: Mapping[str, float]) -> dict[str, float]:
@@ -34,23 +33,18 @@ def validate_ratios(ratios: Mapping[str, float]) -> dict[str, float]:
     return {name: ratios[name] / total for name in ALLOWED_SPLITS if ratios.get(name, 0) > 0}
 
 
-def ratios_to_output_config(ratios: Mapping[str, float]) -> example_gen_pb2.Output:
-    """Ratios as a standard ExampleGen Output config, so split names reach the Examples artifact."""
-    normalised = validate_ratios(ratios)
-    return example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(splits=[
-        example_gen_pb2.SplitConfig.Split(
-            name=name, hash_buckets=max(1, round(ratio * _BUCKET_RESOLUTION)))
-        for name, ratio in normalised.items()
-    ]))
+def ratios_to_json(ratios: SplitRatios) -> str:
+    """The component's `split_ratios` execution property: validated, normalised, canonical
+    order, so equal ratios give equal text (and the same cache key)."""
+    return json.dumps(validate_ratios(dict(ratios)))
 
 
-def ratios_from_output_config(output_config: example_gen_pb2.Output) -> dict[str, float]:
-    """The inverse: hash_buckets are read as relative weights, as TFX's ExampleGen does."""
-    splits = output_config.split_config.splits
-    if not splits:
-        raise ValueError("DicomExampleGen needs output_config.split_config.splits "
-                         "(train and eval, optionally test); it does not use input splits")
-    return validate_ratios({split.name: float(split.hash_buckets) for split in splits})
+def ratios_from_json(text: str) -> dict[str, float]:
+    """The inverse of ratios_to_json, validated again: the property may come from a compiled spec."""
+    ratios = json.loads(text)
+    if not isinstance(ratios, dict):
+        raise ValueError(f"split_ratios must be a JSON object of split name -> ratio, got {text}")
+    return validate_ratios(ratios)
 
 
 def split_counts(num_studies: int, ratios: Mapping[str, float]) -> dict[str, int]:

@@ -16,7 +16,11 @@ PIPELINE_NAME = "mspipe-ingest"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from components.features import DEFAULT_IMAGE_SIZE, DEFAULT_SALT
+    from components.dicom.preprocessing import PreprocessSettings
+    from components.dicom_example_gen.splits import DEFAULT_SPLIT_RATIOS
+    from components.features import DEFAULT_SALT
+
+    defaults = PreprocessSettings()  # DicomExampleGen's image size and planes
 
     parser.add_argument("--data", required=True, help="hospital export: scanner/study/series/files")
     parser.add_argument("--labels", required=True, help="CSV or XLSX with study_uid, sclerosis (0/1)")
@@ -24,11 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output folder (pipeline_root/ and metadata.sqlite are created in it)")
     parser.add_argument("--json", action="store_true",
                         help="print only a JSON summary on stdout (logs stay on stderr)")
-    parser.add_argument("--image-size", type=int, default=DEFAULT_IMAGE_SIZE,
-                        help=f"side of the square output image (default {DEFAULT_IMAGE_SIZE})")
-    parser.add_argument("--orientations", default="axial",
+    parser.add_argument("--image-size", type=int, default=defaults.image_size,
+                        help=f"side of the square output image (default {defaults.image_size})")
+    parser.add_argument("--orientations", default=",".join(defaults.orientations),
                         help="comma-separated planes to keep: axial, coronal, sagittal, oblique")
-    parser.add_argument("--splits", default="train=0.8,eval=0.2",
+    parser.add_argument("--splits", default=",".join(
+                            f"{name}={ratio:g}" for name, ratio in DEFAULT_SPLIT_RATIOS.items()),
                         help="split ratios counted in studies, e.g. train=0.7,eval=0.15,test=0.15")
     parser.add_argument("--salt", default=DEFAULT_SALT,
                         help="key of the study/series/file hashes, one per deployment; "
@@ -103,19 +108,19 @@ def read_summary(connection) -> dict:
     from tfx.orchestration import metadata
 
     from components.dicom_example_gen.component import RejectLedger
-    from components.dicom_example_gen.ledger import COUNT_PROPERTY_PREFIX, LEDGER_FILE_NAME
+    from components.dicom_example_gen import properties
+    from components.dicom_example_gen.ledger import LEDGER_FILE_NAME
 
     with metadata.Metadata(connection) as store:
         examples = max(store.store.get_artifacts_by_type("Examples"), key=lambda a: a.id)
         rejects = max(store.store.get_artifacts_by_type(RejectLedger.TYPE_NAME), key=lambda a: a.id)
-    split_names = json.loads(examples.properties["split_names"].string_value)
+    sizes = properties.read_split_sizes(examples)
     return {
-        "examples": {name: _int_property(examples, f"examples_{name}") for name in split_names},
-        "studies": {name: _int_property(examples, f"studies_{name}") for name in split_names},
-        "rejects": {name[len(COUNT_PROPERTY_PREFIX):]: value.int_value
-                    for name, value in sorted(rejects.custom_properties.items())
-                    if name.startswith(COUNT_PROPERTY_PREFIX) and name != COUNT_PROPERTY_PREFIX + "total"},
-        "labelled_studies_without_slices": _int_property(examples, "labelled_studies_without_slices"),
+        "examples": {name: size.slices for name, size in sizes.items()},
+        "studies": {name: size.studies for name, size in sizes.items()},
+        "rejects": properties.read_reject_counts(rejects),
+        "labelled_studies_without_slices": _int_property(examples,
+                                                         properties.LABELLED_WITHOUT_SLICES),
         "output": examples.uri,
         "ledger": os.path.join(rejects.uri, LEDGER_FILE_NAME),
     }

@@ -6,21 +6,24 @@ train/serve byte identity.
 """
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
 import time
-from collections import Counter
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from components import features
+from components.contract import DEFAULT_MODEL_NAME
+from components.dicom.records import decode_example, read_tfrecords
 from components.dicom_example_gen.file_to_examples import slice_index
 from components.dicom.preprocessing import PreprocessedSlice
 from serving.client.model_client import ModelClient
 from serving.api.model_config import build_model_config, model_entry, write_model_config
-from serving.client.predict import expand_paths, preprocess_items
+from serving.client.predict import predict_paths
+from components.dicom.slices import expand_paths, files_to_slices
 from serving.api.tensor_codec import from_tensor_proto
 
 pytestmark = pytest.mark.slow
@@ -28,12 +31,13 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def full_size_run(tmp_path_factory):
-    from pipeline_fixtures import run_pipeline, synthetic_config
+    from pipeline_fixtures import SMALL_MODEL, run_pipeline, synthetic_config
 
-    config, manifest = synthetic_config(
-        tmp_path_factory.mktemp("full_size"), studies=6, seed=4, slices=3,
-        image_size=512, widths=(32, 64, 128), dense_units=128, batch_size=8, epochs=2,
-        min_study_auc=0.0)  # two epochs prove the plumbing, not the science
+    model = dataclasses.replace(SMALL_MODEL, image_size=512, widths=(32, 64, 128),
+                                dense_units=128, batch_size=8, epochs=2)
+    config, manifest = synthetic_config(  # two epochs prove the plumbing, not the science
+        tmp_path_factory.mktemp("full_size"), studies=6, seed=4, slices=3, model=model,
+        min_study_auc=0.0)
     run = run_pipeline(config, manifest)
     assert run.summary.pushed_version == 1
     return run
@@ -43,11 +47,12 @@ def full_size_run(tmp_path_factory):
 def served(full_size_run, tmp_path_factory):
     from serving_fixtures import running_server
 
+    config = full_size_run.config
     config_path = tmp_path_factory.mktemp("serving") / "models.config"
     write_model_config(config_path, build_model_config(
-        [model_entry("ms_mri", full_size_run.config.model_base_path)]))
+        [model_entry(config.model_name, config.model_base_path)]))
     with running_server(config_path, poll_seconds=0.3) as server:
-        client = ModelClient(server.address, "ms_mri")
+        client = ModelClient(server.address, config.model_name)
         yield client
         client.close()
 
@@ -56,13 +61,10 @@ def stored_examples(run) -> dict[tuple[bytes, bytes, int], bytes]:
     """(study_id, series_id, slice_index) -> stored image bytes, over every split."""
     files = glob.glob(os.path.join(run.summary.examples_uri, "Split-*", "*.gz"))
     stored = {}
-    for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
-        example = tf.train.Example.FromString(record.numpy())
-        feature = example.features.feature
-        key = (feature[features.STUDY_ID].bytes_list.value[0],
-               feature[features.SERIES_ID].bytes_list.value[0],
-               feature[features.SLICE_INDEX].int64_list.value[0])
-        stored[key] = feature[features.IMAGE].bytes_list.value[0]
+    for example in (decode_example(record) for path in files for record in read_tfrecords(path)):
+        key = (example[features.STUDY_ID][0], example[features.SERIES_ID][0],
+               example[features.SLICE_INDEX][0])
+        stored[key] = example[features.IMAGE][0]
     return stored
 
 
@@ -71,10 +73,9 @@ def client_slices(run) -> list[tuple[PreprocessedSlice, int]]:
     with its index as DicomExampleGen numbers it (InstanceNumber, or frame number)."""
     study_dirs = [path for path in glob.glob(os.path.join(run.config.data_dir, "*", "*"))
                   if os.path.basename(path) in run.manifest.studies]
-    kept, rejected = preprocess_items(expand_paths(study_dirs), 512)
-    # Frames per file, rejected ones included (a localizer keeps its axial frame only).
-    frames_per_file = Counter([item.path for item, _ in kept] + [r.path for r in rejected])
-    return [(slice_, slice_index(slice_, frames_per_file[item.path])) for item, slice_ in kept]
+    files = files_to_slices(expand_paths(study_dirs), image_size=512)
+    # file.frames counts rejected frames too (a localizer keeps its axial frame only).
+    return [(slice_, slice_index(slice_, file.frames)) for file in files for slice_ in file.slices]
 
 
 def test_client_sends_exactly_the_tensors_the_pipeline_stored(full_size_run, served):
@@ -107,7 +108,7 @@ def test_folder_is_one_study_with_mean_probability(full_size_run, served):
     study_uid = next(uid for uid, record in full_size_run.manifest.studies.items()
                      if record.axial_slices)
     folder = glob.glob(os.path.join(full_size_run.config.data_dir, "*", study_uid))[0]
-    prediction = served.predict_paths([folder])
+    prediction = predict_paths(served, [folder])
     assert len(prediction.studies) == 1
     slice_probabilities = [s.probability for s in prediction.slices]
     assert prediction.studies[0].probability == pytest.approx(np.mean(slice_probabilities))
@@ -118,7 +119,7 @@ def _request(images, **spec) -> "predict_pb2.PredictRequest":
     from serving.api.tensor_codec import to_tensor_proto
 
     request = predict_pb2.PredictRequest()
-    request.model_spec.name = spec.get("name", "ms_mri")
+    request.model_spec.name = spec.get("name", DEFAULT_MODEL_NAME)
     if "version" in spec:
         request.model_spec.version.value = spec["version"]
     if "label" in spec:
@@ -158,7 +159,7 @@ def test_new_pipeline_version_appears_while_a_client_loops(full_size_run, served
     answers, failures, stop = [], [], threading.Event()
 
     def loop():
-        with ModelClient(served.target, "ms_mri", retries=0) as client:
+        with ModelClient(served.target, DEFAULT_MODEL_NAME, retries=0) as client:
             while not stop.is_set():
                 try:
                     answers.append(client.predict_tensors(images).model_version)
@@ -191,7 +192,7 @@ def test_requests_built_as_tf_serving_documents_are_accepted(full_size_run, serv
     requests = []
     for signature, array in (("serving_default", images), ("serving_float", images.astype(np.float32))):
         request = predict_pb2.PredictRequest()
-        request.model_spec.name, request.model_spec.signature_name = "ms_mri", signature
+        request.model_spec.name, request.model_spec.signature_name = DEFAULT_MODEL_NAME, signature
         request.inputs["image"].CopyFrom(tf.make_tensor_proto(array))
         requests.append(request)
     typed = predict_pb2.PredictRequest()

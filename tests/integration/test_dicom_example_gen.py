@@ -20,7 +20,7 @@ import pytest
 
 from components import features
 from components.dicom_example_gen import file_to_examples
-from components.dicom.records import encode_example
+from components.dicom.records import decode_example, encode_example
 from components.dicom_example_gen.labels import LabelsError
 from components.synthetic import PLANTED_PATIENT_STRINGS, generate_dataset
 from support.tables import write_csv
@@ -49,6 +49,8 @@ def test_example_codec_is_byte_identical_to_tensorflow():
         else:
             feature.bytes_list.value.append(value.encode() if isinstance(value, str) else value)
     assert encode_example(values) == expected.SerializeToString(deterministic=True)
+    assert decode_example(expected.SerializeToString()) == {
+        name: [value.encode() if isinstance(value, str) else value] for name, value in values.items()}
 
 
 def test_beam_worker_module_does_not_import_tensorflow():
@@ -155,21 +157,17 @@ def pipeline_run(dataset, tmp_path_factory) -> PipelineRun:
                        (out / "captured.log").read_text(errors="replace"))
 
 
-def _examples_by_split(examples_uri: str) -> dict[str, list]:
-    import tensorflow as tf
+def _examples_by_split(examples_uri: str) -> dict[str, list[dict]]:
+    from components.dicom.records import decode_example, read_tfrecords, tfrecord_files
 
-    result = {}
-    for split_dir in sorted(Path(examples_uri).glob("Split-*")):
-        files = sorted(str(path) for path in split_dir.glob("*.gz"))
-        records = tf.data.TFRecordDataset(files, compression_type="GZIP")
-        result[split_dir.name[len("Split-"):]] = [tf.train.Example.FromString(r.numpy())
-                                                  for r in records]
-    return result
+    return {split_dir.name[len("Split-"):]: [decode_example(record)
+                                             for path in tfrecord_files(split_dir)
+                                             for record in read_tfrecords(path)]
+            for split_dir in sorted(Path(examples_uri).glob("Split-*"))}
 
 
-def _value(example, name):
-    feature = example.features.feature[name]
-    return feature.int64_list.value[0] if feature.HasField("int64_list") else feature.bytes_list.value[0]
+def _value(example: dict, name: str):
+    return example[name][0]
 
 
 def _study_splits(examples_uri: str) -> dict[bytes, set[str]]:
@@ -193,7 +191,7 @@ def test_every_study_is_in_exactly_one_split_with_its_label(dataset, pipeline_ru
     eval_labels = {_value(e, features.LABEL) for e in by_split["eval"]}
     assert eval_labels == {0, 1}
     for example in by_split["train"] + by_split["eval"]:
-        assert set(example.features.feature) == set(features.ALL_FEATURES)
+        assert set(example) == set(features.ALL_FEATURES)
         assert len(_value(example, features.IMAGE)) == IMAGE_SIZE * IMAGE_SIZE
         assert _value(example, features.LABEL) == expected[_value(example, features.STUDY_ID)].label
         assert _value(example, features.ORIENTATION) == b"axial"
