@@ -56,7 +56,7 @@ def test_gate_turns_anomalies_into_a_readable_failure():
     import tensorflow_data_validation as tfdv
     from tensorflow_metadata.proto.v0 import statistics_pb2
 
-    from components.validation_gate.component import describe_anomalies
+    from components.validation_gate.executor import describe_anomalies
     from schemas import schema_path
 
     schema = tfdv.load_schema_text(schema_path())
@@ -74,6 +74,28 @@ def test_gate_turns_anomalies_into_a_readable_failure():
     assert any("'label'" in line for line in lines), lines
     assert any("'image'" in line for line in lines), lines  # required feature missing
     assert all(line.startswith("split 'train'") for line in lines)
+
+
+def test_gate_executor_reads_the_anomalies_artifact_and_fails_on_anomalies(tmp_path):
+    from tensorflow_metadata.proto.v0 import anomalies_pb2
+    from tfx.types import artifact_utils, standard_artifacts
+
+    from components.validation_gate.executor import DataAnomaliesError, Executor
+
+    def run_gate(anomalies: anomalies_pb2.Anomalies) -> None:
+        artifact = standard_artifacts.ExampleAnomalies()
+        artifact.uri = str(tmp_path / "anomalies")
+        artifact.split_names = artifact_utils.encode_split_names(["train"])
+        (tmp_path / "anomalies" / "Split-train").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "anomalies" / "Split-train" / "SchemaDiff.pb").write_bytes(
+            anomalies.SerializeToString())
+        Executor().Do({"anomalies": [artifact]}, {}, {})
+
+    run_gate(anomalies_pb2.Anomalies())  # clean data: passes silently
+    bad = anomalies_pb2.Anomalies()
+    bad.anomaly_info["label"].description = "values outside 0..1"
+    with pytest.raises(DataAnomaliesError, match="split 'train', feature 'label': values outside"):
+        run_gate(bad)
 
 
 def test_progress_lines_name_each_component():
