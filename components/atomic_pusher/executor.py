@@ -5,6 +5,12 @@ is silently skipped) and copies straight into the final folder. A model server p
 path must never load a half-copied version, so we copy into a hidden sibling folder and rename
 it into place: a rename within one filesystem is atomic, and both TF Serving and our local server
 ignore folders whose names are not integers.
+
+The rename is also the claim of the number: it fails when `<base>/<N>/` already exists (a
+non-empty folder is never replaced), so of two pushes that both chose N, one wins and the other
+moves on to the next free number. No version is taken twice and none is overwritten. On object
+stores (gs://, s3://) a rename is a copy and the existence check is not atomic; run one pusher
+per base path there.
 """
 from __future__ import annotations
 
@@ -32,18 +38,42 @@ def existing_versions(base_directory: str) -> list[int]:
     return sorted(int(name) for name in names if _VERSION_DIR.match(name))
 
 
-def publish_version(model_path: str, base_directory: str) -> int:
-    """Copies a SavedModel to `<base>/<next>/` so that it appears whole or not at all."""
+def publish_version(model_path: str, base_directory: str, *, max_attempts: int = 100) -> int:
+    """Copies a SavedModel to `<base>/<next free number>/`, whole or not at all; returns N."""
     fileio.makedirs(base_directory)
-    version = (existing_versions(base_directory) or [0])[-1] + 1
-    staging = os.path.join(base_directory, f".staging-{version}-{uuid.uuid4().hex[:8]}")
-    # saved_model.pb last: on filesystems without atomic rename (object stores) readers that
-    # wait for saved_model.pb still see a complete copy.
-    io_utils.copy_dir(model_path, staging, deny_regex_patterns=[r"saved_model\.pb"])
-    io_utils.copy_file(os.path.join(model_path, "saved_model.pb"), os.path.join(staging, "saved_model.pb"))
-    final = os.path.join(base_directory, str(version))
-    fileio.rename(staging, final, overwrite=False)
-    return version
+    staging = os.path.join(base_directory, f".staging-{uuid.uuid4().hex}")
+    try:
+        # saved_model.pb last: on filesystems without atomic rename (object stores) readers
+        # that wait for saved_model.pb still see a complete copy.
+        io_utils.copy_dir(model_path, staging, deny_regex_patterns=[r"saved_model\.pb"])
+        io_utils.copy_file(os.path.join(model_path, "saved_model.pb"),
+                           os.path.join(staging, "saved_model.pb"))
+        version = _next_version(base_directory, 0)
+        for _ in range(max_attempts):
+            if _claim(staging, os.path.join(base_directory, str(version))):
+                return version
+            version = _next_version(base_directory, version)
+        raise RuntimeError(f"no free version number under {base_directory} after "
+                           f"{max_attempts} attempts (too many concurrent pushes?)")
+    finally:
+        if fileio.exists(staging):
+            fileio.rmtree(staging)
+
+
+def _next_version(base_directory: str, taken: int) -> int:
+    """One past the newest version on disk, and past `taken` (a number lost to another push)."""
+    return max([taken, *existing_versions(base_directory)]) + 1
+
+
+def _claim(staging: str, final: str) -> bool:
+    """Renames staging to final; False when another push already holds final."""
+    try:
+        fileio.rename(staging, final, overwrite=False)
+        return True
+    except Exception:  # pylint: disable=broad-except  # the filesystem's own error types vary
+        if fileio.exists(final) and fileio.exists(staging):
+            return False  # lost the race for this number: the other push's copy is there
+        raise
 
 
 class Executor(tfx_pusher_executor.Executor):
