@@ -8,7 +8,8 @@
 - Tensors go as uint8 `tensor_content` (one memcpy, 256 KiB per 512^2 image), in batches that fit
   the message limit; replies are decoded from `tensor_content` or typed `*_val` (TF Serving's
   default reply form).
-- Every call has a deadline; UNAVAILABLE is retried a bounded number of times with backoff.
+- Every call has a deadline; UNAVAILABLE is retried by gRPC itself (the channel's service-config
+  retry policy: bounded attempts, exponential backoff with jitter, all within the deadline).
 - A multi-batch call is answered by one model version: once the first batch reports its version,
   the remaining batches ask for exactly that version, so a study is never scored half by the old
   model and half by a canary.
@@ -16,8 +17,7 @@
 """
 from __future__ import annotations
 
-import random
-import time
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -34,6 +34,10 @@ from serving.api.protos import (SIGNATURE_DEF_FIELD, get_model_metadata_pb2,
 from serving.api.tensor_codec import dtype_name, from_tensor_proto, shape_of, to_tensor_proto
 
 _T = TypeVar("_T")
+MAX_RETRIES = 4  # gRPC silently caps maxAttempts at 5
+# Reloading is left to the caller to repeat: it is an administrative action, not a query.
+_NOT_RETRIED = ({"service": "tensorflow.serving.ModelService",
+                 "method": "HandleReloadConfigRequest"},)
 
 
 class ServerError(RuntimeError):
@@ -77,11 +81,18 @@ class VersionState:
 
 @dataclass(frozen=True)
 class ClientSettings:
-    timeout_s: float = 30.0          # deadline of each RPC
-    retries: int = 3                 # extra attempts on UNAVAILABLE
+    timeout_s: float = 30.0          # deadline of each RPC, retries included
+    retries: int = 3                 # extra attempts on UNAVAILABLE (gRPC allows at most 4)
     backoff_s: float = 0.2           # first retry delay; doubles, with jitter
     max_batch: int = 32              # images per Predict request
     max_message_bytes: int = 64 << 20
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.retries <= MAX_RETRIES:
+            raise ValueError(f"retries must be 0..{MAX_RETRIES} (gRPC caps a call at "
+                             f"{MAX_RETRIES + 1} attempts), got {self.retries}")
+        if self.backoff_s <= 0:
+            raise ValueError(f"backoff_s must be positive, got {self.backoff_s}")
 
 
 class ModelClient:
@@ -94,7 +105,7 @@ class ModelClient:
         self.signature_name = signature_name
         self.settings = ClientSettings(timeout_s, retries, backoff_s, max_batch,
                                        max_message_bytes)
-        self._channel = _open_channel(target, tls_ca, max_message_bytes)
+        self._channel = _open_channel(target, tls_ca, self.settings)
         self._predict_stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._model_stub = model_service_pb2_grpc.ModelServiceStub(self._channel)
 
@@ -128,7 +139,7 @@ class ModelClient:
     def reload_config(self, config) -> None:
         """HandleReloadConfigRequest with a ModelServerConfig (see serving/api/model_config.py)."""
         request = model_management_pb2.ReloadConfigRequest(config=config)
-        self._call(self._model_stub.HandleReloadConfigRequest, request, retry=False)
+        self._call(self._model_stub.HandleReloadConfigRequest, request)
 
     # ------------------------------------------------------------------ predict
     def predict_tensors(self, images: np.ndarray, *, label: str | None = None,
@@ -182,24 +193,35 @@ class ModelClient:
             spec.version_label = label
         return spec
 
-    def _call(self, method: Callable[..., _T], request, *, retry: bool = True) -> _T:
-        """One RPC with a deadline; UNAVAILABLE retried with exponential backoff + jitter."""
-        attempts = 1 + (self.settings.retries if retry else 0)
-        for attempt in range(attempts):
-            try:
-                return method(request, timeout=self.settings.timeout_s)
-            except grpc.RpcError as error:
-                code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
-                if code != grpc.StatusCode.UNAVAILABLE or attempt == attempts - 1:
-                    raise ServerError(code, error.details() or "") from None
-                delay = self.settings.backoff_s * (2 ** attempt)
-                time.sleep(delay * (0.5 + random.random()))
-        raise AssertionError("unreachable")
+    def _call(self, method: Callable[..., _T], request) -> _T:
+        """One RPC with a deadline (the channel retries UNAVAILABLE within it)."""
+        try:
+            return method(request, timeout=self.settings.timeout_s)
+        except grpc.RpcError as error:
+            code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
+            raise ServerError(code, error.details() or "") from None
 
 
-def _open_channel(target: str, tls_ca: str | None, max_message_bytes: int) -> grpc.Channel:
-    options = [("grpc.max_send_message_length", max_message_bytes),
-               ("grpc.max_receive_message_length", max_message_bytes)]
+def _retry_service_config(settings: ClientSettings) -> str:
+    """The channel's service config: UNAVAILABLE retried `settings.retries` times with
+    exponential backoff (gRPC draws each delay uniformly below the current backoff), except
+    the methods in `_NOT_RETRIED`."""
+    if settings.retries == 0:
+        return json.dumps({"methodConfig": []})
+    policy = {"maxAttempts": settings.retries + 1,
+              "initialBackoff": f"{settings.backoff_s:.3f}s",
+              "maxBackoff": f"{settings.backoff_s * 2 ** (settings.retries - 1):.3f}s",
+              "backoffMultiplier": 2,
+              "retryableStatusCodes": ["UNAVAILABLE"]}
+    return json.dumps({"methodConfig": [{"name": [{}], "retryPolicy": policy},
+                                        {"name": list(_NOT_RETRIED)}]})
+
+
+def _open_channel(target: str, tls_ca: str | None, settings: ClientSettings) -> grpc.Channel:
+    options = [("grpc.max_send_message_length", settings.max_message_bytes),
+               ("grpc.max_receive_message_length", settings.max_message_bytes),
+               ("grpc.enable_retries", 1),
+               ("grpc.service_config", _retry_service_config(settings))]
     if tls_ca is None:
         return grpc.insecure_channel(target, options=options)
     with open(tls_ca, "rb") as stream:

@@ -1,10 +1,12 @@
 """The thin client: same preprocessing as training, same numbers as an in-process call."""
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
 import threading
 import time
+from concurrent import futures
 
 import grpc
 import numpy as np
@@ -14,6 +16,7 @@ from PIL import Image
 from components.dicom.preprocessing import PreprocessedSlice, preprocess_path
 from serving.client.model_client import ModelClient, ServerError
 from serving.api.model_config import build_model_config, model_entry, write_model_config
+from serving.api.protos import model_service_pb2_grpc, prediction_service_pb2_grpc
 from serving_fixtures import (IMAGE_SIZE, MODEL_NAME, brain_like_frames, free_port,
                               random_images, reference_predict, running_server, save_version,
                               write_mr_dicom)
@@ -113,6 +116,67 @@ def test_unknown_version_raises_server_error(served):
     assert caught.value.code == grpc.StatusCode.NOT_FOUND
 
 
+class FlakyServer(prediction_service_pb2_grpc.PredictionServiceServicer,
+                  model_service_pb2_grpc.ModelServiceServicer):
+    """Answers UNAVAILABLE `unavailable` times, then NOT_FOUND; counts the attempts it saw."""
+
+    def __init__(self, unavailable: int):
+        self.unavailable, self.attempts = unavailable, 0
+
+    def _answer(self, context):
+        self.attempts += 1
+        if self.attempts <= self.unavailable:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "warming up")
+        context.abort(grpc.StatusCode.NOT_FOUND, "no such model")
+
+    def GetModelMetadata(self, request, context):
+        self._answer(context)
+
+    def HandleReloadConfigRequest(self, request, context):
+        self._answer(context)
+
+
+@contextlib.contextmanager
+def flaky_server(unavailable: int):
+    service = FlakyServer(unavailable)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(service, server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(service, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}", service
+    finally:
+        server.stop(grace=None)
+
+
+@pytest.mark.parametrize("retries, unavailable, code, attempts", [
+    (3, 2, grpc.StatusCode.NOT_FOUND, 3),     # retried until answered; other codes are final
+    (1, 3, grpc.StatusCode.UNAVAILABLE, 2),   # bounded: retries + 1 attempts, then the error
+    (0, 1, grpc.StatusCode.UNAVAILABLE, 1),
+])
+def test_channel_retries_only_unavailable_and_only_so_often(retries, unavailable, code,
+                                                            attempts):
+    with flaky_server(unavailable) as (address, service):
+        with ModelClient(address, retries=retries, backoff_s=0.01, timeout_s=10) as client:
+            with pytest.raises(ServerError) as caught:
+                client.metadata()
+    assert (caught.value.code, service.attempts) == (code, attempts)
+
+
+def test_reload_config_is_not_retried():
+    with flaky_server(unavailable=1) as (address, service):
+        with ModelClient(address, retries=3, backoff_s=0.01, timeout_s=10) as client:
+            with pytest.raises(ServerError) as caught:
+                client.reload_config(build_model_config([]))
+    assert (caught.value.code, service.attempts) == (grpc.StatusCode.UNAVAILABLE, 1)
+
+
+def test_retries_beyond_what_grpc_allows_are_refused():
+    with pytest.raises(ValueError, match="retries must be 0..4"):
+        ModelClient("127.0.0.1:1", retries=8)
+
+
 def test_unavailable_is_retried_with_bounded_backoff(served):
     client, _, root = served
     port = free_port()
@@ -128,7 +192,7 @@ def test_unavailable_is_retried_with_bounded_backoff(served):
     starter = threading.Timer(0.5, late.start)
     starter.start()
     try:
-        with ModelClient(f"127.0.0.1:{port}", retries=8, backoff_s=0.2, timeout_s=5) as patient:
+        with ModelClient(f"127.0.0.1:{port}", retries=4, backoff_s=0.2, timeout_s=5) as patient:
             assert patient.predict_tensors(random_images(1)).model_version == 1
     finally:
         starter.join()
