@@ -12,6 +12,9 @@ import os
 import sys
 from typing import Iterator
 
+from mspipe import options
+from mspipe.errors import CommandError
+
 PIPELINE_NAME = "mspipe-ingest"
 
 
@@ -26,22 +29,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", required=True, help="CSV or XLSX with study_uid, sclerosis (0/1)")
     parser.add_argument("--out", required=True,
                         help="output folder (pipeline_root/ and metadata.sqlite are created in it)")
-    parser.add_argument("--json", action="store_true",
-                        help="print only a JSON summary on stdout (logs stay on stderr)")
-    parser.add_argument("--image-size", type=int, default=defaults.image_size,
-                        help=f"side of the square output image (default {defaults.image_size})")
+    options.add_json(parser, "only the summary")
+    options.add_image_size(parser, defaults.image_size)
     parser.add_argument("--orientations", default=",".join(defaults.orientations),
                         help="comma-separated planes to keep: axial, coronal, sagittal, oblique")
     parser.add_argument("--splits", default=",".join(
                             f"{name}={ratio:g}" for name, ratio in DEFAULT_SPLIT_RATIOS.items()),
                         help="split ratios counted in studies, e.g. train=0.7,eval=0.15,test=0.15")
-    parser.add_argument("--salt", default=DEFAULT_SALT,
-                        help="key of the study/series/file hashes, one per deployment; "
-                             "file:PATH or env:NAME keep it out of metadata and logs")
-    parser.add_argument("--beam-arg", action="append", default=[], dest="beam_args",
-                        metavar="ARG", help="a Beam pipeline argument, repeatable and passed "
-                        "through unchanged, e.g. --beam-arg=--runner=FlinkRunner (default: "
-                        "DirectRunner over all cores)")
+    options.add_salt(parser, DEFAULT_SALT)
+    options.add_beam_args(parser, default_runner="DirectRunner over all cores")
 
 
 def parse_splits(text: str) -> dict[str, float]:
@@ -66,8 +62,7 @@ def run(args: argparse.Namespace) -> int:
         with _stdout_to_stderr(args.json):
             summary = ingest(args)
     except (LabelsError, NoUsableSlicesError, ValueError, FileNotFoundError) as error:
-        print(f"mspipe ingest: error: {error}", file=sys.stderr)
-        return 1
+        raise CommandError(str(error)) from error
     if args.json:
         print(json.dumps(summary, sort_keys=True))
     else:
