@@ -20,7 +20,8 @@ import tensorflow as tf
 
 from components import features
 from mspipe import main as cli
-from serving.client.model_client import ModelClient, ServerError
+from serving.api.errors import ServingError
+from serving.client.model_client import ModelClient
 from serving.api.model_config import (build_model_config, model_entry, read_model_config,
                                   version_policy, write_model_config)
 from serving.rollout.traffic import CanaryRouter
@@ -166,7 +167,7 @@ class RoutedLoop(threading.Thread):
                                                                             label=self.label)
                 assert np.isfinite(result.probabilities).all()
                 self.answers.append((key, label, result.model_version))
-            except (ServerError, AssertionError) as error:
+            except (ServingError, AssertionError) as error:
                 self.failures.append(str(error))
             time.sleep(0.005)
 

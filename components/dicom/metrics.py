@@ -31,7 +31,7 @@ class StudyScores:
 
     study_ids: tuple[str, ...]
     mean_probability: np.ndarray  # float64 [n_studies]
-    label: np.ndarray             # int64 [n_studies], 0/1
+    label: np.ndarray | None      # int64 [n_studies], 0/1; None for unlabelled predictions
     slice_count: np.ndarray       # int64 [n_studies]
 
 
@@ -115,14 +115,15 @@ class StudyTotals:
     def __init__(self) -> None:
         self.by_study: dict[str, list] = {}  # study_id -> [sum of probabilities, slices, label]
 
-    def add(self, study_id: str, probability: float, label: int, slices: int = 1) -> None:
+    def add(self, study_id: str, probability: float, label: int | None, slices: int = 1) -> None:
+        label = None if label is None else int(label)
         entry = self.by_study.get(study_id)
         if entry is None:
-            self.by_study[study_id] = [float(probability), int(slices), int(label)]
+            self.by_study[study_id] = [float(probability), int(slices), label]
             return
-        if entry[2] != int(label):
+        if entry[2] != label:
             raise ValueError(f"study_id {study_id}: slices carry different labels "
-                             f"({entry[2]} and {int(label)}); the label must be per study")
+                             f"({entry[2]} and {label}); the label must be per study")
         entry[0] += float(probability)
         entry[1] += int(slices)
 
@@ -133,17 +134,22 @@ class StudyTotals:
     def scores(self) -> StudyScores:
         ordered = sorted(self.by_study)
         totals = [self.by_study[s] for s in ordered]
+        labels = [t[2] for t in totals]
         return StudyScores(
             study_ids=tuple(ordered),
             mean_probability=np.array([t[0] / t[1] for t in totals], dtype=np.float64),
-            label=np.array([t[2] for t in totals], dtype=np.int64),
+            label=None if None in labels else np.array(labels, dtype=np.int64),
             slice_count=np.array([t[1] for t in totals], dtype=np.int64),
         )
 
 
 def aggregate_by_study(study_ids: Iterable[str], probabilities: Iterable[float],
-                       labels: Iterable[int]) -> StudyScores:
-    """Mean slice probability per study (the documented study-level prediction)."""
+                       labels: Iterable[int] | None = None) -> StudyScores:
+    """Mean slice probability per study: THE study-level prediction, for evaluation, the
+    rollout analysis, `mspipe predict` and the web page. Without labels (a prediction) the
+    scores' `label` is None."""
+    study_ids, probabilities = list(study_ids), list(probabilities)
+    labels = [None] * len(study_ids) if labels is None else labels
     totals = StudyTotals()
     for study_id, probability, label in zip(study_ids, probabilities, labels, strict=True):
         totals.add(study_id, probability, label)

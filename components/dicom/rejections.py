@@ -24,7 +24,8 @@ REJECT_REASONS: frozenset[str] = frozenset({
     "non_axial",                # frame orientation not among the kept orientations
     "constant_image",           # nothing left after percentile clipping (high == low)
     "unreadable_image",         # PNG/JPEG that Pillow cannot decode
-    "unreadable_file",          # set by callers when reading the file itself fails (I/O)
+    "unreadable_file",          # reading the file itself failed (I/O): components.dicom.slices
+    "internal_error",           # preprocessing raised unexpectedly (a bug): components.dicom.slices
     "missing_study_uid",        # set by callers that need (0020,000D) Study Instance UID
     "unlabeled_study",          # set by callers: study absent from the labels file
 })

@@ -1,13 +1,14 @@
 """One input file -> serialized examples (by split) + ledger records + counts. Runs in Beam workers.
 
-Imports numpy/pydicom/Pillow (through components.dicom.preprocessing) and Beam, never TensorFlow or
+Files become slices through components.dicom.slices, the loop `mspipe predict` and the web page
+use too (same reject codes; the study is checked from the header first, so a file of an
+unlabelled study costs no pixel decoding). Imports numpy/pydicom/Pillow and Beam, never TensorFlow or
 TFX: Beam's multi-processing workers unpickle this module's DoFn, and importing TensorFlow
 there would cost each worker ~0.6 GB and ~10 s. `file_outcome` is plain Python so it can be
 tested and reused (bench/ingest.py's in-process baseline) without Beam.
 """
 from __future__ import annotations
 
-import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -18,10 +19,10 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from components import features
-from components.dicom_example_gen import ledger
+from components.dicom.preprocessing import PreprocessedSlice
 from components.dicom.records import encode_example
-from components.dicom.preprocessing import (PreprocessedSlice, Rejection, preprocess_dicom,
-                                      read_study_identity)
+from components.dicom.slices import FileSlices, NamedInput, file_to_slices, labelled_studies_only
+from components.dicom_example_gen import ledger
 
 LEDGER_TAG = "ledger"
 COUNTS_TAG = "counts"
@@ -30,7 +31,6 @@ STUDY_COUNT_PREFIX = "study/"
 REJECTS_COUNT_PREFIX = "rejects/"
 UNKNOWN_SCANNER = "unknown"
 _UID_LIKE = re.compile(r"^[0-9]+(\.[0-9]+)+$")
-_LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -84,64 +84,40 @@ def slice_index(item: PreprocessedSlice, frames_in_file: int) -> int:
     return item.instance_number
 
 
-def file_outcome(relative_path: str, data: bytes, settings: IngestSettings) -> FileOutcome:
-    """Preprocesses one file's bytes; never raises for its content.
+def file_outcome(relative_path: str, source: bytes | str, settings: IngestSettings) -> FileOutcome:
+    """One file's examples and ledger records; never raises for its content or its I/O.
 
-    The study is checked first, from the header alone: a file of an unlabelled study (or one
-    without a study UID) is one ledger record and costs no pixel decoding.
+    `source`: the file's bytes, or its full path (read through Beam's filesystems).
     """
+    result = file_to_slices(
+        NamedInput(relative_path, source), image_size=settings.image_size,
+        orientations=settings.orientations, dicom_only=True, read=read_file_bytes,
+        study_check=labelled_studies_only(settings.study_splits, settings.salt))
     record = _RecordFactory(relative_path, settings.salt)
-    outcome = FileOutcome()
-    identity = read_study_identity(data)
-    if identity is not None:
-        record.identify(*identity)
-        unusable = _study_problem(record, settings)
-        if unusable:
-            outcome.rejects.append(unusable)
-            return outcome
-    try:
-        entries = preprocess_dicom(data, image_size=settings.image_size,
-                                   orientations=settings.orientations)
-    except Exception as error:  # noqa: BLE001 -- one bad file must never fail the run
-        _LOG.warning("file %s: preprocessing raised %s; recorded as %s", record.file_id,
-                     type(error).__name__, ledger.INTERNAL_ERROR)
-        outcome.rejects.append(record(ledger.INTERNAL_ERROR, f"preprocessing raised {type(error).__name__}"))
-        return outcome
-    slices = [entry for entry in entries if isinstance(entry, PreprocessedSlice)]
-    outcome.rejects.extend(record(entry.reason, entry.detail, entry.frame_index)
-                           for entry in entries if isinstance(entry, Rejection))
-    if not slices:
-        return outcome
-    if identity is None:  # the header reader failed where preprocessing did not
-        record.identify(slices[0].study_uid, slices[0].series_uid)
-        unusable = _study_problem(record, settings)
-        if unusable:
-            outcome.rejects.append(unusable)
-            return outcome
-    split, label = settings.study_splits[record.study_id]
-    outcome.study_id = record.study_id
-    for item in slices:
-        outcome.examples.append((split, encode_example({
-            features.IMAGE: item.image.tobytes(),
-            features.LABEL: label,
-            features.STUDY_ID: record.study_id,
-            features.SERIES_ID: record.series_id or "",
-            features.SCANNER: record.scanner,
-            features.SLICE_INDEX: slice_index(item, len(entries)),
-            features.ORIENTATION: item.orientation,
-            features.ROWS: item.rows,
-            features.COLS: item.cols,
-        })))
+    record.identify(result.study_uid, result.series_uid)
+    outcome = FileOutcome(rejects=[record(r.reason, r.detail, r.frame_index)
+                                   for r in result.rejections])
+    if result.slices:
+        split, label = settings.study_splits[record.study_id]
+        outcome.study_id = record.study_id
+        outcome.examples = [(split, _example(item, result, record, label))
+                            for item in result.slices]
     return outcome
 
 
-def _study_problem(record: "_RecordFactory", settings: IngestSettings) -> ledger.LedgerRecord | None:
-    if record.study_id is None:
-        return record(ledger.MISSING_STUDY_UID,
-                      "no (0020,000D) Study Instance UID: the study and its label are unknown")
-    if record.study_id not in settings.study_splits:
-        return record(ledger.UNLABELED_STUDY, "study is not in the labels file")
-    return None
+def _example(item: PreprocessedSlice, result: FileSlices, record: "_RecordFactory",
+             label: int) -> bytes:
+    return encode_example({
+        features.IMAGE: item.image.tobytes(),
+        features.LABEL: label,
+        features.STUDY_ID: record.study_id,
+        features.SERIES_ID: record.series_id or "",
+        features.SCANNER: record.scanner,
+        features.SLICE_INDEX: slice_index(item, result.frames),
+        features.ORIENTATION: item.orientation,
+        features.ROWS: item.rows,
+        features.COLS: item.cols,
+    })
 
 
 class _RecordFactory:
@@ -178,14 +154,9 @@ class FileToExamplesDoFn(beam.DoFn):
         self._settings = settings
 
     def process(self, relative_path: str) -> Iterator[beam.pvalue.TaggedOutput]:
-        try:
-            data = read_file_bytes(os.path.join(self._settings.input_base, relative_path))
-        except Exception as error:  # noqa: BLE001 -- a vanished or unreadable file is a reject
-            outcome = FileOutcome()
-            outcome.rejects.append(_RecordFactory(relative_path, self._settings.salt)(
-                ledger.UNREADABLE_FILE, f"the file could not be read ({type(error).__name__})"))
-        else:
-            outcome = file_outcome(relative_path, data, self._settings)
+        outcome = file_outcome(relative_path,
+                               os.path.join(self._settings.input_base, relative_path),
+                               self._settings)
         for split, example in outcome.examples:
             yield beam.pvalue.TaggedOutput(split, example)
         for record in outcome.rejects:

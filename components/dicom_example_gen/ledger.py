@@ -17,11 +17,6 @@ from typing import Iterable
 from components.features import hash_uid
 
 LEDGER_FILE_NAME = "rejects.jsonl"
-# Reasons only the ExampleGen sets (preprocessing's REJECT_REASONS cover the content itself).
-UNREADABLE_FILE = "unreadable_file"  # the filesystem refused to read it (permissions, vanished)
-INTERNAL_ERROR = "internal_error"    # preprocessing raised unexpectedly: a bug, please report
-UNLABELED_STUDY = "unlabeled_study"
-MISSING_STUDY_UID = "missing_study_uid"
 COUNT_PROPERTY_PREFIX = "rejects_"   # custom property per reason: rejects_<reason> = count
 
 

@@ -1,34 +1,33 @@
-"""One exception type for every refusal, carrying the gRPC status code TF Serving would use.
+"""One exception type for every refusal, on both sides of the wire: `ServingError`.
 
-Server code raises `ServingError(code, message)`; the gRPC layer turns it into that status, so a
+The server raises `ServingError(code, details)`; the gRPC layer turns it into that status, so a
 bad request never escapes as an exception that kills a worker, and the codes match the real
-`tensorflow/serving` binary (see docs in serving/server/grpc_server.py).
+`tensorflow/serving` binary (see docs in serving/server/grpc_server.py). The client
+(serving/client/model_client.py) raises the same type with the status code and details the
+server answered, so callers catch one thing and read `code` (a grpc.StatusCode) and `details`.
 """
 from __future__ import annotations
 
 import grpc
 
 
-class ServingError(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str):
-        super().__init__(message)
+class ServingError(RuntimeError):
+    def __init__(self, code: grpc.StatusCode, details: str):
+        super().__init__(f"{code.name}: {details}")
         self.code = code
-        self.message = message
-
-    def __str__(self) -> str:
-        return f"{self.code.name}: {self.message}"
+        self.details = details
 
 
-def invalid_argument(message: str) -> ServingError:
-    return ServingError(grpc.StatusCode.INVALID_ARGUMENT, message)
+def invalid_argument(details: str) -> ServingError:
+    return ServingError(grpc.StatusCode.INVALID_ARGUMENT, details)
 
 
-def not_found(message: str) -> ServingError:
-    return ServingError(grpc.StatusCode.NOT_FOUND, message)
+def not_found(details: str) -> ServingError:
+    return ServingError(grpc.StatusCode.NOT_FOUND, details)
 
 
-def failed_precondition(message: str) -> ServingError:
-    return ServingError(grpc.StatusCode.FAILED_PRECONDITION, message)
+def failed_precondition(details: str) -> ServingError:
+    return ServingError(grpc.StatusCode.FAILED_PRECONDITION, details)
 
 
 def status_code_from_value(value: int) -> grpc.StatusCode:

@@ -3,7 +3,6 @@
     with ModelClient("127.0.0.1:8500") as client:
         result = client.predict_tensors(images)          # uint8 [N, S, S, 1]
         result.probabilities, result.model_version
-        report = client.predict_paths(["study_folder/", "slice.png"])
 
 - Tensors go as uint8 `tensor_content` (one memcpy, 256 KiB per 512^2 image), in batches that fit
   the message limit; replies are decoded from `tensor_content` or typed `*_val` (TF Serving's
@@ -13,12 +12,14 @@
 - A multi-batch call is answered by one model version: once the first batch reports its version,
   the remaining batches ask for exactly that version, so a study is never scored half by the old
   model and half by a canary.
-- Failures raise `ServerError` with the gRPC status code and the server's message.
+- Failures raise serving.api.errors.ServingError (the server's own error type) with the gRPC
+  status code and the server's details.
+- Files are not its business: serving/client/predict.py turns files into tensors and calls it.
 """
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -27,6 +28,7 @@ import numpy as np
 
 from components.contract import (DEFAULT_MODEL_NAME, IMAGE_INPUT, LOGIT, PROBABILITY,
                                  SERVING_DEFAULT)
+from serving.api.errors import ServingError
 from serving.api.protos import (SIGNATURE_DEF_FIELD, get_model_metadata_pb2,
                             get_model_status_pb2, model_management_pb2, model_pb2,
                             model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc,
@@ -38,15 +40,6 @@ MAX_RETRIES = 4  # gRPC silently caps maxAttempts at 5
 # Reloading is left to the caller to repeat: it is an administrative action, not a query.
 _NOT_RETRIED = ({"service": "tensorflow.serving.ModelService",
                  "method": "HandleReloadConfigRequest"},)
-
-
-class ServerError(RuntimeError):
-    """The server refused or failed a call; `code` is the gRPC status code."""
-
-    def __init__(self, code: grpc.StatusCode, details: str):
-        super().__init__(f"{code.name}: {details}")
-        self.code = code
-        self.details = details
 
 
 @dataclass(frozen=True)
@@ -158,13 +151,6 @@ class ModelClient:
             parts.append(response)
         return _merge(parts)
 
-    def predict_paths(self, paths: Sequence[str], *, label: str | None = None,
-                      version: int | None = None):
-        """Preprocess files/folders exactly as training did, predict, aggregate studies.
-        Returns serving.client.predict.PathsPrediction."""
-        from serving.client.predict import predict_paths  # pulls in pydicom/Pillow only when used
-        return predict_paths(self, paths, label=label, version=version)
-
     def build_request(self, images: np.ndarray, *, label: str | None = None,
                       version: int | None = None) -> predict_pb2.PredictRequest:
         """The PredictRequest for one batch (public for benchmarks and tools)."""
@@ -199,7 +185,7 @@ class ModelClient:
             return method(request, timeout=self.settings.timeout_s)
         except grpc.RpcError as error:
             code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
-            raise ServerError(code, error.details() or "") from None
+            raise ServingError(code, error.details() or "") from None
 
 
 def _retry_service_config(settings: ClientSettings) -> str:
@@ -231,21 +217,21 @@ def _open_channel(target: str, tls_ca: str | None, settings: ClientSettings) -> 
 
 def _metadata_from(response, signature_map, signature_name: str) -> ModelMetadata:
     if signature_name not in signature_map.signature_def:
-        raise ServerError(grpc.StatusCode.FAILED_PRECONDITION,
-                          f"model has no signature {signature_name!r}; it has "
+        raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
+                           f"model has no signature {signature_name!r}; it has "
                           f"{sorted(signature_map.signature_def)}")
     signature = signature_map.signature_def[signature_name]
     if IMAGE_INPUT not in signature.inputs:
-        raise ServerError(grpc.StatusCode.FAILED_PRECONDITION,
-                          f"signature {signature_name} has inputs {sorted(signature.inputs)}, "
+        raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
+                           f"signature {signature_name} has inputs {sorted(signature.inputs)}, "
                           f"expected '{IMAGE_INPUT}'")
     info = signature.inputs[IMAGE_INPUT]
     shape = shape_of(info.tensor_shape)
     if (info.dtype != types_pb2.DT_UINT8 or shape is None or len(shape) != 4
             or shape[1] != shape[2] or shape[1] < 1 or shape[3] != 1):
-        raise ServerError(grpc.StatusCode.FAILED_PRECONDITION,
-                          f"input '{IMAGE_INPUT}' is {dtype_name(info.dtype)} {shape}, expected "
-                          "uint8 [None, S, S, 1]")
+        raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
+                           f"input '{IMAGE_INPUT}' is {dtype_name(info.dtype)} {shape}, expected "
+                           "uint8 [None, S, S, 1]")
     return ModelMetadata(
         model_name=response.model_spec.name, model_version=response.model_spec.version.value,
         signature_name=signature_name, input_name=IMAGE_INPUT,

@@ -1,24 +1,33 @@
 """Files and folders -> preprocessed slices -> probabilities, per slice and per study.
 
-A folder is one study (all files below it, in name order) and gets the study-level probability
-used in training and evaluation: the mean of its slices' probabilities. A single file gives one
-result per kept frame. Preprocessing is `components.dicom.preprocessing.preprocess_path` at the image
-size the served model declares in its metadata: the very code that made the training data.
-Rejected files and frames are returned with their reason, never silently dropped.
+Files become slices through components.dicom.slices, the loop DicomExampleGen and the web page
+use, at the image size the served model declares in its metadata: the very code that made the
+training data, with the same reject codes. Slices are grouped into studies by
+components.dicom.studies: a study is its StudyInstanceUID, wherever its files lie; only files
+without one (JPEG/PNG) fall back to the folder given (loose ones form one group). A study's
+probability is the one of training and evaluation, the mean of its slices'
+(components.dicom.metrics.aggregate_by_study). Rejected files and frames are returned with
+their reason, never silently dropped.
+
+- `predict_paths`: one model version (the server's default, a label or a version) scores all.
+- `predict_routed`: a router (serving.rollout.traffic.CanaryRouter) picks the version of each
+  study; one report per study.
+This module calls the gRPC client; the client knows nothing of files.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from components.dicom.preprocessing import PreprocessedSlice, Rejection, preprocess_path
+from components.dicom.metrics import aggregate_by_study
+from components.dicom.slices import FileSlices, expand_paths, files_to_slices
+from components.dicom.studies import group_by_study, study_key
 
 if TYPE_CHECKING:
-    from serving.client.model_client import ModelClient
+    from serving.client.model_client import ModelClient, ModelMetadata, PredictResult
 
 
 @dataclass(frozen=True)
@@ -29,21 +38,23 @@ class SlicePrediction:
     instance_number: int | None
     probability: float
     logit: float | None
-    study: str | None       # the folder given, when the file came from one
+    study: str              # its study's key (components.dicom.studies.study_key)
 
 
 @dataclass(frozen=True)
 class FileRejection:
     path: str
-    reason: str             # a components.dicom.preprocessing REJECT_REASONS code
+    reason: str             # a components.dicom.rejections REJECT_REASONS code
     detail: str
     frame_index: int | None
-    study: str | None
+    study: str | None       # its study's key; None when unknown (not an image, unreadable)
 
 
 @dataclass(frozen=True)
 class StudyPrediction:
-    path: str               # the folder given
+    study: str              # study_key: a salted hash of the StudyInstanceUID, or of the
+                            # pixels of a JPEG/PNG group; never the raw UID
+    path: str | None        # the folder given that holds all its files, if one does
     probability: float | None  # mean over its slices; None when no slice survived
     slice_count: int
     rejected_count: int
@@ -57,79 +68,113 @@ class PathsPrediction:
     slices: list[SlicePrediction] = field(default_factory=list)
     rejections: list[FileRejection] = field(default_factory=list)
     studies: list[StudyPrediction] = field(default_factory=list)
+    routed_to: str | None = None  # stable | canary when a router chose the version
+    fell_back: bool = False       # routed to canary, answered by stable
 
     def to_dict(self) -> dict:
-        from dataclasses import asdict
         return asdict(self)
 
 
 @dataclass(frozen=True)
-class _Item:
-    path: str
-    study: str | None
+class InputStudy:
+    """One study of the inputs: its key and its files (kept slices and rejections)."""
+
+    key: str
+    files: list[FileSlices]
+
+    @property
+    def images(self) -> np.ndarray:
+        return stack_images(self.files)
+
+    @property
+    def folder(self) -> str | None:
+        containers = {file.input.container for file in self.files}
+        return containers.pop() if len(containers) == 1 else None
 
 
-def expand_paths(paths: list[str]) -> list[_Item]:
-    """Files stay files; a folder becomes all regular, non-hidden files below it."""
-    items: list[_Item] = []
-    for given in paths:
-        root = Path(given)
-        if root.is_dir():
-            for dirpath, dirnames, filenames in os.walk(root):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                items.extend(_Item(str(Path(dirpath) / name), given)
-                             for name in sorted(filenames) if not name.startswith("."))
-        else:
-            items.append(_Item(given, None))
-    return items
+class StudyRouter(Protocol):
+    """What predict_routed needs of serving.rollout.traffic.CanaryRouter."""
+
+    stable_label: str | None
+
+    def predict_study(self, images: np.ndarray, study_key: str):
+        """-> an answer with `label`, `result` (a PredictResult) and `fell_back`."""
 
 
-def preprocess_items(items: list[_Item], image_size: int
-                     ) -> tuple[list[tuple[_Item, PreprocessedSlice]], list[FileRejection]]:
-    kept, rejected = [], []
-    for item in items:
-        try:
-            outcomes = preprocess_path(item.path, image_size=image_size)
-        except OSError as error:
-            outcomes = [Rejection("unreadable_file", error.strerror or type(error).__name__)]
-        for outcome in outcomes:
-            if isinstance(outcome, Rejection):
-                rejected.append(FileRejection(item.path, outcome.reason, outcome.detail,
-                                              outcome.frame_index, item.study))
-            else:
-                kept.append((item, outcome))
-    return kept, rejected
+def read_studies(paths, image_size: int) -> tuple[list[FileSlices], list[InputStudy]]:
+    """Every input file in order, and the studies they form, in the order they first appear."""
+    files = list(files_to_slices(expand_paths(paths), image_size=image_size))
+    groups = group_by_study(files, lambda file: file.study)
+    return files, [InputStudy(study_key(ref, (item.image for file in members
+                                              for item in file.slices)), members)
+                   for ref, members in groups.items()]
+
+
+def stack_images(files: list[FileSlices]) -> np.ndarray:
+    """The files' kept slices as the model's batch, uint8 [N, S, S, 1], in file order."""
+    images = [item.image for file in files for item in file.slices]
+    return np.stack(images) if images else np.zeros((0, 0, 0, 1), np.uint8)
 
 
 def predict_paths(client: "ModelClient", paths, *, label: str | None = None,
                   version: int | None = None) -> PathsPrediction:
-    paths = [str(p) for p in paths]
+    """Every slice scored by one version: the one whose metadata gave the input size."""
     metadata = client.metadata(label=label, version=version)
-    kept, rejected = preprocess_items(expand_paths(paths), metadata.image_size)
-    report = PathsPrediction(metadata.model_name, metadata.model_version, metadata.image_size,
-                             rejections=rejected)
-    if kept:
-        images = np.stack([slice_.image for _, slice_ in kept])
-        # the version that described the input size also scores every slice
-        result = client.predict_tensors(images, version=metadata.model_version)
-        report.model_version = result.model_version
-        for index, (item, slice_) in enumerate(kept):
+    files, studies = read_studies([os.fspath(p) for p in paths], metadata.image_size)
+    images = stack_images(files)
+    result = client.predict_tensors(images, version=metadata.model_version) if len(images) \
+        else None
+    return build_report(metadata, files, studies, result)
+
+
+def predict_routed(client: "ModelClient", paths, router: StudyRouter) -> list[PathsPrediction]:
+    """One report per study, each answered by the version the router chose for it; files
+    of no study (their rejections) come last, in a report of their own."""
+    metadata = client.metadata(label=router.stable_label)
+    files, studies = read_studies([os.fspath(p) for p in paths], metadata.image_size)
+    reports = []
+    for study in studies:
+        if not any(file.slices for file in study.files):
+            reports.append(build_report(metadata, study.files, [study], None))
+            continue
+        answer = router.predict_study(study.images, study.key)
+        report = build_report(metadata, study.files, [study], answer.result)
+        report.routed_to, report.fell_back = answer.label, answer.fell_back
+        reports.append(report)
+    unassigned = [file for file in files if file.study is None]
+    if unassigned:
+        reports.append(build_report(metadata, unassigned, [], None))
+    return reports
+
+
+def build_report(metadata: "ModelMetadata", files: list[FileSlices], studies: list[InputStudy],
+                 result: "PredictResult | None") -> PathsPrediction:
+    """`result` holds one answer per kept slice of `files`, in file order."""
+    report = PathsPrediction(metadata.model_name,
+                             metadata.model_version if result is None else result.model_version,
+                             metadata.image_size)
+    key_of = {id(file): study.key for study in studies for file in study.files}
+    for file in files:
+        key = key_of.get(id(file))
+        for rejection in file.rejections:
+            report.rejections.append(FileRejection(file.input.name, rejection.reason,
+                                                   rejection.detail, rejection.frame_index, key))
+        for item in file.slices:
+            index = len(report.slices)
             report.slices.append(SlicePrediction(
-                item.path, slice_.frame_index, slice_.orientation, slice_.instance_number,
+                file.input.name, item.frame_index, item.orientation, item.instance_number,
                 float(result.probabilities[index]),
-                None if result.logits is None else float(result.logits[index]), item.study))
-    report.studies = _studies(paths, report)
+                None if result.logits is None else float(result.logits[index]), key))
+    report.studies = study_predictions(report, studies)
     return report
 
 
-def _studies(paths: list[str], report: PathsPrediction) -> list[StudyPrediction]:
-    studies = []
-    for given in paths:
-        if not Path(given).is_dir():
-            continue
-        probabilities = [s.probability for s in report.slices if s.study == given]
-        rejected = sum(r.study == given for r in report.rejections)
-        studies.append(StudyPrediction(
-            given, float(np.mean(probabilities)) if probabilities else None,
-            len(probabilities), rejected))
-    return studies
+def study_predictions(report: PathsPrediction,
+                      studies: list[InputStudy]) -> list[StudyPrediction]:
+    scores = aggregate_by_study([s.study for s in report.slices],
+                                [s.probability for s in report.slices])
+    mean_of = dict(zip(scores.study_ids, scores.mean_probability.tolist()))
+    return [StudyPrediction(study.key, study.folder, mean_of.get(study.key),
+                            sum(s.study == study.key for s in report.slices),
+                            sum(r.study == study.key for r in report.rejections))
+            for study in studies]

@@ -28,7 +28,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from components.dicom.metrics import UndefinedAUCWarning, aggregate_by_study, roc_auc
-from serving.client.model_client import ModelClient, ServerError
+from serving.api.errors import ServingError
+from serving.client.model_client import ModelClient
 from serving.rollout.data import SliceBatch
 
 STABLE, CANARY = "stable", "canary"
@@ -86,7 +87,7 @@ class LabelRecord:
         started = time.perf_counter()
         try:
             result = call()
-        except ServerError as error:
+        except ServingError as error:
             self.failed_requests += 1
             self.errors[f"{error.code.name}: {error.details.splitlines()[0][:160]}"] += batch_size
             self.probabilities.append(np.full(batch_size, np.nan))
@@ -188,7 +189,7 @@ def _warm_up(client: ModelClient, batch: SliceBatch, requests: int) -> None:
         for label in (STABLE, CANARY):
             try:
                 client.predict_tensors(batch.images, label=label)
-            except ServerError:
+            except ServingError:
                 pass  # a failing label is measured (and counted) by the real run
 
 

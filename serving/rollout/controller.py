@@ -27,7 +27,8 @@ from pathlib import Path
 import grpc
 
 from components.contract import DEFAULT_MODEL_NAME
-from serving.client.model_client import ModelClient, ServerError, VersionState
+from serving.api.errors import ServingError
+from serving.client.model_client import ModelClient, VersionState
 from serving.api.model_config import (ModelConfigError, ModelServerConfig, find_model,
                                   read_model_config,
                                   set_version_labels, set_version_policy, version_policy,
@@ -204,13 +205,13 @@ class RolloutController:
             status.warnings.append(f"version policy is '{kind}' (not managed by a rollout yet)")
         try:
             status.version_states = {s.version: _state_text(s) for s in self._states()}
-        except ServerError as error:
+        except ServingError as error:
             status.warnings.append(f"server {self.settings.server}: {error}")
             return status
         for label in labels:
             try:
                 status.served_labels[label] = self.client.metadata(label=label).model_version
-            except ServerError as error:
+            except ServingError as error:
                 status.served_labels[label] = f"{error.code.name}: {error.details}"
         status.warnings.extend(_consistency_warnings(status))
         return status
@@ -261,11 +262,11 @@ class RolloutController:
         write_model_config(path, config)
         try:
             self.client.reload_config(config)
-        except ServerError as error:
+        except ServingError as error:
             write_model_config(path, previous)
             try:
                 self.client.reload_config(previous)
-            except ServerError:
+            except ServingError:
                 pass  # the server keeps whatever it had; the file is back to the old config
             raise RolloutError(f"the server refused the new config (versions "
                                f"{versions}, labels {dict(labels)}): {error}; "
@@ -303,7 +304,7 @@ class RolloutController:
             return versions[0]
         try:
             available = [s.version for s in self._states() if s.state == "AVAILABLE"]
-        except ServerError as error:
+        except ServingError as error:
             raise RolloutError(f"cannot tell the stable version: no '{STABLE}' label and "
                                f"GetModelStatus failed: {error}") from None
         if not available:
@@ -327,7 +328,7 @@ class RolloutController:
         while time.monotonic() < deadline:
             try:
                 (state,) = self.client.model_status(version=version)
-            except ServerError as error:
+            except ServingError as error:
                 if error.code != grpc.StatusCode.NOT_FOUND:
                     raise RolloutError(f"GetModelStatus for version {version}: {error}") from None
             else:
@@ -348,7 +349,7 @@ class RolloutController:
         while pending and time.monotonic() < deadline:
             try:
                 states = {s.version: s.state for s in self._states()}
-            except ServerError:
+            except ServingError:
                 states = {}
             pending = {v for v in pending if states.get(v, "END") != "END"}
             if pending:

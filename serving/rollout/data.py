@@ -114,9 +114,10 @@ def slices_from_dicom(folder: str | os.PathLike, labels_path: str | os.PathLike,
                       image_size: int, summary: DataSummary,
                       salt: str = features.DEFAULT_SALT
                       ) -> Iterator[tuple[np.ndarray, int, str]]:
-    """Every kept slice of a labelled study below `folder`; others are counted as skipped."""
+    """Every kept slice of a labelled study below `folder`; others are counted as skipped,
+    by the reject codes ingest writes to its ledger (components.dicom.slices, same check)."""
+    from components.dicom.slices import expand_paths, files_to_slices, labelled_studies_only
     from components.dicom_example_gen.labels import LabelsError, read_labels
-    from serving.client.predict import expand_paths, preprocess_items
 
     if not Path(folder).is_dir():
         raise EvalDataError(f"{folder}: not a folder (a DICOM held-out set is a folder with "
@@ -125,20 +126,15 @@ def slices_from_dicom(folder: str | os.PathLike, labels_path: str | os.PathLike,
         study_labels = read_labels(os.fspath(labels_path), salt).labels
     except LabelsError as error:
         raise EvalDataError(str(error)) from None
-    items = expand_paths([os.fspath(folder)])
-    summary.files = len(items)
-    for item in items:  # one file at a time: memory stays flat
-        kept, rejected = preprocess_items([item], image_size)
-        summary.skipped.update(rejection.reason for rejection in rejected)
-        for _, slice_ in kept:
-            if not slice_.study_uid:
-                summary.skipped["missing_study_uid"] += 1
-                continue
-            study_id = features.hash_uid(slice_.study_uid, salt)
-            if study_id not in study_labels:
-                summary.skipped["unlabeled_study"] += 1
-                continue
-            yield slice_.image, study_labels[study_id], study_id
+    inputs = expand_paths([folder])
+    summary.files = len(inputs)
+    for file in files_to_slices(inputs, image_size=image_size,  # one file at a time
+                                study_check=labelled_studies_only(study_labels, salt)):
+        summary.skipped.update(rejection.reason for rejection in file.rejections)
+        if file.slices:
+            study_id = features.hash_uid(file.study_uid, salt)
+            for item in file.slices:
+                yield item.image, study_labels[study_id], study_id
 
 
 # ------------------------------------------------------------------------------ batching

@@ -14,7 +14,8 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from serving.client.model_client import ModelClient, ServerError
+from serving.api.errors import ServingError
+from serving.client.model_client import ModelClient
 from serving.rollout.controller import CANARY, STABLE, RolloutController, RolloutError, RolloutSettings
 from serving.rollout.analysis import (AnalysisReport, AnalysisSettings, AnalysisThresholds,
                                       run_shadow_analysis)
@@ -38,7 +39,7 @@ def analyze_canary(controller: RolloutController, data: str | os.PathLike, *,
     client = controller.client
     try:
         image_size = client.metadata(label=STABLE).image_size
-    except ServerError as error:
+    except ServingError as error:
         raise RolloutError(f"stable version metadata: {error}") from None
     expected = {STABLE: status.labels[STABLE], CANARY: status.canary_version}
     slices, summary = open_eval_data(data, image_size, labels=labels)

@@ -1,8 +1,9 @@
 """Client-side traffic split between the `stable` and `canary` version labels.
 
 TF Serving has no traffic weights: it answers whatever label a request names. So the split is
-made here, in the client, and is sticky per study: a study's key (a salted hash of its
-StudyInstanceUID, or of its folder when it has none) is hashed with the rollout's salt into
+made here, in the client, and is sticky per study: a study's key
+(components.dicom.studies.study_key: a salted hash of its StudyInstanceUID, or of the pixels of a
+JPEG/PNG group) is hashed with the rollout's salt into
 [0, 1), and the study goes to `canary` when that number is below the weight. All slices of a
 study therefore get the same version, and a study keeps its version for the whole rollout
 (raising the weight only adds studies to the canary, it never moves one back).
@@ -12,7 +13,8 @@ promoted or rolled back since the weight was read), or the canary answers with a
 non-finite probability, the request is answered by `stable` and counted in `stats`.
 
     router = CanaryRouter.from_rollout_state(client, "models.config")
-    routed = router.predict_paths(["study_folder/"])    # routed.label, routed.prediction
+    routed = router.predict_study(images, study_key)     # routed.label, routed.result
+    reports = serving.client.predict.predict_routed(client, ["study_folder/"], router)
 """
 from __future__ import annotations
 
@@ -20,14 +22,13 @@ import hashlib
 import logging
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from components.features import hash_uid
-from serving.client.model_client import ModelClient, PredictResult, ServerError
+from serving.api.errors import ServingError
+from serving.client.model_client import ModelClient, PredictResult
 from serving.rollout.state import RolloutStateError, read_model_state, state_path_for
 
 LOG = logging.getLogger(__name__)
@@ -52,13 +53,6 @@ class RouterStats:
 class RoutedPrediction:
     label: str              # the label the study was routed to
     result: PredictResult   # the answer the caller gets (from stable when fell_back)
-    fell_back: bool
-
-
-@dataclass(frozen=True)
-class RoutedPaths:
-    label: str
-    prediction: object      # serving.client.predict.PathsPrediction
     fell_back: bool
 
 
@@ -134,30 +128,18 @@ class CanaryRouter:
     def predict_study(self, images: np.ndarray, study_key: str) -> RoutedPrediction:
         """All slices of one study (uint8 [N, S, S, 1]), answered by one version."""
         label = self.label_for(study_key)
-        return self._routed(label, lambda chosen: self.client.predict_tensors(
-            images, label=chosen), lambda result: result.probabilities, RoutedPrediction)
-
-    def predict_paths(self, paths: Sequence[str], study_key: str | None = None) -> RoutedPaths:
-        """Files/folders of ONE study through the shared preprocessing (serving/client/predict.py)."""
-        key = study_key if study_key is not None else study_key_for_paths(paths)
-        label = self.label_for(key)
-        return self._routed(label, lambda chosen: self.client.predict_paths(
-            paths, label=chosen), _paths_probabilities, RoutedPaths)
-
-    def _routed(self, label: str, call: Callable[[str | None], object],
-                probabilities: Callable[[object], np.ndarray], wrap):
         self._count(label)
         if label == CANARY:
             try:
-                answer = call(CANARY)
-                if np.isfinite(probabilities(answer)).all():
-                    return wrap(label, answer, False)
+                result = self.client.predict_tensors(images, label=CANARY)
+                if np.isfinite(result.probabilities).all():
+                    return RoutedPrediction(label, result, False)
                 reason = "canary returned a non-finite probability"
-            except ServerError as error:
+            except ServingError as error:
                 reason = f"canary failed: {error}"
             self._note_fallback(reason)
-            return wrap(label, call(self.stable_label), True)
-        return wrap(label, call(self.stable_label), False)
+        return RoutedPrediction(label, self.client.predict_tensors(
+            images, label=self.stable_label), label == CANARY)
 
     def _count(self, label: str) -> None:
         with self._stats_lock:
@@ -167,39 +149,3 @@ class CanaryRouter:
         with self._stats_lock:
             self.stats.canary_fallbacks += 1
             self.stats.last_fallback_reason = reason
-
-
-def _paths_probabilities(prediction) -> np.ndarray:
-    return np.asarray([s.probability for s in prediction.slices], dtype=np.float64)
-
-
-ROUTING_SALT = "canary-routing"
-
-
-def study_key_for_uid(study_uid: str, salt: str = "") -> str:
-    """The routing key of a DICOM study: a salted hash of its StudyInstanceUID, so the same
-    study routes alike however it reaches us (paths, an upload). Never the raw UID."""
-    return "uid:" + hash_uid(study_uid, salt or ROUTING_SALT)
-
-
-def study_key_for_paths(paths: Sequence[str], salt: str = "") -> str:
-    """The routing key of a study given as files/folders: study_key_for_uid of the first DICOM
-    StudyInstanceUID found, else a salted hash of the first path's absolute form."""
-    uid = _first_study_uid(paths)
-    if uid is not None:
-        return study_key_for_uid(uid, salt)
-    return "path:" + hash_uid(str(Path(paths[0]).resolve()), salt or ROUTING_SALT)
-
-
-def _first_study_uid(paths: Sequence[str]) -> str | None:
-    from components.dicom.preprocessing import read_study_identity  # pydicom only when routed
-    from serving.client.predict import expand_paths
-
-    for item in expand_paths(list(paths))[:64]:  # the first files suffice: one study
-        try:
-            identity = read_study_identity(item.path)
-        except OSError:
-            continue
-        if identity is not None and identity[0]:
-            return identity[0]
-    return None

@@ -32,7 +32,7 @@ def _grpc_errors(handler: Callable) -> Callable:
             return handler(self, request, context)
         except ServingError as error:
             LOG.debug("%s refused: %s", handler.__name__, error)
-            context.abort(error.code, error.message)
+            context.abort(error.code, error.details)
         except Exception as error:  # noqa: BLE001 - the server must outlive any request
             LOG.exception("%s failed", handler.__name__)
             context.abort(grpc.StatusCode.INTERNAL, f"{type(error).__name__}: {error}")

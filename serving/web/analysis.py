@@ -1,35 +1,40 @@
 """Uploaded files -> the model's tensors -> probabilities per slice and per study, for the page.
 
-The same steps as `serving.client.predict.predict_paths` (the CLI client's): the served model's metadata
-gives the input size, `components.dicom.preprocessing.preprocess_path` makes each tensor, and one
-model version scores each study through the thin gRPC client (serving/web/scoring.py: the
-server's default, a label, or the canary rollout's choice). What this adds for people: the
-tensors themselves come back as PNG thumbnails (encoded from the exact uint8 array that was
-sent, so what you see is what the model saw), slices are grouped by their DICOM study (the
-study-level probability is the mean over its slices, as in training and evaluation), and every
-rejection carries a plain-words reason. Uploads live in memory only; the result holds the
+The same steps as `serving.client.predict` (the CLI client's): the served model's metadata
+gives the input size, `components.dicom.slices` turns each file into tensors and rejections
+(the loop ingest uses too, with the same reject codes), slices are grouped into studies by
+`components.dicom.studies` (a study is its StudyInstanceUID; the JPEG/PNG images of an upload
+fall back to one group), the study-level probability is the mean over its slices
+(`components.dicom.metrics.aggregate_by_study`, as in training and evaluation), and one model
+version scores each study through the thin gRPC client (serving/web/scoring.py: the server's
+default, a label, or the canary rollout's choice, keyed by `study_key` as `mspipe predict`
+routes it). What this adds for people: the tensors themselves come back as PNG thumbnails
+(encoded from the exact uint8 array that was sent, so what you see is what the model saw), and
+every rejection carries a plain-words reason. Uploads live in memory only; the result holds the
 names the user gave, for the page, and `summary_for_log` gives the counts that may be logged.
 """
 from __future__ import annotations
 
 import base64
 import io
-import logging
 from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
-from components.dicom.preprocessing import PreprocessedSlice, Rejection, preprocess_path
+from components.dicom.metrics import aggregate_by_study
+from components.dicom.preprocessing import PreprocessedSlice, Rejection
+from components.dicom.slices import NamedInput, files_to_slices
+from components.dicom.studies import StudyRef, group_by_study, study_key
 from serving.client.model_client import PredictResult
 from serving.web import messages
 from serving.web.scoring import Scorer
 from serving.web.settings import WebSettings
 from serving.web.uploads import UploadedFile, UploadError
 
-LOG = logging.getLogger(__name__)
 NO_INSTANCE = 1 << 31  # sorts slices without an InstanceNumber after the numbered ones
+UPLOAD = "upload"      # every uploaded file's container: the study of its JPEG/PNG images
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,7 @@ class KeptSlice:
     name: str
     frames_in_file: int
     slice: PreprocessedSlice
+    study: StudyRef
 
 
 @dataclass(frozen=True)
@@ -51,14 +57,16 @@ def analyze(scorer: Scorer, uploads: list[UploadedFile], settings: WebSettings) 
     metadata = scorer.metadata()
     kept, rejected = preprocess_uploads(uploads, metadata.image_size, settings.max_slices)
     kept.sort(key=slice_order)
-    groups = group_by_study(kept)
-    dicom_count = sum(study_uid is not None for study_uid, _ in groups)
+    groups = group_by_study(kept, lambda item: item.study)  # raw UIDs stay on the server:
+    dicom_count = sum(ref.study_uid is not None for ref in groups)  # titles are 'Study 1', ...
     studies = []
-    for number, (study_uid, members) in enumerate(groups, start=1):
-        answer = scorer.score(np.stack([k.slice.image for k in members]), study_uid, metadata)
-        title = ("JPEG/PNG images" if study_uid is None
+    for number, (ref, members) in enumerate(groups.items(), start=1):
+        images = np.stack([k.slice.image for k in members])
+        key = study_key(ref, images)
+        answer = scorer.score(images, key, metadata)
+        title = ("JPEG/PNG images" if ref.study_uid is None
                  else "Study" if dicom_count == 1 else f"Study {number}")
-        studies.append(study_entry(title, study_uid is None, members, answer.result,
+        studies.append(study_entry(title, key, members, answer.result,
                                    scorer.answered_by(answer), settings.threshold))
     return {
         "model": {"name": metadata.model_name, "version": metadata.model_version,
@@ -78,30 +86,16 @@ def preprocess_uploads(uploads: list[UploadedFile], image_size: int, max_slices:
                        ) -> tuple[list[KeptSlice], list[RejectedItem]]:
     kept: list[KeptSlice] = []
     rejected: list[RejectedItem] = []
-    for upload in uploads:
-        outcomes = preprocess_upload(upload, image_size)
-        for outcome in outcomes:
-            if isinstance(outcome, Rejection):
-                rejected.append(RejectedItem(upload.name, len(outcomes), outcome))
-            else:
-                kept.append(KeptSlice(upload.name, len(outcomes), outcome))
+    inputs = (NamedInput(upload.name, upload.data, UPLOAD) for upload in uploads)
+    for file in files_to_slices(inputs, image_size=image_size):
+        rejected.extend(RejectedItem(file.input.name, file.frames, rejection)
+                        for rejection in file.rejections)
+        kept.extend(KeptSlice(file.input.name, file.frames, item, file.study)
+                    for item in file.slices)
         if len(kept) > max_slices:
             raise UploadError(f"The upload holds more than {max_slices} images to score. "
                               "Upload one study at a time.", status=413)
     return kept, rejected
-
-
-def preprocess_upload(upload: UploadedFile, image_size: int
-                      ) -> list[PreprocessedSlice | Rejection]:
-    """One file never takes the others down: a preprocessing bug becomes this file's
-    rejection, logged by exception type only (the file name may be a patient's)."""
-    try:
-        return preprocess_path(upload.data, image_size=image_size)
-    except Exception as error:  # noqa: BLE001 - one bad file must not fail the study
-        LOG.warning("preprocessing raised %s on an uploaded file; reported as decode_error",
-                    type(error).__name__)
-        return [Rejection("decode_error", f"unexpected {type(error).__name__} while reading "
-                                          "the file")]
 
 
 def slice_order(kept: KeptSlice) -> tuple:
@@ -128,26 +122,18 @@ def png_data_url(image: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def group_by_study(kept: list[KeptSlice]) -> list[tuple[str | None, list[KeptSlice]]]:
-    """One group per DICOM study, plus one (key None) for JPEG/PNG images, which carry no
-    study. Raw UIDs stay on the server: the page titles studies 'Study 1', ..."""
-    groups: dict[str | None, list[KeptSlice]] = {}
-    for item in kept:
-        groups.setdefault(item.slice.study_uid, []).append(item)
-    return list(groups.items())
-
-
-def study_entry(title: str, images_only: bool, members: list[KeptSlice],
+def study_entry(title: str, key: str, members: list[KeptSlice],
                 result: PredictResult, answered_by: dict, threshold: float) -> dict:
     """Study-level probability = mean over its slices, as in training and evaluation."""
     logits = result.logits
     slices = [slice_entry(item, float(result.probabilities[i]),
                           None if logits is None else float(logits[i]))
               for i, item in enumerate(members)]
-    probability = float(np.mean([s["probability"] for s in slices]))
+    (probability,) = aggregate_by_study([key] * len(slices),
+                                        [s["probability"] for s in slices]).mean_probability
     return {
-        "title": title, "kind": "images" if images_only else "dicom",
-        "probability": probability, "above_threshold": probability > threshold,
+        "title": title, "kind": "images" if members[0].study.study_uid is None else "dicom",
+        "probability": float(probability), "above_threshold": bool(probability > threshold),
         "answered_by": answered_by, "slice_count": len(slices),
         "file_count": len({item.name for item in members}),
         "series_count": len({item.slice.series_uid for item in members}),

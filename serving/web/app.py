@@ -30,7 +30,8 @@ from werkzeug.routing import Map, Rule
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from serving.client.model_client import ModelClient, ServerError
+from serving.api.errors import ServingError
+from serving.client.model_client import ModelClient
 from serving.web.analysis import analyze, summary_for_log
 from serving.web.messages import DISCLAIMER
 from serving.web.scoring import Scorer
@@ -106,14 +107,14 @@ class WebApp:
                   "disclaimer": DISCLAIMER, "requested_label": self.settings.label}
         try:
             return json_response({**common, "model": self.model_info()})
-        except ServerError as error:
+        except ServingError as error:
             return json_response({**common, "model": None,
                                   "error": server_error_message(error)}, 503)
 
     def on_health(self, request: Request) -> Response:
         try:
             model = self.model_info()
-        except ServerError as error:
+        except ServingError as error:
             return json_response({"status": "model server unavailable",
                                   "detail": error.code.name}, 503)
         return json_response({"status": "ok", "model": model})
@@ -133,7 +134,7 @@ class WebApp:
             LOG.info("predict: upload refused (HTTP 413)")
             return json_response({"error": too_large_message(
                 request.content_length or 0, self.settings.max_upload_bytes)}, 413)
-        except ServerError as error:
+        except ServingError as error:
             LOG.warning("predict: model server error %s", error.code.name)
             return json_response({"error": server_error_message(error)}, 502)
         finally:
@@ -163,7 +164,7 @@ def read_files(request: Request, settings: WebSettings) -> list[tuple[str, bytes
     return files
 
 
-def server_error_message(error: ServerError) -> str:
+def server_error_message(error: ServingError) -> str:
     return (f"The model server could not answer ({error.code.name}: {error.details}). Try "
             "again in a minute; if this persists, tell the administrator.")
 

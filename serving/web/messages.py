@@ -23,6 +23,7 @@ PLAIN_REASONS: dict[str, str] = {
     "constant_image": "The image is blank: every pixel has the same value.",
     "unreadable_image": "A JPEG or PNG file that could not be read.",
     "unreadable_file": "The file could not be read.",
+    "internal_error": "This tool failed on the file (a bug): please report it.",
     "missing_study_uid": "The DICOM file does not say which study it belongs to.",
     "unlabeled_study": "The study is not in the labels file.",
 }

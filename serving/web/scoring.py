@@ -3,23 +3,22 @@
 - An explicit `--label` wins (as `mspipe predict --label`).
 - With `--model-config` (a models.config managed by `mspipe rollout`), each study goes to
   `stable` or `canary` through serving.rollout.traffic.CanaryRouter: the rollout's weight, sticky per
-  study, falling back to stable when the canary fails. The routing key is the one
-  `study_key_for_paths` gives the same study on disk, so the page and `mspipe predict` send a
-  study to the same version.
+  study, falling back to stable when the canary fails. The routing key is the study's
+  components.dicom.studies.study_key, as `mspipe predict` routes it, so the page and the CLI send
+  a study to the same version.
 - Otherwise the server's default version answers, pinned for the whole upload, as
   serving.client.predict.predict_paths pins it.
 Whatever answered is reported with its version and the labels that point at it.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from serving.client.model_client import ModelMetadata, PredictResult, ServerError
-from serving.rollout.traffic import study_key_for_uid
+from serving.api.errors import ServingError
+from serving.client.model_client import ModelMetadata, PredictResult
 from serving.web.settings import WebSettings
 
 if TYPE_CHECKING:
@@ -63,11 +62,10 @@ class Scorer:
     def routing(self) -> dict | None:
         return {"weight": self.router.weight} if self.routes() else None
 
-    def score(self, images: np.ndarray, study_uid: str | None,
-              metadata: ModelMetadata) -> Answer:
+    def score(self, images: np.ndarray, study_key: str, metadata: ModelMetadata) -> Answer:
         """All slices of one study (uint8 [N, S, S, 1]), answered by one version."""
         if self.routes():
-            routed = self.router.predict_study(images, routing_key(study_uid, images))
+            routed = self.router.predict_study(images, study_key)
             return Answer(routed.result, routed.label, routed.fell_back)
         return Answer(self.client.predict_tensors(images, version=metadata.model_version),
                       None, False)
@@ -84,14 +82,6 @@ class Scorer:
             try:
                 if self.client.metadata(label=label).model_version == version:
                     labels.append(label)
-            except ServerError:  # label not configured on this server
+            except ServingError:  # label not configured on this server
                 continue
         return labels
-
-
-def routing_key(study_uid: str | None, images: np.ndarray) -> str:
-    """serving.rollout.traffic's key for a DICOM study (salted hash of its StudyInstanceUID); JPEG/PNG
-    uploads have no study, so their pixels are the key: the same images route alike."""
-    if study_uid is not None:
-        return study_key_for_uid(study_uid)
-    return "image:" + hashlib.sha256(images.tobytes()).hexdigest()

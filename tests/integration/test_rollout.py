@@ -19,7 +19,8 @@ from serving.rollout.data import (DataSummary, EvalDataError, eval_split_files,
 from serving.rollout.flow import run_canary_demo
 from serving.rollout.state import (ModelRollout, RolloutStateError, read_model_state,
                                    state_path_for, write_states)
-from serving.rollout.traffic import CanaryRouter, routing_point, study_key_for_paths
+from serving.client.predict import predict_routed, read_studies
+from serving.rollout.traffic import CanaryRouter, routing_point
 from serving_fixtures import (IMAGE_SIZE, MODEL_NAME, brain_like_frames, random_images,
                               running_server, write_mr_dicom)
 
@@ -262,16 +263,17 @@ def test_good_canary_is_analyzed_on_dicom_and_promoted_by_the_demo(tmp_path, mod
         assert str(hospital / "SCANNER" / "study0") not in json.dumps(analysis)
         study = hospital / "SCANNER" / "study1"
         files = sorted(str(p) for p in study.rglob("*.dcm"))
-        assert study_key_for_paths([str(study)]) == study_key_for_paths(files[::-1])
-        assert "1.2.826" not in study_key_for_paths(files)  # a hash, never the raw UID
+        keys = lambda paths: [s.key for s in read_studies(paths, IMAGE_SIZE)[1]]  # noqa: E731
+        assert keys([str(study)]) == keys(files[::-1]) and len(keys(files)) == 1
+        assert "1.2.826" not in keys(files)[0]  # a hash, never the raw UID
         with ModelClient(server.address) as client:
             everyone = CanaryRouter(client, weight=1.0, salt="s")
-            routed = everyone.predict_paths([str(study)])
-            assert (routed.label, routed.fell_back, routed.prediction.model_version) == \
+            (routed,) = predict_routed(client, [str(study)], everyone)
+            assert (routed.routed_to, routed.fell_back, routed.model_version) == \
                 ("canary", False, 2)
-            assert routed.prediction.studies[0].slice_count == 2
-            assert CanaryRouter(client, 0.0, "s").predict_paths(files).prediction \
-                .model_version == 1
+            assert routed.studies[0].slice_count == 2
+            nobody = CanaryRouter(client, 0.0, "s")
+            assert [r.model_version for r in predict_routed(client, files, nobody)] == [1]
         assert mspipe("rollback", *common(server, config))[0] == 0
         assert served_entry(config) == ((1,), {"stable": 1})
 

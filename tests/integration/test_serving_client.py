@@ -14,7 +14,9 @@ import pytest
 from PIL import Image
 
 from components.dicom.preprocessing import PreprocessedSlice, preprocess_path
-from serving.client.model_client import ModelClient, ServerError
+from serving.api.errors import ServingError
+from serving.client.model_client import ModelClient
+from serving.client.predict import predict_paths
 from serving.api.model_config import build_model_config, model_entry, write_model_config
 from serving.api.protos import model_service_pb2_grpc, prediction_service_pb2_grpc
 from serving_fixtures import (IMAGE_SIZE, MODEL_NAME, brain_like_frames, free_port,
@@ -50,24 +52,28 @@ def test_metadata_gives_the_image_size(served):
 def test_dicom_through_grpc_equals_in_process_savedmodel(served, tmp_path):
     client, version_dir, _ = served
     dicom = write_mr_dicom(tmp_path / "slice.dcm", brain_like_frames(1, seed=4))
-    report = client.predict_paths([str(dicom)])
+    report = predict_paths(client, [str(dicom)])
     assert report.rejections == [] and len(report.slices) == 1
     expected = reference_predict(version_dir, tensors(dicom))
     assert report.slices[0].probability == float(expected["probability"][0])
     assert report.slices[0].logit == float(expected["logit"][0])
-    assert report.model_version == 1 and report.studies == []
+    assert report.model_version == 1
+    # a loose DICOM file still belongs to its study (its StudyInstanceUID)
+    assert [(s.slice_count, s.path) for s in report.studies] == [(1, None)]
 
 
 def test_multi_frame_dicom_gives_one_result_per_frame(served, tmp_path):
     client, version_dir, _ = served
     dicom = write_mr_dicom(tmp_path / "enhanced.dcm", brain_like_frames(3, seed=5))
-    report = client.predict_paths([str(dicom)])
+    report = predict_paths(client, [str(dicom)])
     assert [s.frame_index for s in report.slices] == [0, 1, 2]
     expected = reference_predict(version_dir, tensors(dicom))["probability"]
     np.testing.assert_allclose([s.probability for s in report.slices], expected, rtol=1e-6)
 
 
-def test_folder_is_a_study_with_mean_probability_and_rejections(served, tmp_path):
+def test_folder_studies_by_uid_with_mean_probability_and_rejections(served, tmp_path):
+    """A study is its StudyInstanceUID, wherever its files lie; the PNG (no UID) falls back to
+    the folder given; report.txt (no UID, no slice) belongs to no study."""
     client, version_dir, _ = served
     study = tmp_path / "study"
     write_mr_dicom(study / "s1.dcm", brain_like_frames(1, seed=1), instance_number=1)
@@ -76,12 +82,17 @@ def test_folder_is_a_study_with_mean_probability_and_rejections(served, tmp_path
     picture = np.clip(brain_like_frames(1, seed=3)[0] // 8, 0, 255).astype(np.uint8)
     Image.fromarray(picture).save(study / "screenshot.png")
     (study / "report.txt").write_text("free text is not an image")
-    report = client.predict_paths([str(study)])
+    report = predict_paths(client, [str(study)])
     assert len(report.slices) == 3
-    assert [(r.reason, r.study) for r in report.rejections] == [("not_dicom", str(study))]
-    (summary,) = report.studies
-    assert summary.slice_count == 3 and summary.rejected_count == 1
-    assert summary.probability == pytest.approx(np.mean([s.probability for s in report.slices]))
+    assert [(r.reason, r.study) for r in report.rejections] == [("not_dicom", None)]
+    dicom_study, images = report.studies
+    assert dicom_study.study.startswith("uid:") and images.study.startswith("image:")
+    assert "1.2.826" not in dicom_study.study  # a hash, never the raw UID
+    assert [(s.slice_count, s.rejected_count, s.path) for s in report.studies] == [
+        (2, 0, str(study)), (1, 0, str(study))]
+    for summary in report.studies:
+        assert summary.probability == pytest.approx(np.mean(
+            [s.probability for s in report.slices if s.study == summary.study]))
     images = np.concatenate([tensors(study / "s1.dcm"), tensors(study / "screenshot.png"),
                              tensors(study / "series2" / "s2.dcm")])
     expected = reference_predict(version_dir, images)["probability"]
@@ -92,7 +103,7 @@ def test_folder_is_a_study_with_mean_probability_and_rejections(served, tmp_path
 
 def test_missing_file_is_a_rejection_not_a_crash(served, tmp_path):
     client, _, _ = served
-    report = client.predict_paths([str(tmp_path / "absent.dcm")])
+    report = predict_paths(client, [str(tmp_path / "absent.dcm")])
     assert report.slices == [] and report.rejections[0].reason == "unreadable_file"
 
 
@@ -111,7 +122,7 @@ def test_batches_are_split_and_answered_by_one_version(served):
 
 def test_unknown_version_raises_server_error(served):
     client, _, _ = served
-    with pytest.raises(ServerError) as caught:
+    with pytest.raises(ServingError) as caught:
         client.predict_tensors(random_images(1), version=42)
     assert caught.value.code == grpc.StatusCode.NOT_FOUND
 
@@ -159,7 +170,7 @@ def test_channel_retries_only_unavailable_and_only_so_often(retries, unavailable
                                                             attempts):
     with flaky_server(unavailable) as (address, service):
         with ModelClient(address, retries=retries, backoff_s=0.01, timeout_s=10) as client:
-            with pytest.raises(ServerError) as caught:
+            with pytest.raises(ServingError) as caught:
                 client.metadata()
     assert (caught.value.code, service.attempts) == (code, attempts)
 
@@ -167,7 +178,7 @@ def test_channel_retries_only_unavailable_and_only_so_often(retries, unavailable
 def test_reload_config_is_not_retried():
     with flaky_server(unavailable=1) as (address, service):
         with ModelClient(address, retries=3, backoff_s=0.01, timeout_s=10) as client:
-            with pytest.raises(ServerError) as caught:
+            with pytest.raises(ServingError) as caught:
                 client.reload_config(build_model_config([]))
     assert (caught.value.code, service.attempts) == (grpc.StatusCode.UNAVAILABLE, 1)
 
@@ -182,7 +193,7 @@ def test_unavailable_is_retried_with_bounded_backoff(served):
     port = free_port()
     started = time.monotonic()
     with ModelClient(f"127.0.0.1:{port}", retries=2, backoff_s=0.05, timeout_s=2) as nowhere:
-        with pytest.raises(ServerError) as caught:
+        with pytest.raises(ServingError) as caught:
             nowhere.metadata()
     assert caught.value.code == grpc.StatusCode.UNAVAILABLE
     assert time.monotonic() - started < 10
@@ -232,5 +243,5 @@ def test_tls_client_verifies_the_server(served, tmp_path):
         with ModelClient(server.address, tls_ca=str(cert)) as secure:
             assert secure.predict_tensors(random_images(1)).model_version == 1
         with ModelClient(server.address, retries=0, timeout_s=3) as plaintext:
-            with pytest.raises(ServerError):
+            with pytest.raises(ServingError):
                 plaintext.metadata()

@@ -11,7 +11,7 @@ import time
 import grpc
 import pytest
 
-from serving.client.model_client import ModelClient, ServerError
+from serving.client.model_client import ModelClient
 from serving.api.errors import ServingError
 from serving.api.model_config import build_model_config, model_entry, write_model_config
 from serving_fixtures import (MODEL_NAME, copy_version, free_port, random_images,
@@ -49,7 +49,7 @@ class PredictLoop(threading.Thread):
         while not self.stop_event.is_set():
             try:
                 self.versions.append(self.client.predict_tensors(self.images).model_version)
-            except ServerError as error:
+            except ServingError as error:
                 self.failures.append(str(error))
 
     def finish(self):
@@ -107,7 +107,7 @@ def test_version_labels_follow_tf_serving_rules(tmp_path):
             client.reload_config(build_model_config([
                 model_entry(MODEL_NAME, base, versions=versions, labels=labels)]))
 
-        with pytest.raises(ServerError) as moved:  # moving a label to an unloaded version
+        with pytest.raises(ServingError) as moved:  # moving a label to an unloaded version
             reload([1, 2], {"stable": 2})
         assert moved.value.code == grpc.StatusCode.FAILED_PRECONDITION
         assert "not currently available" in moved.value.details
@@ -120,7 +120,7 @@ def test_version_labels_follow_tf_serving_rules(tmp_path):
         reload([2], {"stable": 2})  # promote: stable moves to a loaded version, 1 retires
         assert client.predict_tensors(random_images(1), label="stable").model_version == 2
         wait_until(lambda: states(client).get(1) == "END", what="version 1 unloaded")
-        with pytest.raises(ServerError) as unknown:
+        with pytest.raises(ServingError) as unknown:
             client.predict_tensors(random_images(1), label="canary")
         assert unknown.value.code == grpc.StatusCode.INVALID_ARGUMENT
         client.close()

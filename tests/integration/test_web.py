@@ -1,7 +1,7 @@
 """The clinicians' web page, in a real headless Chromium, against the real local model server.
 
 The page must show what the thin client library answers for the same files (thumbnails equal
-to the preprocessed tensors, probabilities equal to client.predict_paths), give every bad
+to the preprocessed tensors, probabilities equal to serving.client.predict's), give every bad
 upload a readable message while staying up, and keep file names out of its logs. The served
 model is a test SavedModel at the full 512x512 input size.
 """
@@ -28,8 +28,9 @@ from components.synthetic import generate_dataset
 from rollout_fixtures import FAST, common, initial_config
 from rollout_fixtures import mspipe as rollout
 from serving.client.model_client import ModelClient
+from serving.client.predict import predict_paths, read_studies
 from serving.api.model_config import build_model_config, model_entry, write_model_config
-from serving.rollout.traffic import CanaryRouter, study_key_for_paths
+from serving.rollout.traffic import CanaryRouter
 from serving.web.app import start_web
 from serving_fixtures import MODEL_NAME, free_port, running_server, save_version
 from web_fixtures import (decode_thumbnail, files_of_kind, get_json, page_state, post_files,
@@ -114,7 +115,7 @@ def test_study_zip_shows_what_the_client_library_answers(chrome, web, client, da
     chrome.screenshot(ARTIFACTS / "web.png")
     assert state["error"] is None and state["result"]
 
-    expected = client.predict_paths([str(study)])
+    expected = predict_paths(client, [str(study)])
     relative = lambda path: Path(path).relative_to(study.parent).as_posix()  # noqa: E731
     (shown_study,) = state["studies"]
     assert shown_study["kind"] == "dicom" and len(shown_study["slices"]) == 3
@@ -147,12 +148,12 @@ def test_loose_dicom_files_and_a_png_in_one_upload(chrome, web, client, dataset,
     dicom, images = state["studies"]
     assert (dicom["kind"], images["kind"]) == ("dicom", "images")
 
-    expected = client.predict_paths([str(p) for p in axial])
+    expected = predict_paths(client, [str(p) for p in axial])
     assert_slices_match_client(dicom["slices"], expected, lambda path: Path(path).name)
     mean = np.mean([s.probability for s in expected.slices])
     assert dicom["probability"] == pytest.approx(mean, rel=1e-12)
     (png_slice,) = images["slices"]
-    assert png_slice["probability"] == client.predict_paths([str(picture)]).slices[0].probability
+    assert png_slice["probability"] == predict_paths(client, [str(picture)]).slices[0].probability
     assert [(r["name"], r["reason"]) for r in state["rejections"]] == [
         (sagittal[0].name, "non_axial")]
     assert any("JPEG and PNG images carry no" in notice for notice in state["notices"])
@@ -247,7 +248,7 @@ def test_two_studies_in_one_zip_are_scored_apart(web, client, dataset, tmp_path)
                                            zip_folders(tmp_path / "b.zip", *folders).read_bytes())])
     assert status == 200
     assert [s["title"] for s in answer["studies"]] == ["Study 1", "Study 2"]
-    expected = client.predict_paths([str(f) for f in folders]).studies
+    expected = predict_paths(client, [str(f) for f in folders]).studies
     assert [s["probability"] for s in answer["studies"]] == pytest.approx(
         [s.probability for s in expected], rel=1e-12)
     assert any("2 different DICOM studies" in n for n in answer["notices"])
@@ -343,7 +344,7 @@ def test_the_answer_names_the_version_and_label_that_answered(tmp_path, dataset)
             answered_by = answer["studies"][0]["answered_by"]
             assert (answered_by["version"], answered_by["labels"], answered_by["routed_to"],
                     answer["model"]["requested_label"]) == (version, labels, None, label)
-            expected = labelled_client.predict_paths([str(axial)], label=label)
+            expected = predict_paths(labelled_client, [str(axial)], label=label)
             assert answer["studies"][0]["slices"][0]["probability"] == \
                 expected.slices[0].probability
 
@@ -374,7 +375,8 @@ def test_during_a_canary_rollout_each_study_goes_where_mspipe_predict_sends_it(
         code, _, err = rollout("weight", *common(server, config), "0.5")
         assert code == 0, err
         cli_router = CanaryRouter.from_rollout_state(cli_client, config)
-        expected = [cli_router.label_for(study_key_for_paths([str(f)])) for f in folders]
+        expected = [cli_router.label_for(study.key)
+                    for study in read_studies([str(f) for f in folders], IMAGE_SIZE)[1]]
         assert [label for _, label in answered(web)] == expected
         code, _, err = rollout("weight", *common(server, config), "0")
         assert code == 0, err
