@@ -8,7 +8,7 @@ export UV_PYTHON_DOWNLOADS := never
 export PYTHONDONTWRITEBYTECODE := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: demo test install lock bench clean
+.PHONY: demo test test-fast install lock bench clean
 
 install: $(STAMP)
 
@@ -25,6 +25,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest tests
+
+# The unit tier alone (pure code, well under a minute), for the edit-and-test loop.
+test-fast: $(STAMP)
+	$(PY) -m pytest tests/unit
 
 bench: $(STAMP)
 	$(PY) bench/ingest.py

@@ -1,17 +1,42 @@
-"""Shared, session-scoped pipeline runs (each costs minutes; many tests read their artifacts)."""
+"""Test tiers by folder, and the shared session-scoped pipeline runs.
+
+Every test is marked with its tier (`unit`, `integration`, `e2e`) by the folder it lives in, so
+`pytest -m unit` (`make test-fast`) and `pytest -m "not e2e"` select without per-file marks.
+Nothing here changes the environment at import: TensorFlow's C++ log level comes from the
+caller's environment (the Makefile exports TF_CPP_MIN_LOG_LEVEL=2), and the pipeline's salt
+secret is set by the `pipeline_salt` fixture for the tests that run the pipeline.
+"""
 from __future__ import annotations
 
-import os
-import warnings
+from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-warnings.filterwarnings("ignore", category=FutureWarning)
+import pytest
 
-import pytest  # noqa: E402
+TESTS = Path(__file__).resolve().parent
+TIERS = ("unit", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with the tier of its folder (tests/<tier>/...)."""
+    for item in items:
+        folder = Path(item.path).resolve().relative_to(TESTS).parts[0]
+        if folder in TIERS:
+            item.add_marker(folder)
 
 
 @pytest.fixture(scope="session")
-def trained_pipeline(tmp_path_factory):
+def pipeline_salt():
+    """The hashing salt's secret in the environment, where `salt="env:NAME"` points (as a
+    deployment gives it: by reference); removed again when the session ends."""
+    from pipeline_fixtures import TEST_SALT_SECRET, TEST_SALT_VARIABLE
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(TEST_SALT_VARIABLE, TEST_SALT_SECRET)
+        yield TEST_SALT_SECRET
+
+
+@pytest.fixture(scope="session")
+def trained_pipeline(tmp_path_factory, pipeline_salt):
     """One real pipeline run on a 16-study synthetic hospital export, model version 1 pushed."""
     from pipeline_fixtures import run_pipeline, synthetic_config
 

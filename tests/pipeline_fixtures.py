@@ -6,7 +6,6 @@ then share the artifacts (a real pipeline run costs minutes on 2 cores).
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 from components.synthetic import generate_dataset
@@ -21,8 +20,7 @@ SMALL_MODEL = dict(image_size=64, widths=(8, 16, 32), dense_units=32, dropout=0.
 TEST_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
 # The hashing salt as a deployment should give it: a reference, the secret in the environment.
 TEST_SALT_VARIABLE = "MSMRI_TEST_SALT"
-TEST_SALT_SECRET = "test-secret-salt-7f3a9c"
-os.environ.setdefault(TEST_SALT_VARIABLE, TEST_SALT_SECRET)
+TEST_SALT_SECRET = "test-secret-salt-7f3a9c"  # set by conftest's pipeline_salt fixture
 
 
 @dataclasses.dataclass

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def full_size_run(tmp_path_factory):
+def full_size_run(tmp_path_factory, pipeline_salt):
     from pipeline_fixtures import SMALL_MODEL, run_pipeline, synthetic_config
 
     model = dataclasses.replace(SMALL_MODEL, image_size=512, widths=(32, 64, 128),
@@ -44,7 +44,7 @@ def full_size_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def served(full_size_run, tmp_path_factory):
+def pushed_model_client(full_size_run, tmp_path_factory):
     from serving_fixtures import running_server
 
     config = full_size_run.config
@@ -78,13 +78,13 @@ def client_slices(run) -> list[tuple[PreprocessedSlice, int]]:
     return [(slice_, slice_index(slice_, file.frames)) for file in files for slice_ in file.slices]
 
 
-def test_client_sends_exactly_the_tensors_the_pipeline_stored(full_size_run, served):
+def test_client_sends_exactly_the_tensors_the_pipeline_stored(full_size_run, pushed_model_client):
     stored = stored_examples(full_size_run)
     salt = features.resolve_salt(full_size_run.config.salt)
     slices = client_slices(full_size_run)
     assert len(slices) == len(stored) > 0
     images = np.stack([s.image for s, _ in slices])
-    request = served.build_request(images)
+    request = pushed_model_client.build_request(images)
     sent = from_tensor_proto(request.inputs["image"])
     assert sent.dtype == np.uint8 and sent.shape == (len(slices), 512, 512, 1)
     for index, (slice_, number) in enumerate(slices):
@@ -93,10 +93,10 @@ def test_client_sends_exactly_the_tensors_the_pipeline_stored(full_size_run, ser
         assert stored[key] == sent[index].tobytes(), f"slice {index} differs"
 
 
-def test_grpc_prediction_equals_in_process_savedmodel(full_size_run, served):
+def test_grpc_prediction_equals_in_process_savedmodel(full_size_run, pushed_model_client):
     slices = client_slices(full_size_run)[:6]
     images = np.stack([s.image for s, _ in slices])
-    result = served.predict_tensors(images)
+    result = pushed_model_client.predict_tensors(images)
     model = tf.saved_model.load(full_size_run.summary.pushed_path)
     expected = model.signatures["serving_default"](image=tf.constant(images))["probability"]
     np.testing.assert_allclose(result.probabilities, expected.numpy(), rtol=1e-5, atol=1e-6)
@@ -104,11 +104,11 @@ def test_grpc_prediction_equals_in_process_savedmodel(full_size_run, served):
     assert np.all((result.probabilities >= 0) & (result.probabilities <= 1))
 
 
-def test_folder_is_one_study_with_mean_probability(full_size_run, served):
+def test_folder_is_one_study_with_mean_probability(full_size_run, pushed_model_client):
     study_uid = next(uid for uid, record in full_size_run.manifest.studies.items()
                      if record.axial_slices)
     folder = glob.glob(os.path.join(full_size_run.config.data_dir, "*", study_uid))[0]
-    prediction = predict_paths(served, [folder])
+    prediction = predict_paths(pushed_model_client, [folder])
     assert len(prediction.studies) == 1
     slice_probabilities = [s.probability for s in prediction.slices]
     assert prediction.studies[0].probability == pytest.approx(np.mean(slice_probabilities))
@@ -129,7 +129,7 @@ def _request(images, **spec) -> "predict_pb2.PredictRequest":
     return request
 
 
-def test_malformed_requests_on_the_pipeline_model_keep_the_server_up(served):
+def test_malformed_requests_on_the_pipeline_model_keep_the_server_up(pushed_model_client):
     import grpc
 
     from serving.api.protos import prediction_service_pb2_grpc
@@ -141,7 +141,7 @@ def test_malformed_requests_on_the_pipeline_model_keep_the_server_up(served):
     cases = [(_request(good.astype(np.float32)), invalid), (_request(good[:, :64, :64]), invalid),
              (_request(None), invalid), (short, invalid), (_request(good, name="nope"), not_found),
              (_request(good, version=99), not_found), (_request(good, label="nope"), invalid)]
-    with grpc.insecure_channel(served.target) as channel:
+    with grpc.insecure_channel(pushed_model_client.target) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         for request, code in cases:
             with pytest.raises(grpc.RpcError) as caught:
@@ -150,7 +150,7 @@ def test_malformed_requests_on_the_pipeline_model_keep_the_server_up(served):
             assert stub.Predict(_request(good), timeout=30).model_spec.version.value >= 1
 
 
-def test_new_pipeline_version_appears_while_a_client_loops(full_size_run, served):
+def test_new_pipeline_version_appears_while_a_client_loops(full_size_run, pushed_model_client):
     import threading
 
     from serving_fixtures import copy_version
@@ -159,7 +159,7 @@ def test_new_pipeline_version_appears_while_a_client_loops(full_size_run, served
     answers, failures, stop = [], [], threading.Event()
 
     def loop():
-        with ModelClient(served.target, DEFAULT_MODEL_NAME, retries=0) as client:
+        with ModelClient(pushed_model_client.target, DEFAULT_MODEL_NAME, retries=0) as client:
             while not stop.is_set():
                 try:
                     answers.append(client.predict_tensors(images).model_version)
@@ -180,7 +180,7 @@ def test_new_pipeline_version_appears_while_a_client_loops(full_size_run, served
     assert answers[0] == 1 and answers[-1] == 2
 
 
-def test_requests_built_as_tf_serving_documents_are_accepted(full_size_run, served):
+def test_requests_built_as_tf_serving_documents_are_accepted(full_size_run, pushed_model_client):
     """tf.make_tensor_proto of uint8 (serving_default) or float (serving_float) arrays, typed
     float_val too; replies decode with tf.make_ndarray and agree with the client library."""
     import grpc
@@ -188,7 +188,7 @@ def test_requests_built_as_tf_serving_documents_are_accepted(full_size_run, serv
     from serving.api.protos import predict_pb2, prediction_service_pb2_grpc
 
     images = np.stack([s.image for s, _ in client_slices(full_size_run)[:2]])
-    expected = served.predict_tensors(images).probabilities
+    expected = pushed_model_client.predict_tensors(images).probabilities
     requests = []
     for signature, array in (("serving_default", images), ("serving_float", images.astype(np.float32))):
         request = predict_pb2.PredictRequest()
@@ -200,7 +200,7 @@ def test_requests_built_as_tf_serving_documents_are_accepted(full_size_run, serv
     typed.inputs["image"].ClearField("tensor_content")
     typed.inputs["image"].float_val.extend(images.reshape(-1).astype(np.float32).tolist())
     requests.append(typed)
-    with grpc.insecure_channel(served.target, options=[
+    with grpc.insecure_channel(pushed_model_client.target, options=[
             ("grpc.max_send_message_length", 64 << 20)]) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         for request in requests:

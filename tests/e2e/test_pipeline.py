@@ -79,11 +79,9 @@ def test_every_study_in_exactly_one_split(trained_pipeline):
     assert {s.decode() for s in split_of} == expected
 
 
-def test_secret_salt_stays_out_of_metadata_and_artifacts(trained_pipeline):
-    from pipeline_fixtures import TEST_SALT_SECRET
-
+def test_secret_salt_stays_out_of_metadata_and_artifacts(trained_pipeline, pipeline_salt):
     assert trained_pipeline.config.salt.startswith("env:")
-    secret = TEST_SALT_SECRET.encode()
+    secret = pipeline_salt.encode()
     with open(trained_pipeline.config.metadata_path, "rb") as handle:
         assert secret not in handle.read()
     for path in glob.glob(os.path.join(trained_pipeline.config.pipeline_root, "**", "*"),
@@ -141,7 +139,7 @@ def test_retrained_model_is_judged_against_last_blessed(retrained_pipeline):
         assert summary.pushed_version is None
 
 
-def test_shuffled_labels_give_chance_level_auc(tmp_path):
+def test_shuffled_labels_give_chance_level_auc(tmp_path, pipeline_salt):
     """Labels shuffled per study: a correct study split cannot learn them (a per-slice one could)."""
     import csv
     import random

@@ -25,7 +25,7 @@ from serving_fixtures import (IMAGE_SIZE, MODEL_NAME, brain_like_frames, free_po
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
+def client_on_version_1(tmp_path_factory):
     root = tmp_path_factory.mktemp("client")
     version_dir = save_version(root / MODEL_NAME, 1)
     write_model_config(root / "models.config",
@@ -41,16 +41,16 @@ def tensors(path) -> np.ndarray:
     return np.stack([s.image for s in slices])
 
 
-def test_metadata_gives_the_image_size(served):
-    client, _, _ = served
+def test_metadata_gives_the_image_size(client_on_version_1):
+    client, _, _ = client_on_version_1
     metadata = client.metadata()
     assert (metadata.model_name, metadata.model_version) == (MODEL_NAME, 1)
     assert metadata.image_size == IMAGE_SIZE and metadata.input_dtype == "uint8"
     assert {"serving_default", "serving_examples"} <= set(metadata.signature_names)
 
 
-def test_dicom_through_grpc_equals_in_process_savedmodel(served, tmp_path):
-    client, version_dir, _ = served
+def test_dicom_through_grpc_equals_in_process_savedmodel(client_on_version_1, tmp_path):
+    client, version_dir, _ = client_on_version_1
     dicom = write_mr_dicom(tmp_path / "slice.dcm", brain_like_frames(1, seed=4))
     report = predict_paths(client, [str(dicom)])
     assert report.rejections == [] and len(report.slices) == 1
@@ -62,8 +62,8 @@ def test_dicom_through_grpc_equals_in_process_savedmodel(served, tmp_path):
     assert [(s.slice_count, s.path) for s in report.studies] == [(1, None)]
 
 
-def test_multi_frame_dicom_gives_one_result_per_frame(served, tmp_path):
-    client, version_dir, _ = served
+def test_multi_frame_dicom_gives_one_result_per_frame(client_on_version_1, tmp_path):
+    client, version_dir, _ = client_on_version_1
     dicom = write_mr_dicom(tmp_path / "enhanced.dcm", brain_like_frames(3, seed=5))
     report = predict_paths(client, [str(dicom)])
     assert [s.frame_index for s in report.slices] == [0, 1, 2]
@@ -71,10 +71,10 @@ def test_multi_frame_dicom_gives_one_result_per_frame(served, tmp_path):
     np.testing.assert_allclose([s.probability for s in report.slices], expected, rtol=1e-6)
 
 
-def test_folder_studies_by_uid_with_mean_probability_and_rejections(served, tmp_path):
+def test_folder_studies_by_uid_with_mean_probability_and_rejections(client_on_version_1, tmp_path):
     """A study is its StudyInstanceUID, wherever its files lie; the PNG (no UID) falls back to
     the folder given; report.txt (no UID, no slice) belongs to no study."""
-    client, version_dir, _ = served
+    client, version_dir, _ = client_on_version_1
     study = tmp_path / "study"
     write_mr_dicom(study / "s1.dcm", brain_like_frames(1, seed=1), instance_number=1)
     write_mr_dicom(study / "series2" / "s2.dcm", brain_like_frames(1, seed=2),
@@ -101,14 +101,14 @@ def test_folder_studies_by_uid_with_mean_probability_and_rejections(served, tmp_
                                 by_name["s2.dcm"]], expected, rtol=1e-6)
 
 
-def test_missing_file_is_a_rejection_not_a_crash(served, tmp_path):
-    client, _, _ = served
+def test_missing_file_is_a_rejection_not_a_crash(client_on_version_1, tmp_path):
+    client, _, _ = client_on_version_1
     report = predict_paths(client, [str(tmp_path / "absent.dcm")])
     assert report.slices == [] and report.rejections[0].reason == "unreadable_file"
 
 
-def test_batches_are_split_and_answered_by_one_version(served):
-    client, version_dir, _ = served
+def test_batches_are_split_and_answered_by_one_version(client_on_version_1):
+    client, version_dir, _ = client_on_version_1
     small = ModelClient(client.target, max_batch=3)
     images = random_images(7, seed=9)
     result = small.predict_tensors(images)
@@ -120,8 +120,8 @@ def test_batches_are_split_and_answered_by_one_version(served):
         client.predict_tensors(images.astype(np.float32))
 
 
-def test_unknown_version_raises_server_error(served):
-    client, _, _ = served
+def test_unknown_version_raises_server_error(client_on_version_1):
+    client, _, _ = client_on_version_1
     with pytest.raises(ServingError) as caught:
         client.predict_tensors(random_images(1), version=42)
     assert caught.value.code == grpc.StatusCode.NOT_FOUND
@@ -188,8 +188,8 @@ def test_retries_beyond_what_grpc_allows_are_refused():
         ModelClient("127.0.0.1:1", retries=8)
 
 
-def test_unavailable_is_retried_with_bounded_backoff(served):
-    client, _, root = served
+def test_unavailable_is_retried_with_bounded_backoff(client_on_version_1):
+    client, _, root = client_on_version_1
     port = free_port()
     started = time.monotonic()
     with ModelClient(f"127.0.0.1:{port}", retries=2, backoff_s=0.05, timeout_s=2) as nowhere:
@@ -235,8 +235,8 @@ def _self_signed(tmp_path):
     return cert_path, key_path
 
 
-def test_tls_client_verifies_the_server(served, tmp_path):
-    _, _, root = served
+def test_tls_client_verifies_the_server(client_on_version_1, tmp_path):
+    _, _, root = client_on_version_1
     cert, key = _self_signed(tmp_path)
     with running_server(root / "models.config", tls_cert_file=str(cert),
                         tls_key_file=str(key)) as server:

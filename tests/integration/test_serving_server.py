@@ -38,7 +38,7 @@ class ExampleApisModel(tf.Module):
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
+def server_with_two_versions(tmp_path_factory):
     root = tmp_path_factory.mktemp("served")
     versions = {v: save_version(root / MODEL_NAME, v) for v in (1, 2)}
     module = ExampleApisModel()
@@ -79,8 +79,8 @@ def assert_code(call, code: grpc.StatusCode, match: str = ""):
     assert match in caught.value.details()
 
 
-def test_latest_version_answers_and_equals_in_process_call(served):
-    _, channel, versions = served
+def test_latest_version_answers_and_equals_in_process_call(server_with_two_versions):
+    _, channel, versions = server_with_two_versions
     images = random_images(4)
     response = predict_stub(channel).Predict(image_request(images), timeout=10)
     assert response.model_spec.version.value == 2
@@ -92,8 +92,8 @@ def test_latest_version_answers_and_equals_in_process_call(served):
                                       reference[name])
 
 
-def test_specific_version_is_served_and_differs(served):
-    _, channel, versions = served
+def test_specific_version_is_served_and_differs(server_with_two_versions):
+    _, channel, versions = server_with_two_versions
     images = random_images(3)
     response = predict_stub(channel).Predict(image_request(images, version=1), timeout=10)
     assert response.model_spec.version.value == 1
@@ -102,8 +102,8 @@ def test_specific_version_is_served_and_differs(served):
     assert not np.allclose(got, reference_predict(versions[2], images)["probability"])
 
 
-def test_tf_make_tensor_proto_requests_and_make_ndarray_replies(served):
-    _, channel, versions = served
+def test_tf_make_tensor_proto_requests_and_make_ndarray_replies(server_with_two_versions):
+    _, channel, versions = server_with_two_versions
     images = random_images(2)
     request = image_request(images)
     request.inputs["image"].CopyFrom(tf.make_tensor_proto(images))  # tensor_content
@@ -123,8 +123,8 @@ def test_tf_make_tensor_proto_requests_and_make_ndarray_replies(served):
                 grpc.StatusCode.INVALID_ARGUMENT, "to be uint8 but float is provided")
 
 
-def test_examples_signature_matches_image_signature(served):
-    _, channel, _ = served
+def test_examples_signature_matches_image_signature(server_with_two_versions):
+    _, channel, _ = server_with_two_versions
     images = random_images(2)
     serialized = []
     for image in images:
@@ -140,8 +140,8 @@ def test_examples_signature_matches_image_signature(served):
                                   from_tensor_proto(by_images.outputs["probability"]))
 
 
-def test_metadata_returns_signature_def_map(served):
-    _, channel, _ = served
+def test_metadata_returns_signature_def_map(server_with_two_versions):
+    _, channel, _ = server_with_two_versions
     request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
     request.model_spec.name = MODEL_NAME
     response = predict_stub(channel).GetModelMetadata(request, timeout=10)
@@ -197,16 +197,16 @@ def _bad_requests():
 
 
 @pytest.mark.parametrize("case", _bad_requests(), ids=lambda case: case[0])
-def test_malformed_requests_get_tf_serving_status_codes(served, case):
-    _, channel, _ = served
+def test_malformed_requests_get_tf_serving_status_codes(server_with_two_versions, case):
+    _, channel, _ = server_with_two_versions
     _, request, code, match = case
     assert_code(lambda: predict_stub(channel).Predict(request, timeout=10), code, match)
     ok = predict_stub(channel).Predict(image_request(random_images(1)), timeout=10)
     assert ok.model_spec.version.value == 2  # and the server keeps serving
 
 
-def test_oversized_message_is_refused_and_server_survives(served):
-    server, channel, _ = served
+def test_oversized_message_is_refused_and_server_survives(server_with_two_versions):
+    server, channel, _ = server_with_two_versions
     count = server.settings.max_message_bytes // (IMAGE_SIZE * IMAGE_SIZE) + 8
     images = np.zeros((count, IMAGE_SIZE, IMAGE_SIZE, 1), dtype=np.uint8)
     assert_code(lambda: predict_stub(channel).Predict(image_request(images), timeout=30),
@@ -214,8 +214,8 @@ def test_oversized_message_is_refused_and_server_survives(served):
     assert predict_stub(channel).Predict(image_request(random_images(1)), timeout=10)
 
 
-def test_concurrent_clients_all_succeed(served):
-    _, channel, versions = served
+def test_concurrent_clients_all_succeed(server_with_two_versions):
+    _, channel, versions = server_with_two_versions
     images = random_images(8, seed=3)
     loaded = tf.saved_model.load(str(versions[2])).signatures["serving_default"]
     expected = np.array([loaded(image=tf.constant(images[i:i + 1]))["probability"].numpy()[0]
@@ -230,8 +230,8 @@ def test_concurrent_clients_all_succeed(served):
     np.testing.assert_array_equal(np.array(got), np.tile(expected, 4))
 
 
-def test_model_status_and_health(served):
-    server, channel, _ = served
+def test_model_status_and_health(server_with_two_versions):
+    server, channel, _ = server_with_two_versions
     status = model_service_pb2_grpc.ModelServiceStub(channel)
     request = get_model_status_pb2.GetModelStatusRequest()
     request.model_spec.name = MODEL_NAME
@@ -259,8 +259,8 @@ def _examples(values):
     return request_input
 
 
-def test_classify_and_regress_where_signatures_support_them(served):
-    _, channel, _ = served
+def test_classify_and_regress_where_signatures_support_them(server_with_two_versions):
+    _, channel, _ = server_with_two_versions
     stub = predict_stub(channel)
     request = classification_pb2.ClassificationRequest(input=_examples([0.0, 2.0]))
     request.model_spec.name = EXAMPLES_MODEL

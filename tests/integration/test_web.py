@@ -45,7 +45,7 @@ HOSTILE_NAME = "<img src=x onerror=\"document.title='owned'\">notes.txt"  # show
 
 # ---------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
+def page_model_server(tmp_path_factory):
     root = tmp_path_factory.mktemp("web_models")
     save_version(root / MODEL_NAME, 1, image_size=IMAGE_SIZE)
     write_model_config(root / "models.config",
@@ -55,14 +55,14 @@ def served(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def client(served):
-    with ModelClient(served.address) as model_client:
+def client(page_model_server):
+    with ModelClient(page_model_server.address) as model_client:
         yield model_client
 
 
 @pytest.fixture(scope="module")
-def web(served):
-    with start_web(served.address, port=0) as handle:
+def web(page_model_server):
+    with start_web(page_model_server.address, port=0) as handle:
         yield handle
 
 
@@ -294,12 +294,12 @@ def test_model_server_down_gives_a_readable_answer():
         assert status == 502 and "model server could not answer (UNAVAILABLE" in answer["error"]
 
 
-def test_cli_serves_without_tensorflow_and_logs_no_file_names(served, dataset):
+def test_cli_serves_without_tensorflow_and_logs_no_file_names(page_model_server, dataset):
     axial = files_of_kind(dataset, study_folder(dataset), "axial")[0]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "mspipe.main", "web", "--server", served.address, "--port",
-         "0", "--log-level", "DEBUG"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+        [sys.executable, "-m", "mspipe.main", "web", "--server", page_model_server.address,
+         "--port", "0", "--log-level", "DEBUG"], cwd=REPO, env=env, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)
     try:
         line = process.stdout.readline()
