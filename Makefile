@@ -8,7 +8,7 @@ export UV_PYTHON_DOWNLOADS := never
 export PYTHONDONTWRITEBYTECODE := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: demo test test-fast install lock bench clean
+.PHONY: demo test test-fast install browser lock bench clean
 
 install: $(STAMP)
 
@@ -23,12 +23,21 @@ $(STAMP): requirements.lock setup.py
 demo: $(STAMP)
 	$(VENV)/bin/mspipe demo --out demo_out
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest tests
 
 # The unit tier alone (pure code, well under a minute), for the edit-and-test loop.
 test-fast: $(STAMP)
 	$(PY) -m pytest tests/unit
+
+# Debian's chromium and chromedriver for the browser tests, which selenium drives (it never
+# downloads a browser or a driver). apt-get runs only when one of them is missing.
+BROWSER_PACKAGES := chromium chromium-driver fonts-dejavu-core
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -q -o DPkg::Lock::Timeout=300 && \
+	  apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=300 $(BROWSER_PACKAGES); }
 
 bench: $(STAMP)
 	$(PY) bench/ingest.py

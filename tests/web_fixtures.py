@@ -1,5 +1,5 @@
-"""Helpers of tests/test_web.py: the synthetic study on disk, the page seen from a browser,
-and plain HTTP calls to the page's API (multipart built by hand: no client package needed)."""
+"""Helpers of tests/integration/test_web.py: the synthetic study on disk, the page seen from a
+browser (selenium, see browser.py), and plain HTTP calls to the page's API (multipart built by hand: no client package needed)."""
 from __future__ import annotations
 
 import base64
@@ -14,7 +14,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from browser import Browser
+from selenium.webdriver.chrome.webdriver import WebDriver
+from selenium.webdriver.common.by import By
+
+from browser import wait_for
 from serving.client.model_client import ModelClient
 
 
@@ -39,14 +42,15 @@ def zip_folders(target: Path, *folders: Path) -> Path:
     return target
 
 
-def upload_in_page(chrome: Browser, web, paths: list[Path]) -> None:
+def upload_in_page(chrome: WebDriver, web, paths: list[Path]) -> None:
+    """Choose `paths` in the page's file input (newline-separated: several files) and analyse."""
     chrome.get(web.url)
-    chrome.wait_for("return document.body.dataset.state === 'ready' && "
-                    "!document.getElementById('model-line').textContent.startsWith('Connecting')")
-    chrome.find("#files").send_keys("\n".join(str(p) for p in paths))
-    chrome.find("#analyse").click()
-    chrome.wait_for("return document.body.dataset.state === 'done';", timeout_s=60)
-    chrome.wait_for("return [...document.images].every(image => image.complete);")
+    wait_for(chrome, "return document.body.dataset.state === 'ready' && "
+             "!document.getElementById('model-line').textContent.startsWith('Connecting')")
+    chrome.find_element(By.CSS_SELECTOR, "#files").send_keys("\n".join(str(p) for p in paths))
+    chrome.find_element(By.CSS_SELECTOR, "#analyse").click()
+    wait_for(chrome, "return document.body.dataset.state === 'done';", timeout_s=60)
+    wait_for(chrome, "return [...document.images].every(image => image.complete);")
 
 
 PAGE_STATE = """
@@ -77,8 +81,8 @@ return {
 """
 
 
-def page_state(chrome: Browser) -> dict:
-    return chrome.execute(PAGE_STATE)
+def page_state(chrome: WebDriver) -> dict:
+    return chrome.execute_script(PAGE_STATE)
 
 
 def decode_thumbnail(data_url: str) -> np.ndarray:

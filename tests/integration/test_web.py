@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from selenium.webdriver.common.by import By
 
-from browser import Browser, BrowserUnavailable, ensure_chromium
+from browser import full_page_screenshot, headless_chromium, wait_for
 from components.dicom.preprocessing import PreprocessedSlice, preprocess_path
 from components.synthetic import generate_dataset
 from rollout_fixtures import FAST, common, initial_config
@@ -75,13 +76,8 @@ def dataset(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def chrome():
-    try:
-        chromium, chromedriver = ensure_chromium()
-        browser = Browser(chromium, chromedriver)
-    except BrowserUnavailable as reason:
-        pytest.skip(f"no headless browser: {reason}")
-    yield browser
-    browser.quit()
+    with headless_chromium() as driver:
+        yield driver
 
 
 def sent_tensor(path: Path, frame_index: int) -> np.ndarray:
@@ -112,7 +108,7 @@ def test_study_zip_shows_what_the_client_library_answers(chrome, web, client, da
     upload_in_page(chrome, web, [archive])
     state = page_state(chrome)
     ARTIFACTS.mkdir(exist_ok=True)
-    chrome.screenshot(ARTIFACTS / "web.png")
+    full_page_screenshot(chrome, ARTIFACTS / "web.png")
     assert state["error"] is None and state["result"]
 
     expected = predict_paths(client, [str(study)])
@@ -131,9 +127,10 @@ def test_study_zip_shows_what_the_client_library_answers(chrome, web, client, da
     assert "Model ms_mri · input 512×512 pixels · 12 file(s) received." == state["answered_by"]
     assert "Research tool, not a diagnosis" in state["page"]
     assert "Not an axial slice" in state["page"]
-    chrome.find("figure.slice").click()  # a thumbnail opens at the size the model saw
-    assert chrome.wait_for("const viewer = document.getElementById('viewer'); return "
-                           "viewer.open && viewer.querySelector('img').naturalWidth;") == 512
+    # a thumbnail opens at the size the model saw
+    chrome.find_element(By.CSS_SELECTOR, "figure.slice").click()
+    assert wait_for(chrome, "const viewer = document.getElementById('viewer'); return "
+                    "viewer.open && viewer.querySelector('img').naturalWidth;") == 512
 
 
 def test_loose_dicom_files_and_a_png_in_one_upload(chrome, web, client, dataset, tmp_path):
@@ -205,10 +202,10 @@ def test_bad_upload_gets_a_readable_message(case, chrome, web, dataset, tmp_path
         assert any("gave an image the model can score" in n for n in state["notices"])
     if case == "not_dicom":  # names are text on the page, never markup
         assert [r["name"] for r in state["rejections"]] == [HOSTILE_NAME]
-        assert chrome.execute("return document.querySelectorAll('main img').length === 0 && "
-                              "document.title !== 'owned';")
+        assert chrome.execute_script("return document.querySelectorAll('main img').length "
+                                     "=== 0 && document.title !== 'owned';")
     if case == "zip_with_dotdot":
-        chrome.screenshot(ARTIFACTS / "web-bad-zip.png")
+        full_page_screenshot(chrome, ARTIFACTS / "web-bad-zip.png")
     assert get_json(web.url + "healthz")[0] == 200  # still up
 
 
