@@ -4,12 +4,11 @@ from __future__ import annotations
 import html
 import os
 import re
-import shutil
-import subprocess
 
 import pytest
 
 import eval_fixtures as fx
+from browser import full_page_screenshot, headless_chromium
 
 pytest.importorskip("tensorflow_model_analysis")
 pytest.importorskip("matplotlib")
@@ -149,13 +148,20 @@ def test_report_names_an_empty_eval_split(pipeline_outputs, tmp_path):
 
 
 def test_report_renders_in_a_headless_browser(rejected_report, tmp_path):
-    browser = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome")
-                    if shutil.which(b)), None)
-    if browser is None:
-        pytest.skip("no headless Chromium installed")
+    """What a reader sees: the verdict as rendered text, every figure decoded at a readable
+    size, and nothing wider than the window (no sideways scrolling to read a table)."""
     path, _ = rejected_report
-    screenshot = tmp_path / "page.png"
-    subprocess.run([browser, "--headless", "--disable-gpu", "--no-sandbox",
-                    f"--screenshot={screenshot}", "--window-size=1100,4000",
-                    f"file://{path}"], check=True, timeout=60, capture_output=True)
+    with headless_chromium() as chrome:
+        chrome.get(f"file://{path}")
+        seen = chrome.execute_script("""return {
+            text: document.body.innerText,
+            images: [...document.images].map(image => [image.getAttribute('src'),
+                                                      image.complete ? image.naturalWidth : 0]),
+            overflow: document.documentElement.scrollWidth - window.innerWidth};""")
+        screenshot = full_page_screenshot(chrome, tmp_path / "page.png")
+    assert "NOT BLESSED" in seen["text"] and "Not pushed: not blessed" in seen["text"]
+    assert sorted(src for src, _ in seen["images"]) == ["calibration.png", "confusion.png",
+                                                        "roc.png"]
+    assert all(width >= 400 for _, width in seen["images"]), seen["images"]
+    assert seen["overflow"] <= 0
     assert screenshot.read_bytes().startswith(PNG_MAGIC)
