@@ -45,8 +45,9 @@ COMMANDS: dict[str, tuple[ModuleType, str]] = {
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     """All commands, with the options of the one `argv` names (see the module docstring)."""
     parser = argparse.ArgumentParser(
-        prog="mspipe", description="Multiple-sclerosis prediction from brain-MRI DICOM studies: "
-        "synthetic data, TFX pipeline, TF-Serving-compatible model server, client, canaries, web page.")
+        prog="mspipe", description="Multiple-sclerosis prediction from brain-MRI DICOM "
+        "studies: synthetic data, TFX pipeline, TF-Serving-compatible model server, client, "
+        "canaries, web page.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     named = argv[0] if argv else None
     for name, (module, help_text) in COMMANDS.items():

@@ -1,9 +1,9 @@
 """Options shared by `mspipe` commands: each declared once, with the same spelling and help.
 
 Defaults come from the caller (read from the settings dataclass of the code it runs) or from
-the serving contract, so this module imports nothing heavy and `mspipe --help` stays instant. `add_settings_options` and
-`settings_from_args` derive a command's options from a settings dataclass whose fields carry
-their flag in `metadata` (see serving/server/settings.py).
+the serving contract, so this module imports nothing heavy and `mspipe --help` stays instant.
+`add_settings_options` and `settings_from_args` derive a command's options from a settings
+dataclass whose fields carry their flag in `metadata` (see serving/server/settings.py).
 """
 from __future__ import annotations
 
@@ -101,8 +101,7 @@ def add_settings_options(parser: argparse.ArgumentParser, settings_type: type) -
         parser.add_argument(field.metadata["flag"], dest=field.name, **_argparse_spec(field))
 
 
-def settings_from_args(settings_type: type[_Settings], args: argparse.Namespace,
-                       **others: Any) -> _Settings:
+def settings_from_args(settings_type: type[_Settings], args: argparse.Namespace) -> _Settings:
     """The dataclass back from the options of `add_settings_options`; a value it refuses is
     a usage error."""
     values = {}
@@ -111,7 +110,7 @@ def settings_from_args(settings_type: type[_Settings], args: argparse.Namespace,
         unit = field.metadata.get("unit", 1)
         values[field.name] = value * unit if value is not None and unit != 1 else value
     try:
-        return settings_type(**values, **others)
+        return settings_type(**values)
     except ValueError as error:
         raise CommandError(str(error), EXIT_USAGE) from error
 
