@@ -1,15 +1,14 @@
-"""Writes the HTML evaluation report (components/evaluation_report/report.py) as a tracked pipeline artifact."""
+"""EvaluationReport: the run's HTML report (report.py) as a tracked artifact; work in executor.py."""
+from __future__ import annotations
 
-import os
-from typing import Optional
-
-from tfx import v1 as tfx
-from tfx.types import artifact_utils
+from tfx import types
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.types import standard_artifacts
 from tfx.types.artifact import Artifact
-from tfx.types.standard_artifacts import Examples, Model, ModelBlessing, ModelEvaluation, PushedModel
-from tfx.utils import path_utils
+from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from components.dicom_example_gen.component import RejectLedger
+from components.evaluation_report import executor as report_executor
 
 
 class EvaluationReportArtifact(Artifact):
@@ -17,35 +16,36 @@ class EvaluationReportArtifact(Artifact):
     TYPE_NAME = "msmri.EvaluationReport"  # "<namespace>.<Name>": what Kubeflow V2 accepts
 
 
-def _custom_int(artifact: Artifact, key: str) -> Optional[int]:
-    return artifact.get_int_custom_property(key) if artifact.has_custom_property(key) else None
+class EvaluationReportSpec(types.ComponentSpec):
+    """What the run produced upstream, in; the report folder, out."""
+
+    PARAMETERS = {
+        report_executor.MODEL_NAME_KEY: ExecutionParameter(type=str),
+        report_executor.DECISION_THRESHOLD_KEY: ExecutionParameter(type=float),
+    }
+    INPUTS = {
+        report_executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
+        report_executor.REJECTS_KEY: ChannelParameter(type=RejectLedger),
+        report_executor.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
+        report_executor.EVALUATION_KEY: ChannelParameter(type=standard_artifacts.ModelEvaluation),
+        report_executor.BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing),
+        report_executor.PUSHED_MODEL_KEY: ChannelParameter(type=standard_artifacts.PushedModel),
+    }
+    OUTPUTS = {report_executor.REPORT_KEY: ChannelParameter(type=EvaluationReportArtifact)}
 
 
-@tfx.dsl.components.component
-def EvaluationReport(
-    examples: tfx.dsl.components.InputArtifact[Examples],
-    rejects: tfx.dsl.components.InputArtifact[RejectLedger],
-    model: tfx.dsl.components.InputArtifact[Model],
-    evaluation: tfx.dsl.components.InputArtifact[ModelEvaluation],
-    blessing: tfx.dsl.components.InputArtifact[ModelBlessing],
-    pushed_model: tfx.dsl.components.InputArtifact[PushedModel],
-    report: tfx.dsl.components.OutputArtifact[EvaluationReportArtifact],
-    model_name: tfx.dsl.components.Parameter[str],
-    decision_threshold: tfx.dsl.components.Parameter[float] = 0.5,
-) -> None:
-    from components.evaluation_report.report import write_report  # matplotlib only when the component runs
+class EvaluationReport(base_component.BaseComponent):
+    """Runs after the Pusher, so the report says whether and as which version the model went out."""
 
-    pushed = _custom_int(pushed_model, "pushed") == 1
-    version = pushed_model.get_string_custom_property("pushed_version") if pushed else None
-    path = write_report(
-        report.uri,
-        evaluation_uri=evaluation.uri,
-        model_dir=path_utils.serving_model_path(model.uri),
-        eval_examples_uri=artifact_utils.get_split_uri([examples], "eval"),
-        rejects_uri=rejects.uri,
-        blessed=_custom_int(blessing, "blessed") == 1,
-        pushed_version=int(version) if version else None,
-        model_name=model_name,
-        threshold=decision_threshold,
-    )
-    print(f"Evaluation report written: {os.path.join(report.uri, os.path.basename(path))}")
+    SPEC_CLASS = EvaluationReportSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(report_executor.Executor)
+
+    def __init__(self, *, examples: types.BaseChannel, rejects: types.BaseChannel,
+                 model: types.BaseChannel, evaluation: types.BaseChannel,
+                 blessing: types.BaseChannel, pushed_model: types.BaseChannel,
+                 model_name: str, decision_threshold: float = 0.5):
+        super().__init__(spec=EvaluationReportSpec(
+            examples=examples, rejects=rejects, model=model, evaluation=evaluation,
+            blessing=blessing, pushed_model=pushed_model, model_name=model_name,
+            decision_threshold=float(decision_threshold),
+            report=types.Channel(type=EvaluationReportArtifact)))

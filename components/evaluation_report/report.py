@@ -17,10 +17,9 @@ import numpy as np
 
 from components.dicom.metrics import confusion_counts
 from components.evaluation_report import report_figures
-from components.evaluation_report.report_data import (SlicePredictions, SplitSize, TfmaSummary, ThresholdCheck,
-                                  auc_or_nan,
-                                  load_reject_counts, load_tfma_summary, predict_split,
-                                  split_sizes)
+from components.dicom_example_gen.properties import SplitSize
+from components.evaluation_report.report_data import (SlicePredictions, TfmaSummary, ThresholdCheck,
+                                                      auc_or_nan, load_tfma_summary, predict_split)
 
 REJECT_EXPLANATIONS: dict[str, str] = {
     "not_dicom": "not a DICOM file (no 'DICM' marker) and not a PNG/JPEG image",
@@ -258,14 +257,16 @@ def _figures_section(out_dir: str, slices: SlicePredictions, threshold: float) -
 
 
 def write_report(out_dir: str, *, evaluation_uri: str, model_dir: str, eval_examples_uri: str,
-                 rejects_uri: str | None, blessed: bool, pushed_version: int | None,
-                 model_name: str, image_size: int | None = None, threshold: float = 0.5,
+                 split_sizes: dict[str, SplitSize], rejects: dict[str, int] | None,
+                 blessed: bool, pushed_version: int | None, model_name: str,
+                 image_size: int | None = None, threshold: float = 0.5,
                  notes: Sequence[str] = ()) -> str:
     """Writes out_dir/index.html and its figures; returns the path of index.html.
 
-    `model_dir` is the candidate SavedModel; `eval_examples_uri` its Split-eval folder
-    (sibling Split-* folders are counted for the data table); `image_size` defaults to the
-    model's signature and, if given, must match it.
+    `model_dir` is the candidate SavedModel; `eval_examples_uri` its Split-eval folder;
+    `split_sizes` and `rejects` (reason -> count, None when unknown) are what DicomExampleGen
+    recorded on its artifacts (see executor.py); `image_size` defaults to the model's
+    signature and, if given, must match it.
     """
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
@@ -282,7 +283,7 @@ def write_report(out_dir: str, *, evaluation_uri: str, model_dir: str, eval_exam
         f"({len(slices)} slices).</p>",
         _verdict(blessed, pushed_version, model_name, summary),
         INTRO.format(threshold=threshold),
-        _data_section(split_sizes(eval_examples_uri, slices), load_reject_counts(rejects_uri)),
+        _data_section(split_sizes, rejects),
         _headline_section(slices, threshold),
         _figures_section(out_dir, slices, threshold),
         _scanner_section(slices),

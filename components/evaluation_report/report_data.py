@@ -1,24 +1,24 @@
 """What the evaluation report shows, read from the pipeline's artifacts (no HTML, no plots).
 
-Predictions come from the candidate SavedModel's `serving_default` signature (the one the
-model server and the client call) over the eval TFRecords, so the figures show what a user
-of the served model would get. The blessing details come from TFMA's own output, so the
-report states exactly which threshold decided.
+What was already recorded is read, not recomputed: TFMA's metrics and blessing checks from
+the Evaluator's output (tfma.load_metrics / load_validation_result), split sizes and reject
+counts from DicomExampleGen's artifact properties (components/dicom_example_gen/properties.py).
+What no component records is computed here: per-slice predictions of the candidate
+SavedModel's `serving_default` signature (the one the model server and the client call) over
+the eval TFRecords, for the figures, the per-scanner table and the thresholded rates, so they
+show what a user of the served model would get.
 """
 from __future__ import annotations
 
-import glob
-import math
-import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from components import contract, features
+from components.dicom import records
 from components.dicom.metrics import StudyScores, UndefinedAUCWarning, aggregate_by_study, roc_auc
-
-GZIP_MAGIC = b"\x1f\x8b"
 
 
 @dataclass(frozen=True)
@@ -39,13 +39,6 @@ class SlicePredictions:
 
     def by_study(self) -> StudyScores:
         return aggregate_by_study(self.study_id, self.probability, self.label)
-
-
-@dataclass(frozen=True)
-class SplitSize:
-    slices: int
-    studies: int
-    positive_studies: int  # label 1 (MS)
 
 
 @dataclass(frozen=True)
@@ -80,25 +73,7 @@ def auc_or_nan(scores: np.ndarray, labels: np.ndarray) -> float:
         return roc_auc(scores, labels)
 
 
-# --- TFRecords and the SavedModel ------------------------------------------------------------
-
-def tfrecord_files(split_dir: str) -> list[str]:
-    files = sorted(p for p in glob.glob(os.path.join(split_dir, "*")) if os.path.isfile(p))
-    if not files:
-        raise FileNotFoundError(f"{split_dir}: no TFRecord files in this split folder")
-    return files
-
-
-def _compression(path: str) -> str:
-    """ExampleGen writes gzip; detect by content so renamed or plain files also work."""
-    with open(path, "rb") as handle:
-        return "GZIP" if handle.read(2) == GZIP_MAGIC else ""
-
-
-def _records(path: str, batch_size: int):
-    import tensorflow as tf
-    return tf.data.TFRecordDataset(path, compression_type=_compression(path)).batch(batch_size)
-
+# --- eval TFRecords and the SavedModel --------------------------------------------------------
 
 def load_serving_fn(model_dir: str, image_size: int | None = None):
     """`serving_default` of the SavedModel and the image side length its input expects."""
@@ -119,75 +94,60 @@ def load_serving_fn(model_dir: str, image_size: int | None = None):
     return loaded, serving_fn, signature_size
 
 
-def _parse_batch(serialized, with_image: bool):
-    import tensorflow as tf
-    spec = {features.LABEL: tf.io.FixedLenFeature([], tf.int64),
-            features.STUDY_ID: tf.io.FixedLenFeature([], tf.string),
-            features.SCANNER: tf.io.FixedLenFeature([], tf.string)}
-    if with_image:
-        spec[features.IMAGE] = tf.io.FixedLenFeature([], tf.string)
-    return tf.io.parse_example(serialized, spec)
-
-
-def _decode_images(raw, image_size: int, path: str):
-    import tensorflow as tf
-    images = tf.io.decode_raw(raw, tf.uint8)
-    if images.shape[1] != image_size * image_size:
-        raise ValueError(f"{os.path.basename(path)}: feature '{features.IMAGE}' holds "
-                         f"{images.shape[1]} bytes per example; the model expects "
-                         f"{image_size}x{image_size}x1 = {image_size * image_size}")
-    return tf.reshape(images, [-1, image_size, image_size, 1])
-
-
-def _read_split(split_dir: str, *, serving_fn=None, image_size: int = 0,
-                batch_size: int = 64) -> SlicePredictions:
-    """Parses every example; runs the model too when `serving_fn` is given."""
-    import tensorflow as tf
-    columns: dict[str, list] = {"study_id": [], "scanner": [], "label": [], "probability": []}
-    for path in tfrecord_files(split_dir):
+def _examples(split_dir: str) -> Iterator[tuple[str, dict]]:
+    """(file name, decoded example) of every record in the split, via the one record reader."""
+    for path in records.tfrecord_files(split_dir):
         try:
-            for serialized in _records(path, batch_size):
-                parsed = _parse_batch(serialized, with_image=serving_fn is not None)
-                columns["study_id"] += [v.decode() for v in parsed[features.STUDY_ID].numpy()]
-                columns["scanner"] += [v.decode() for v in parsed[features.SCANNER].numpy()]
-                columns["label"] += parsed[features.LABEL].numpy().tolist()
-                if serving_fn is not None:
-                    images = _decode_images(parsed[features.IMAGE], image_size, path)
-                    columns["probability"] += serving_fn(**{contract.IMAGE_INPUT: images})[
-                        contract.PROBABILITY].numpy().reshape(-1).tolist()
-        except tf.errors.OpError as error:
-            raise ValueError(f"{os.path.basename(path)} in {split_dir}: cannot read examples: "
-                             f"{error.message}") from None
-    return SlicePredictions(
-        study_id=np.array(columns["study_id"], dtype=object),
-        scanner=np.array(columns["scanner"], dtype=object),
-        label=np.array(columns["label"], dtype=np.int64),
-        probability=np.array(columns["probability"] or [math.nan] * len(columns["label"]),
-                             dtype=np.float64))
+            for record in records.read_tfrecords(path):
+                yield path.name, records.decode_example(record)
+        except records.RecordError as error:
+            raise ValueError(f"{path.name} in {split_dir}: cannot read examples: {error}") from None
+
+
+def _one(example: dict, name: str, where: str):
+    values = example.get(name, [])
+    if len(values) != 1:
+        raise ValueError(f"{where}: feature '{name}' must hold one value, found {len(values)}")
+    return values[0]
+
+
+def _image(example: dict, image_size: int, where: str) -> np.ndarray:
+    raw = _one(example, features.IMAGE, where)
+    if len(raw) != image_size * image_size:
+        raise ValueError(f"{where}: feature '{features.IMAGE}' holds {len(raw)} bytes per "
+                         f"example; the model expects {image_size}x{image_size}x1 = "
+                         f"{image_size * image_size}")
+    return np.frombuffer(raw, dtype=np.uint8).reshape(image_size, image_size, 1)
 
 
 def predict_split(model_dir: str, split_dir: str, *, image_size: int | None = None,
                   batch_size: int = 64) -> SlicePredictions:
     """Candidate probabilities for every slice of one split, in batches."""
+    import tensorflow as tf
     loaded, serving_fn, size = load_serving_fn(model_dir, image_size)
+    columns: dict[str, list] = {"study_id": [], "scanner": [], "label": [], "probability": []}
+    images: list[np.ndarray] = []
+
+    def run_batch() -> None:
+        outputs = serving_fn(**{contract.IMAGE_INPUT: tf.constant(np.stack(images))})
+        columns["probability"] += outputs[contract.PROBABILITY].numpy().reshape(-1).tolist()
+        images.clear()
+
+    for file_name, example in _examples(split_dir):
+        columns["study_id"].append(_one(example, features.STUDY_ID, file_name).decode())
+        columns["scanner"].append(_one(example, features.SCANNER, file_name).decode())
+        columns["label"].append(int(_one(example, features.LABEL, file_name)))
+        images.append(_image(example, size, file_name))
+        if len(images) == batch_size:
+            run_batch()
+    if images:
+        run_batch()
     del loaded  # kept alive until here: the signature's variables belong to it
-    return _read_split(split_dir, serving_fn=serving_fn, image_size=size, batch_size=batch_size)
-
-
-def split_size(slices: SlicePredictions) -> SplitSize:
-    studies = slices.by_study()
-    return SplitSize(len(slices), len(studies.study_ids), int(studies.label.sum()))
-
-
-def split_sizes(eval_split_dir: str, eval_slices: SlicePredictions) -> dict[str, SplitSize]:
-    """Studies and slices of every Split-* folder beside the eval split (eval counted once)."""
-    sizes = {"eval": split_size(eval_slices)}
-    parent = os.path.dirname(os.path.normpath(eval_split_dir))
-    for split_dir in sorted(glob.glob(os.path.join(parent, "Split-*"))):
-        name = os.path.basename(split_dir)[len("Split-"):]
-        if os.path.normpath(split_dir) != os.path.normpath(eval_split_dir):
-            sizes[name] = split_size(_read_split(split_dir))
-    return dict(sorted(sizes.items(), key=lambda item: (item[0] != "train", item[0])))
+    return SlicePredictions(
+        study_id=np.array(columns["study_id"], dtype=object),
+        scanner=np.array(columns["scanner"], dtype=object),
+        label=np.array(columns["label"], dtype=np.int64),
+        probability=np.array(columns["probability"], dtype=np.float64))
 
 
 # --- TFMA output -----------------------------------------------------------------------------
@@ -257,13 +217,3 @@ def load_tfma_summary(evaluation_uri: str) -> TfmaSummary:
             value = metrics.get("", {}).get((key.name, key.model_name, key.is_diff))
             checks.append(ThresholdCheck(key.name, kind, rule, value, passed))
     return TfmaSummary(metrics, candidate, has_baseline, validation.validation_ok, checks)
-
-
-# --- rejects ledger --------------------------------------------------------------------------
-
-def load_reject_counts(rejects_uri: str | None) -> dict[str, int] | None:
-    """Reason -> count from DicomExampleGen's ledger; None when no ledger was given."""
-    if not rejects_uri:
-        return None
-    from components.dicom_example_gen.ledger import count_by_reason, read_ledger
-    return count_by_reason(read_ledger(rejects_uri))

@@ -13,7 +13,7 @@ from browser import full_page_screenshot, headless_chromium
 pytest.importorskip("tensorflow_model_analysis")
 pytest.importorskip("matplotlib")
 
-from components.dicom_example_gen.ledger import LEDGER_FILE_NAME, LedgerRecord  # noqa: E402
+from components.dicom_example_gen import properties  # noqa: E402
 from components.evaluation.eval_config import build_eval_config  # noqa: E402
 from components.evaluation_report.report import write_report  # noqa: E402
 
@@ -32,17 +32,10 @@ def pipeline_outputs(tmp_path_factory):
     fx.write_split(str(examples / "Split-train"), TRAIN_SLICES)
     candidate = fx.write_model_artifact(str(root / "candidate"))
     baseline = fx.write_model_artifact(str(root / "baseline"), baseline=True)
-    ledger = root / "rejects"
-    ledger.mkdir()
-    with open(ledger / LEDGER_FILE_NAME, "w") as handle:
-        for reason, count in REJECTS.items():
-            for index in range(count):
-                record = LedgerRecord(reason=reason, detail="synthetic", scanner="ge",
-                                      file_id=f"{reason}{index}")
-                handle.write(record.to_json() + "\n")
     config = build_eval_config(min_study_auc=0.8)
     return {
-        "root": root, "eval_split": str(examples / "Split-eval"), "rejects": str(ledger),
+        "root": root, "examples": str(examples), "candidate": candidate,
+        "eval_split": str(examples / "Split-eval"), **_recorded_counts(),
         "model_dir": os.path.join(candidate, "Format-Serving"),
         "first_run": fx.run_evaluator(str(root / "first"), config, examples_uri=str(examples),
                                       model_uri=candidate),
@@ -51,10 +44,27 @@ def pipeline_outputs(tmp_path_factory):
     }
 
 
+def _recorded_counts() -> dict:
+    """Split sizes and reject counts as DicomExampleGen records them on its artifacts (the
+    sizes of fx.EVAL_SLICES and TRAIN_SLICES), read back the way the report's executor does."""
+    from tfx.types import artifact_utils, standard_artifacts
+
+    from components.dicom_example_gen.component import RejectLedger
+
+    examples, ledger = standard_artifacts.Examples(), RejectLedger()
+    examples.split_names = artifact_utils.encode_split_names(["eval", "train"])
+    properties.record_split_sizes(examples, {"eval": properties.SplitSize(11, 6, 3),
+                                             "train": properties.SplitSize(3, 2, 1)}, 0)
+    properties.record_reject_counts(ledger, REJECTS)
+    return {"split_sizes": properties.read_split_sizes(examples),
+            "rejects": properties.read_reject_counts(ledger)}
+
+
 def _write(outputs, out_dir, run_name: str, **overrides) -> tuple[str, str]:
     run = outputs[run_name]
     kwargs = dict(evaluation_uri=run.evaluation_uri, model_dir=outputs["model_dir"],
-                  eval_examples_uri=outputs["eval_split"], rejects_uri=outputs["rejects"],
+                  eval_examples_uri=outputs["eval_split"], split_sizes=outputs["split_sizes"],
+                  rejects=outputs["rejects"],
                   blessed=run.blessed, pushed_version=None, model_name="ms_mri")
     kwargs.update(overrides)
     path = write_report(str(out_dir), **kwargs)
@@ -135,6 +145,46 @@ def test_blessed_model_report_shows_the_pushed_version(pipeline_outputs, tmp_pat
     assert "Warning" not in text  # blessing flag and TFMA validation agree
 
 
+def test_component_executor_reads_what_upstream_components_recorded(pipeline_outputs, tmp_path):
+    """The executor takes sizes and reject counts from the artifacts' properties, the verdict
+    from the blessing and the version from the pushed model: nothing read from guessed paths."""
+    from tfx.types import artifact_utils, standard_artifacts
+
+    from components.dicom_example_gen.component import RejectLedger
+    from components.evaluation_report.component import EvaluationReportArtifact
+    from components.evaluation_report.executor import Executor
+
+    def artifact(kind, uri: str):
+        instance = kind()
+        instance.uri = uri
+        return instance
+
+    examples = artifact(standard_artifacts.Examples, pipeline_outputs["examples"])
+    examples.split_names = artifact_utils.encode_split_names(["eval", "train"])
+    properties.record_split_sizes(examples, {"eval": properties.SplitSize(11, 6, 3),
+                                             "train": properties.SplitSize(3, 2, 1)}, 0)
+    ledger = artifact(RejectLedger, str(tmp_path / "rejects"))
+    properties.record_reject_counts(ledger, REJECTS)
+    blessing = artifact(standard_artifacts.ModelBlessing, pipeline_outputs["first_run"].blessing_uri)
+    blessing.set_int_custom_property("blessed", 1)
+    pushed = artifact(standard_artifacts.PushedModel, str(tmp_path / "pushed"))
+    pushed.set_int_custom_property("pushed", 1)
+    pushed.set_string_custom_property("pushed_version", "3")
+    report = artifact(EvaluationReportArtifact, str(tmp_path / "report"))
+    Executor().Do(
+        {"examples": [examples], "rejects": [ledger],
+         "model": [artifact(standard_artifacts.Model, pipeline_outputs["candidate"])],
+         "evaluation": [artifact(standard_artifacts.ModelEvaluation,
+                                 pipeline_outputs["first_run"].evaluation_uri)],
+         "blessing": [blessing], "pushed_model": [pushed]},
+        {"report": [report]}, {"model_name": "ms_mri", "decision_threshold": 0.5})
+    text = _text((tmp_path / "report" / "index.html").read_text(encoding="utf-8"))
+    assert "BLESSED: the Evaluator accepted this model" in text
+    assert "Pushed as ms_mri version 3" in text
+    assert re.search(r"train 2 1 / 1 3 eval 6 3 / 3 11", text)
+    assert "Rejected inputs: 8 files or frames" in text
+
+
 def test_report_refuses_an_image_size_the_model_does_not_take(pipeline_outputs, tmp_path):
     with pytest.raises(ValueError, match="model expects 16px images, report was asked for 32px"):
         _write(pipeline_outputs, tmp_path / "report", "first_run", image_size=32)
@@ -157,9 +207,17 @@ def test_report_renders_in_a_headless_browser(rejected_report, tmp_path):
             text: document.body.innerText,
             images: [...document.images].map(image => [image.getAttribute('src'),
                                                       image.complete ? image.naturalWidth : 0]),
+            rows: [...document.querySelectorAll('tr')].map(
+                row => row.innerText.replace(/\\s+/g, ' ').trim()),
             overflow: document.documentElement.scrollWidth - window.innerWidth};""")
         screenshot = full_page_screenshot(chrome, tmp_path / "page.png")
     assert "NOT BLESSED" in seen["text"] and "Not pushed: not blessed" in seen["text"]
+    # The headline and per-scanner tables as rendered (visible cells only), with the
+    # hand-computed numbers of test_report_numbers_are_labelled_per_slice_and_per_study.
+    for row in ("per study 6 0.833 0.833 0.667 1.000 1.000",
+                "per slice 11 0.800 0.727 0.667 0.800 0.800",
+                "ge 6 3 1 / 2 0.667 1.000", "siemens 5 3 2 / 1 0.833 0.750"):
+        assert any(shown.startswith(row) for shown in seen["rows"]), seen["rows"]
     assert sorted(src for src, _ in seen["images"]) == ["calibration.png", "confusion.png",
                                                         "roc.png"]
     assert all(width >= 400 for _, width in seen["images"]), seen["images"]
