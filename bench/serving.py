@@ -33,7 +33,8 @@ def export_model(base_path: Path, image_size: int) -> Path:
     exactly like the server process (a Keras model left in memory skews the comparison)."""
     version_dir = base_path / "1"
     code = ("import sys; from components.trainer.export import export_serving_model;"
-            "from components.trainer.model import ModelConfig, build_model;"
+            "from components.trainer.config import ModelConfig;"
+            "from components.trainer.model import build_model;"
             "size = int(sys.argv[1]);"
             "export_serving_model(build_model(ModelConfig(image_size=size)), size, sys.argv[2])")
     subprocess.run([sys.executable, "-c", code, str(image_size), str(version_dir)], check=True,
@@ -102,22 +103,25 @@ def main() -> int:
 
     import tensorflow as tf
 
+    from components import contract
     from serving.client.model_client import ModelClient
     from serving.api.model_config import build_model_config, model_entry, write_model_config
 
     size, concurrency = args.image_size, [int(c) for c in args.clients.split(",")]
     work = Path(tempfile.mkdtemp(prefix="bench_serving_"))
-    version_dir = export_model(work / "ms_mri", size)
-    write_model_config(work / "models.config",
-                       build_model_config([model_entry("ms_mri", work / "ms_mri")]))
+    base_path = work / contract.DEFAULT_MODEL_NAME
+    version_dir = export_model(base_path, size)
+    write_model_config(work / "models.config", build_model_config(
+        [model_entry(contract.DEFAULT_MODEL_NAME, base_path)]))
     server, address = start_server(work / "models.config")
     try:
-        function = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+        function = tf.saved_model.load(str(version_dir)).signatures[contract.SERVING_DEFAULT]
         images = np.random.default_rng(0).integers(0, 256, (8, size, size, 1), dtype=np.uint8)
         clients = [ModelClient(address) for _ in range(max(concurrency))]
 
         def in_process(index: int):
-            function(image=tf.constant(images[index % 8:index % 8 + 1]))["probability"].numpy()
+            batch = tf.constant(images[index % 8:index % 8 + 1])
+            function(**{contract.IMAGE_INPUT: batch})[contract.PROBABILITY].numpy()
 
         def through_grpc(index: int):
             clients[index].predict_tensors(images[index % 8:index % 8 + 1])

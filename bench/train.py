@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from components.trainer import data
-    from components.trainer.model import ModelConfig, build_model
+    from components.trainer.config import ModelConfig
+    from components.trainer.model import build_model
     from components.trainer.synthetic_records import blob_images
     from components.trainer.training import seed_everything
     from schemas import schema_path

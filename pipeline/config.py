@@ -1,11 +1,20 @@
-"""One settings object for a pipeline run; runners and the CLI build it, nothing else reads env."""
+"""One settings object for a pipeline run; runners and the CLI build it, nothing else reads env.
+
+It composes the settings of what it runs instead of re-declaring them: `model` is the Trainer's
+ModelConfig (its defaults are the training defaults), the data settings default to
+DicomExampleGen's, the model name to the serving contract's. Every import here is TF-free, so
+the CLI reads these defaults without loading TensorFlow.
+"""
 from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Sequence
+from typing import Any, Sequence
 
-from components.features import DEFAULT_IMAGE_SIZE, DEFAULT_SALT
+from components.contract import DEFAULT_MODEL_NAME
+from components.dicom.preprocessing import PreprocessSettings
+from components.features import DEFAULT_SALT
+from components.trainer.config import ModelConfig
 
 # DirectRunner over every core, in worker processes (no Prism: it downloads a binary).
 DEFAULT_BEAM_ARGS = ("--direct_running_mode=multi_processing", "--direct_num_workers=0")
@@ -20,20 +29,15 @@ class PipelineConfig:
     output_dir: str                       # holds pipeline root, MLMD sqlite and the report
     serving_dir: str = ""                 # base of <model_name>/<version>/; default output_dir/serving
     pipeline_name: str = "ms-mri"
-    model_name: str = "ms_mri"
-    # Data
-    image_size: int = DEFAULT_IMAGE_SIZE
-    orientations: Sequence[str] = ("axial",)
+    model_name: str = DEFAULT_MODEL_NAME
+    # Data (DicomExampleGen); the image size is the model's, see `image_size`.
+    orientations: Sequence[str] = PreprocessSettings.orientations
+    # The pipeline's own split (what `mspipe pipeline run` has always used), not DicomExampleGen's
+    # 0.8/0.2 default: here the eval split is what blesses a model.
     split_ratios: tuple[tuple[str, float], ...] = (("train", 0.7), ("eval", 0.3))
     salt: str = DEFAULT_SALT
     # Model and training
-    widths: Sequence[int] = (32, 64, 128)
-    dense_units: int = 128
-    dropout: float = 0.5
-    learning_rate: float = 1e-3
-    batch_size: int = 16
-    epochs: int = 10
-    seed: int = 42
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     # Blessing: study-level AUC must reach this and not drop below the last blessed model's
     # by more than max_auc_drop.
     min_study_auc: float = 0.8
@@ -42,6 +46,11 @@ class PipelineConfig:
     # Orchestration
     beam_args: Sequence[str] = DEFAULT_BEAM_ARGS
     enable_cache: bool = True
+
+    @property
+    def image_size(self) -> int:
+        """The one image side: DicomExampleGen writes images of it, the model takes them."""
+        return self.model.image_size
 
     @property
     def pipeline_root(self) -> str:
@@ -57,14 +66,6 @@ class PipelineConfig:
         serving_dir = self.serving_dir or os.path.join(self.output_dir, "serving")
         return os.path.join(serving_dir, self.model_name)
 
-    def trainer_custom_config(self) -> dict:
-        return {
-            "image_size": self.image_size,
-            "widths": list(self.widths),
-            "dense_units": self.dense_units,
-            "dropout": self.dropout,
-            "learning_rate": self.learning_rate,
-            "batch_size": self.batch_size,
-            "epochs": self.epochs,
-            "seed": self.seed,
-        }
+    def with_model(self, **changes: Any) -> PipelineConfig:
+        """The same run with other training settings, e.g. `config.with_model(seed=7)`."""
+        return dataclasses.replace(self, model=dataclasses.replace(self.model, **changes))

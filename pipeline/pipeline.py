@@ -36,7 +36,7 @@ def create_components(config: PipelineConfig) -> list:
         schema=schema_importer.outputs["schema"],
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
-        custom_config=config.trainer_custom_config(),
+        custom_config=config.model.to_dict(),
     )
     trainer.add_upstream_node(validation_gate)  # anomalies stop the run before training
 

@@ -49,7 +49,7 @@ def retrained_pipeline(trained_pipeline):
     """The same pipeline trained again with another seed: version 2, judged against version 1."""
     from pipeline_fixtures import retrain
 
-    return retrain(trained_pipeline, seed=trained_pipeline.config.seed + 1)
+    return retrain(trained_pipeline, seed=trained_pipeline.config.model.seed + 1)
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Tiny, hand-checkable inputs for the Evaluator and report tests.
 
-A SavedModel that follows the signature contract of COMMON.md with a transparent rule
-(probability = weighted mean pixel / 256, exact in binary floating point so study means
+A SavedModel that follows the signature contract (components/contract.py) with a transparent
+rule (probability = weighted mean pixel / 256, exact in binary floating point so study means
 tie exactly where the arithmetic says they do), and gzip TFRecords with the features of
 components/features.py. Everything is small enough to compute the expected metrics by hand.
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from components import features
+from components import contract, features
 
 IMAGE_SIZE = 16
 
@@ -105,8 +105,9 @@ class _WeightedMeanPixelModel(tf.Module):
         super().__init__()
         self._image_size = image_size
         self._mask = tf.constant(mask / mask.sum(), dtype=tf.float32)
-        image_spec = tf.TensorSpec([None, image_size, image_size, 1], tf.uint8, name="image")
-        examples_spec = tf.TensorSpec([None], tf.string, name="examples")
+        image_spec = tf.TensorSpec([None, image_size, image_size, 1], tf.uint8,
+                                   name=contract.IMAGE_INPUT)
+        examples_spec = tf.TensorSpec([None], tf.string, name=contract.EXAMPLES_INPUT)
         self.serve_images = tf.function(self._serve_images, input_signature=[image_spec])
         self.serve_examples = tf.function(self._serve_examples, input_signature=[examples_spec])
 
@@ -114,7 +115,8 @@ class _WeightedMeanPixelModel(tf.Module):
         pixels = tf.cast(image, tf.float32)
         probability = tf.reduce_sum(pixels * self._mask, axis=[1, 2, 3]) / 256.0
         clipped = tf.clip_by_value(probability, 1e-6, 1 - 1e-6)
-        return {"probability": probability, "logit": tf.math.log(clipped / (1 - clipped))}
+        return {contract.PROBABILITY: probability,
+                contract.LOGIT: tf.math.log(clipped / (1 - clipped))}
 
     def _serve_examples(self, examples: tf.Tensor) -> dict[str, tf.Tensor]:
         parsed = tf.io.parse_example(
@@ -132,8 +134,8 @@ def export_model(export_dir: str, *, baseline: bool = False,
         mask[:, image_size // 2:] = 0.0
     module = _WeightedMeanPixelModel(image_size, mask)
     tf.saved_model.save(module, export_dir, signatures={
-        "serving_default": module.serve_images,
-        "serving_examples": module.serve_examples,
+        contract.SERVING_DEFAULT: module.serve_images,
+        contract.SERVING_EXAMPLES: module.serve_examples,
     })
     return export_dir
 

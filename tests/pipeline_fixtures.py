@@ -9,13 +9,14 @@ import dataclasses
 from pathlib import Path
 
 from components.synthetic import generate_dataset
+from components.trainer.config import ModelConfig
 from pipeline.config import PipelineConfig
 from pipeline.local_runner import run_local
 from pipeline.run_summary import RunSummary
 
 # Small and fast: 64x64 images, narrow convolutions. The 512x512 path has its own test.
-SMALL_MODEL = dict(image_size=64, widths=(8, 16, 32), dense_units=32, dropout=0.3,
-                   batch_size=16, epochs=12, learning_rate=2e-3)
+SMALL_MODEL = ModelConfig(image_size=64, widths=(8, 16, 32), dense_units=32, dropout=0.3,
+                          batch_size=16, epochs=12, learning_rate=2e-3)
 # In-process Beam: the tests' datasets are tiny, worker start-up would dominate.
 TEST_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
 # The hashing salt as a deployment should give it: a reference, the secret in the environment.
@@ -31,10 +32,11 @@ class PipelineRun:
 
 
 def synthetic_config(root: Path, *, studies: int = 16, seed: int = 3, slices: int = 6,
+                     model: ModelConfig = SMALL_MODEL,
                      **overrides) -> tuple[PipelineConfig, object]:
     data_dir = root / "hospital"
     manifest = generate_dataset(data_dir, studies=studies, seed=seed, slices_per_series=slices)
-    settings = dict(SMALL_MODEL, split_ratios=(("train", 0.5), ("eval", 0.5)),
+    settings = dict(model=model, split_ratios=(("train", 0.5), ("eval", 0.5)),
                     beam_args=TEST_BEAM_ARGS, min_study_auc=0.8,
                     salt=f"env:{TEST_SALT_VARIABLE}")
     settings.update(overrides)
@@ -48,8 +50,7 @@ def run_pipeline(config: PipelineConfig, manifest) -> PipelineRun:
     return PipelineRun(config=config, summary=summary, manifest=manifest)
 
 
-def retrain(run: PipelineRun, **overrides) -> PipelineRun:
+def retrain(run: PipelineRun, **model_changes) -> PipelineRun:
     """The same data and output folder with other training settings (a new model version)."""
-    config = dataclasses.replace(run.config, **overrides)
-    return run_pipeline(config, run.manifest)
+    return run_pipeline(run.config.with_model(**model_changes), run.manifest)
 

@@ -18,15 +18,15 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from components import features
+from components import contract, features
 from mspipe import main as cli
 from serving.api.errors import ServingError
 from serving.client.model_client import ModelClient
 from serving.api.model_config import (build_model_config, model_entry, read_model_config,
                                   version_policy, write_model_config)
 from serving.rollout.traffic import CanaryRouter
-from serving_fixtures import (IMAGE_SIZE, MODEL_NAME, ContractModel, copy_version,
-                              random_images)
+from serving_fixtures import (IMAGE_SIZE, MODEL_NAME, ContractModel, contract_signatures,
+                              copy_version, random_images)
 
 FAST = {"poll_seconds": 0.2, "config_poll_seconds": 0.2}
 
@@ -53,7 +53,7 @@ class MismatchedSignatureModel(tf.Module):
         super().__init__()
         spec = tf.TensorSpec([None, image_size, image_size, 1], tf.float32, name="pixels")
         self.serve = tf.function(lambda pixels: {
-            "probability": tf.reduce_mean(pixels, axis=[1, 2, 3])}, input_signature=[spec])
+            contract.PROBABILITY: tf.reduce_mean(pixels, axis=[1, 2, 3])}, input_signature=[spec])
 
 
 class ModelSource:
@@ -71,17 +71,15 @@ class ModelSource:
 
     def good(self, version: int, logit_shift: float = 0.0) -> Path:
         model = CandidateModel(IMAGE_SIZE, seed=1, logit_shift=logit_shift)
-        return self._publish(model, {"serving_default": model.serve_images,
-                                     "serving_examples": model.serve_examples}, version)
+        return self._publish(model, contract_signatures(model), version)
 
     def nan(self, version: int) -> Path:
         model = CandidateModel(IMAGE_SIZE, seed=1, produce_nan=True)
-        return self._publish(model, {"serving_default": model.serve_images,
-                                     "serving_examples": model.serve_examples}, version)
+        return self._publish(model, contract_signatures(model), version)
 
     def bad_signature(self, version: int) -> Path:
         model = MismatchedSignatureModel(IMAGE_SIZE)
-        return self._publish(model, {"serving_default": model.serve}, version)
+        return self._publish(model, {contract.SERVING_DEFAULT: model.serve}, version)
 
 
 

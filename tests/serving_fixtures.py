@@ -1,12 +1,12 @@
 """Small SavedModels and a running local server, for the serving tests.
 
-`save_version` writes a real `tf.Module` that follows COMMON.md's signature contract exactly
-(`serving_default`: uint8 `image` [None, S, S, 1] -> float32 `probability`, `logit` [None];
-`serving_examples`: string `examples` [None] -> the same), with weights drawn from the version
-number so that versions answer differently. It is written the way the Pusher writes: into a
-hidden temp folder, then renamed to base_path/<version>, so a polling server never sees half a
-model. When the real pipeline pushes models, tests can point `base_path` at its push
-destination instead.
+`save_version` writes a real `tf.Module` that follows the signature contract of
+components/contract.py exactly (`serving_default`: uint8 `image` [None, S, S, 1] -> float32
+`probability`, `logit` [None]; `serving_examples`: string `examples` [None] -> the same), with
+weights drawn from the version number so that versions answer differently. It is written the
+way the Pusher writes: into a hidden temp folder, then renamed to base_path/<version>, so a
+polling server never sees half a model. When the real pipeline pushes models, tests can point
+`base_path` at its push destination instead.
 """
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from components import features
+from components import contract, features
 
-MODEL_NAME = "ms_mri"
+MODEL_NAME = contract.DEFAULT_MODEL_NAME
 IMAGE_SIZE = 32
 
 
@@ -38,8 +38,9 @@ class ContractModel(tf.Module):
         self.dense = tf.Variable(rng.normal(0, 1.0, (4, 1)).astype(np.float32))
         self.bias = tf.Variable(np.float32(rng.normal(0, 0.5)))
 
-        image_spec = tf.TensorSpec([None, image_size, image_size, 1], tf.uint8, name="image")
-        examples_spec = tf.TensorSpec([None], tf.string, name="examples")
+        image_spec = tf.TensorSpec([None, image_size, image_size, 1], tf.uint8,
+                                   name=contract.IMAGE_INPUT)
+        examples_spec = tf.TensorSpec([None], tf.string, name=contract.EXAMPLES_INPUT)
         self.serve_images = tf.function(self._serve_images, input_signature=[image_spec])
         self.serve_examples = tf.function(self._serve_examples, input_signature=[examples_spec])
 
@@ -51,7 +52,7 @@ class ContractModel(tf.Module):
 
     def _serve_images(self, image):
         logit = self.logits(image)
-        return {"probability": tf.sigmoid(logit), "logit": logit}
+        return {contract.PROBABILITY: tf.sigmoid(logit), contract.LOGIT: logit}
 
     def _serve_examples(self, examples):
         parsed = tf.io.parse_example(
@@ -61,6 +62,12 @@ class ContractModel(tf.Module):
         return self._serve_images(image)
 
 
+def contract_signatures(model: ContractModel) -> dict:
+    """The model's functions under the signature names a pushed model serves."""
+    return {contract.SERVING_DEFAULT: model.serve_images,
+            contract.SERVING_EXAMPLES: model.serve_examples}
+
+
 def save_version(base_path: str | os.PathLike, version: int, *,
                  image_size: int = IMAGE_SIZE) -> Path:
     """Write version `version` atomically (temp folder + rename); returns its folder."""
@@ -68,8 +75,7 @@ def save_version(base_path: str | os.PathLike, version: int, *,
     base_path.mkdir(parents=True, exist_ok=True)
     model = ContractModel(image_size, seed=version)
     staging = Path(tempfile.mkdtemp(prefix=f".staging-{version}-", dir=base_path))
-    tf.saved_model.save(model, str(staging), signatures={
-        "serving_default": model.serve_images, "serving_examples": model.serve_examples})
+    tf.saved_model.save(model, str(staging), signatures=contract_signatures(model))
     final = base_path / str(version)
     os.rename(staging, final)
     return final
@@ -78,7 +84,8 @@ def save_version(base_path: str | os.PathLike, version: int, *,
 def reference_predict(version_dir: str | os.PathLike, images: np.ndarray) -> dict[str, np.ndarray]:
     """The in-process SavedModel call the gRPC answers must equal."""
     loaded = tf.saved_model.load(str(version_dir))
-    outputs = loaded.signatures["serving_default"](image=tf.constant(images))
+    outputs = loaded.signatures[contract.SERVING_DEFAULT](
+        **{contract.IMAGE_INPUT: tf.constant(images)})
     return {name: tensor.numpy() for name, tensor in outputs.items()}
 
 

@@ -21,7 +21,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx_bsl.tfxio import dataset_options
 
 from components import features
-from components.trainer.model import ModelConfig
+from components.trainer.config import ModelConfig
 
 DatasetFactory = Callable[
     [list[str], dataset_options.TensorFlowDatasetOptions, "schema_pb2.Schema | None"],

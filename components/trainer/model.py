@@ -18,16 +18,9 @@ is Keras 3, whose SavedModel story differs. Everything here uses `tf_keras`.
 """
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
-
 import tf_keras as keras
 
-from components.features import DEFAULT_IMAGE_SIZE
-
-HEADS = ("flatten", "gap")
+from components.trainer.config import ModelConfig
 
 
 def keep_autograph_out_of_tf_keras() -> None:
@@ -47,77 +40,6 @@ def keep_autograph_out_of_tf_keras() -> None:
 
 
 keep_autograph_out_of_tf_keras()
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Every hyperparameter of the model and its training, in one place.
-
-    `steps_per_epoch=None` means one full pass over the train split per epoch; TFX's
-    `TrainArgs.num_steps`, when given, overrides it (see trainer_module.resolve_schedule).
-    """
-
-    image_size: int = DEFAULT_IMAGE_SIZE
-    widths: tuple[int, ...] = (32, 64, 128)
-    dense_units: int = 128
-    dropout: float = 0.5
-    activation: str = "elu"  # the seed switched relu -> elu for its final model
-    head: str = "flatten"
-    learning_rate: float = 1e-3
-    batch_size: int = 16
-    epochs: int = 1
-    steps_per_epoch: int | None = None
-    shuffle_buffer_size: int = 1024
-    class_balance: bool = True
-    seed: int = 42
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
-        _check_config(self)
-
-    @classmethod
-    def from_custom_config(cls, custom_config: Mapping[str, Any] | None) -> "ModelConfig":
-        """Builds a config from TFX's `custom_config`; unknown keys are an error (typos)."""
-        values = dict(custom_config or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(
-                f"Trainer custom_config has unknown keys {unknown}; known keys: {sorted(known)}")
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly form (for logs and the model's metadata)."""
-        values = dataclasses.asdict(self)
-        values["widths"] = list(self.widths)
-        return values
-
-
-def _check_config(config: ModelConfig) -> None:
-    """Rejects settings that would only fail deep inside Keras with an obscure message."""
-    if config.image_size < 8:
-        raise ValueError(f"ModelConfig.image_size must be >= 8, got {config.image_size}")
-    if not config.widths or any(w < 1 for w in config.widths):
-        raise ValueError(f"ModelConfig.widths must be positive integers, got {config.widths}")
-    if config.head not in HEADS:
-        raise ValueError(f"ModelConfig.head must be one of {HEADS}, got {config.head!r}")
-    if not 0.0 <= config.dropout < 1.0:
-        raise ValueError(f"ModelConfig.dropout must be in [0, 1), got {config.dropout}")
-    for name in ("batch_size", "epochs", "dense_units", "shuffle_buffer_size"):
-        if getattr(config, name) < 1:
-            raise ValueError(f"ModelConfig.{name} must be >= 1, got {getattr(config, name)}")
-    if config.steps_per_epoch is not None and config.steps_per_epoch < 1:
-        raise ValueError(f"ModelConfig.steps_per_epoch must be >= 1 or None, "
-                         f"got {config.steps_per_epoch}")
-    if config.learning_rate <= 0:
-        raise ValueError(f"ModelConfig.learning_rate must be > 0, got {config.learning_rate}")
-    side = config.image_size
-    for _ in config.widths:
-        side = (side - 2) // 3  # valid 3x3 convolution, then 3x3 max pooling
-    if side < 1:
-        raise ValueError(
-            f"ModelConfig: image_size {config.image_size} is too small for "
-            f"{len(config.widths)} conv/pool blocks (each needs 3x the side of the next)")
 
 
 def build_model(config: ModelConfig) -> keras.Model:

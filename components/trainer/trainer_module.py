@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from components.trainer.model import ModelConfig
+from components.trainer.config import ModelConfig
 from components.trainer.training import TrainResult, train_and_export
 
 log = logging.getLogger(__name__)

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 import tensorflow as tf
 import tf_keras as keras
 
+from components.trainer.config import ModelConfig
 from components.trainer.data import (DatasetFactory, LabelCounts, count_labels, load_schema,
                                      make_dataset, require_both_classes, tfxio_dataset_factory)
 from components.trainer.export import export_serving_model
-from components.trainer.model import ModelConfig, build_model
+from components.trainer.model import build_model
 
 log = logging.getLogger(__name__)
 

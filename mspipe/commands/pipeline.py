@@ -4,10 +4,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from components.trainer.config import ModelConfig
 from pipeline.config import DEFAULT_BEAM_ARGS, PipelineConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = PipelineConfig(data_dir="", labels_path="", output_dir="")  # read for defaults only
+    model = defaults.model
     sub = parser.add_subparsers(dest="action", required=True)
     for action, help_text in (("run", "run locally (LocalDagRunner, Beam DirectRunner, MLMD SQLite)"),
                               ("compile", "write a Kubeflow V2 / Vertex pipeline spec")):
@@ -16,13 +19,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--labels", required=True, help="labels.csv or labels.xlsx (study_uid, sclerosis)")
         p.add_argument("--out", default="pipeline_out", help="pipeline root, MLMD and report (default: %(default)s)")
         p.add_argument("--serving-dir", default="", help="serving base dir (default: OUT/serving)")
-        p.add_argument("--model-name", default="ms_mri")
-        p.add_argument("--image-size", type=int, default=512)
-        p.add_argument("--widths", default="32,64,128", help="conv widths, comma separated")
-        p.add_argument("--epochs", type=int, default=10)
-        p.add_argument("--batch-size", type=int, default=16)
-        p.add_argument("--seed", type=int, default=42)
-        p.add_argument("--min-study-auc", type=float, default=0.8)
+        p.add_argument("--model-name", default=defaults.model_name)
+        p.add_argument("--image-size", type=int, default=model.image_size)
+        p.add_argument("--widths", default=",".join(map(str, model.widths)),
+                       help="conv widths, comma separated")
+        p.add_argument("--epochs", type=int, default=model.epochs)
+        p.add_argument("--batch-size", type=int, default=model.batch_size)
+        p.add_argument("--seed", type=int, default=model.seed)
+        p.add_argument("--min-study-auc", type=float, default=defaults.min_study_auc)
         p.add_argument("--salt", default=None, help="salt of the study/series hashes, secret per site: "
                        "file:PATH or env:NAME keep it out of metadata and logs")
         p.add_argument("--beam-arg", action="append", default=None, dest="beam_args",
@@ -37,11 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
     extra = {"salt": args.salt} if args.salt else {}
+    model = ModelConfig(image_size=args.image_size, widths=tuple(int(w) for w in args.widths.split(",")),
+                        epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
     return PipelineConfig(
         data_dir=args.data, labels_path=args.labels, output_dir=args.out,
-        serving_dir=args.serving_dir, model_name=args.model_name, image_size=args.image_size,
-        widths=tuple(int(w) for w in args.widths.split(",")), epochs=args.epochs,
-        batch_size=args.batch_size, seed=args.seed, min_study_auc=args.min_study_auc,
+        serving_dir=args.serving_dir, model_name=args.model_name, model=model,
+        min_study_auc=args.min_study_auc,
         beam_args=tuple(args.beam_args) if args.beam_args else DEFAULT_BEAM_ARGS,
         enable_cache=not args.no_cache, **extra)
 

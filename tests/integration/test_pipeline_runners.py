@@ -7,12 +7,13 @@ import logging
 
 import pytest
 
+from components.trainer.config import ModelConfig
 from pipeline.config import PipelineConfig
 
 
 def cloud_config() -> PipelineConfig:
     return PipelineConfig(data_dir="gs://bucket/export", labels_path="gs://bucket/labels.csv",
-                          output_dir="gs://bucket/run", image_size=64,
+                          output_dir="gs://bucket/run", model=ModelConfig(image_size=64),
                           beam_args=("--runner=DataflowRunner", "--project=p", "--region=r"))
 
 

@@ -15,7 +15,8 @@ import tensorflow as tf
 
 from components import features
 from components.trainer import data
-from components.trainer.model import ModelConfig, build_model
+from components.trainer.config import ModelConfig
+from components.trainer.model import build_model
 from components.trainer.synthetic_records import (blob_images, slice_example,
                                                   write_blob_dataset, write_gzip_tfrecord)
 from components.trainer.training import resolve_schedule, train_and_export
