@@ -28,7 +28,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pipeline_salt():
     """The hashing salt's secret in the environment, where `salt="env:NAME"` points (as a
     deployment gives it: by reference); removed again when the session ends."""
-    from pipeline_fixtures import TEST_SALT_SECRET, TEST_SALT_VARIABLE
+    from support.pipeline_fixtures import TEST_SALT_SECRET, TEST_SALT_VARIABLE
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(TEST_SALT_VARIABLE, TEST_SALT_SECRET)
@@ -38,7 +38,7 @@ def pipeline_salt():
 @pytest.fixture(scope="session")
 def trained_pipeline(tmp_path_factory, pipeline_salt):
     """One real pipeline run on a 16-study synthetic hospital export, model version 1 pushed."""
-    from pipeline_fixtures import run_pipeline, synthetic_config
+    from support.pipeline_fixtures import run_pipeline, synthetic_config
 
     config, manifest = synthetic_config(tmp_path_factory.mktemp("pipeline"))
     return run_pipeline(config, manifest)
@@ -47,7 +47,7 @@ def trained_pipeline(tmp_path_factory, pipeline_salt):
 @pytest.fixture(scope="session")
 def retrained_pipeline(trained_pipeline):
     """The same pipeline trained again with another seed: version 2, judged against version 1."""
-    from pipeline_fixtures import retrain
+    from support.pipeline_fixtures import retrain
 
     return retrain(trained_pipeline, seed=trained_pipeline.config.model.seed + 1)
 
@@ -55,7 +55,7 @@ def retrained_pipeline(trained_pipeline):
 @pytest.fixture
 def model_source(tmp_path):
     """Contract SavedModels published as versions (see rollout_fixtures.ModelSource)."""
-    from rollout_fixtures import MODEL_NAME, ModelSource
+    from support.rollout_fixtures import MODEL_NAME, ModelSource
 
     (tmp_path / "staging").mkdir()
     return ModelSource(tmp_path / MODEL_NAME, tmp_path / "staging")

@@ -31,7 +31,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def full_size_run(tmp_path_factory, pipeline_salt):
-    from pipeline_fixtures import SMALL_MODEL, run_pipeline, synthetic_config
+    from support.pipeline_fixtures import SMALL_MODEL, run_pipeline, synthetic_config
 
     model = dataclasses.replace(SMALL_MODEL, image_size=512, widths=(32, 64, 128),
                                 dense_units=128, batch_size=8, epochs=2)
@@ -45,7 +45,7 @@ def full_size_run(tmp_path_factory, pipeline_salt):
 
 @pytest.fixture(scope="module")
 def pushed_model_client(full_size_run, tmp_path_factory):
-    from serving_fixtures import running_server
+    from support.serving_fixtures import running_server
 
     config = full_size_run.config
     config_path = tmp_path_factory.mktemp("serving") / "models.config"
@@ -153,7 +153,7 @@ def test_malformed_requests_on_the_pipeline_model_keep_the_server_up(pushed_mode
 def test_new_pipeline_version_appears_while_a_client_loops(full_size_run, pushed_model_client):
     import threading
 
-    from serving_fixtures import copy_version
+    from support.serving_fixtures import copy_version
 
     images = np.stack([s.image for s, _ in client_slices(full_size_run)[:2]])
     answers, failures, stop = [], [], threading.Event()

@@ -144,7 +144,7 @@ def test_shuffled_labels_give_chance_level_auc(tmp_path, pipeline_salt):
     import csv
     import random
 
-    from pipeline_fixtures import SMALL_MODEL, run_pipeline, synthetic_config
+    from support.pipeline_fixtures import SMALL_MODEL, run_pipeline, synthetic_config
 
     config, manifest = synthetic_config(tmp_path, studies=40, seed=11, slices=4,
                                         min_study_auc=0.0,

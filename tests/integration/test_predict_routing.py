@@ -5,8 +5,8 @@ import contextlib
 import io
 import json
 
-from rollout_fixtures import FAST, common, initial_config, mspipe
-from serving_fixtures import brain_like_frames, running_server, write_mr_dicom
+from support.rollout_fixtures import FAST, common, initial_config, mspipe
+from support.serving_fixtures import brain_like_frames, running_server, write_mr_dicom
 
 from mspipe import main as cli
 

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-import eval_fixtures as fx
-from browser import full_page_screenshot, headless_chromium
+from support import eval_fixtures as fx
+from support.browser import full_page_screenshot, headless_chromium
 
 pytest.importorskip("tensorflow_model_analysis")
 pytest.importorskip("matplotlib")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rollout_fixtures import (FAST, RoutedLoop, common, initial_config, mspipe,
+from support.rollout_fixtures import (FAST, RoutedLoop, common, initial_config, mspipe,
                               served_entry, wait_until, write_eval_tfrecords)
 from serving.client.model_client import ModelClient
 from serving.rollout.controller import RolloutController, RolloutError, RolloutSettings
@@ -21,7 +21,7 @@ from serving.rollout.state import (ModelRollout, RolloutStateError, read_model_s
                                    state_path_for, write_states)
 from serving.client.predict import predict_routed, read_studies
 from serving.rollout.traffic import CanaryRouter, routing_point
-from serving_fixtures import (IMAGE_SIZE, MODEL_NAME, brain_like_frames, random_images,
+from support.serving_fixtures import (IMAGE_SIZE, MODEL_NAME, brain_like_frames, random_images,
                               running_server, write_mr_dicom)
 
 # Two busy shared cores make the p99 of a few dozen requests noise; the latency rule itself

@@ -19,7 +19,7 @@ from serving.client.model_client import ModelClient
 from serving.client.predict import predict_paths
 from serving.api.model_config import build_model_config, model_entry, write_model_config
 from serving.api.protos import model_service_pb2_grpc, prediction_service_pb2_grpc
-from serving_fixtures import (IMAGE_SIZE, MODEL_NAME, brain_like_frames, free_port,
+from support.serving_fixtures import (IMAGE_SIZE, MODEL_NAME, brain_like_frames, free_port,
                               random_images, reference_predict, running_server, save_version,
                               write_mr_dicom)
 

@@ -14,7 +14,7 @@ from serving.api.protos import (classification_pb2, example_pb2, get_model_metad
                             get_model_status_pb2, predict_pb2, prediction_service_pb2_grpc,
                             model_service_pb2_grpc, regression_pb2, types_pb2)
 from serving.api.tensor_codec import from_tensor_proto, to_tensor_proto
-from serving_fixtures import (IMAGE_SIZE, MODEL_NAME, random_images, reference_predict,
+from support.serving_fixtures import (IMAGE_SIZE, MODEL_NAME, random_images, reference_predict,
                               running_server, save_version)
 
 EXAMPLES_MODEL = "example_apis"

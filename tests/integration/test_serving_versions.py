@@ -14,7 +14,7 @@ import pytest
 from serving.client.model_client import ModelClient
 from serving.api.errors import ServingError
 from serving.api.model_config import build_model_config, model_entry, write_model_config
-from serving_fixtures import (MODEL_NAME, copy_version, free_port, random_images,
+from support.serving_fixtures import (MODEL_NAME, copy_version, free_port, random_images,
                               running_server, save_version)
 
 FAST = {"poll_seconds": 0.2, "config_poll_seconds": 0.2}
@@ -169,7 +169,7 @@ def test_broken_version_does_not_replace_a_working_one(tmp_path):
 
 def test_cli_server_predicts_and_drains_on_sigterm(tmp_path):
     """`mspipe serve` + `mspipe predict` as subprocesses; SIGTERM ends the server cleanly."""
-    from serving_fixtures import brain_like_frames, write_mr_dicom
+    from support.serving_fixtures import brain_like_frames, write_mr_dicom
     base = tmp_path / MODEL_NAME
     save_version(base, 1)
     write_model_config(tmp_path / "models.config",

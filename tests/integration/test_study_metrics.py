@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-import eval_fixtures as fx
+from support import eval_fixtures as fx
 from components.dicom import metrics as roc
 
 tfma = pytest.importorskip("tensorflow_model_analysis")

@@ -23,18 +23,18 @@ import pytest
 from PIL import Image
 from selenium.webdriver.common.by import By
 
-from browser import full_page_screenshot, headless_chromium, wait_for
+from support.browser import full_page_screenshot, headless_chromium, wait_for
 from components.dicom.preprocessing import PreprocessedSlice, preprocess_path
 from components.synthetic import generate_dataset
-from rollout_fixtures import FAST, common, initial_config
-from rollout_fixtures import mspipe as rollout
+from support.rollout_fixtures import FAST, common, initial_config
+from support.rollout_fixtures import mspipe as rollout
 from serving.client.model_client import ModelClient
 from serving.client.predict import predict_paths, read_studies
 from serving.api.model_config import build_model_config, model_entry, write_model_config
 from serving.rollout.traffic import CanaryRouter
 from serving.web.app import start_web
-from serving_fixtures import MODEL_NAME, free_port, running_server, save_version
-from web_fixtures import (decode_thumbnail, files_of_kind, get_json, page_state, post_files,
+from support.serving_fixtures import MODEL_NAME, free_port, running_server, save_version
+from support.web_fixtures import (decode_thumbnail, files_of_kind, get_json, page_state, post_files,
                           study_folder, upload_in_page, wait_for_versions, zip_folders)
 
 IMAGE_SIZE = 512

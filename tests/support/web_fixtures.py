@@ -17,7 +17,7 @@ from PIL import Image
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 
-from browser import wait_for
+from support.browser import wait_for
 from serving.client.model_client import ModelClient
 
 

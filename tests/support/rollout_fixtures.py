@@ -25,7 +25,7 @@ from serving.client.model_client import ModelClient
 from serving.api.model_config import (build_model_config, model_entry, read_model_config,
                                   version_policy, write_model_config)
 from serving.rollout.traffic import CanaryRouter
-from serving_fixtures import (IMAGE_SIZE, MODEL_NAME, ContractModel, contract_signatures,
+from support.serving_fixtures import (IMAGE_SIZE, MODEL_NAME, ContractModel, contract_signatures,
                               copy_version, random_images)
 
 FAST = {"poll_seconds": 0.2, "config_poll_seconds": 0.2}
