@@ -2,9 +2,9 @@
 
 Files become slices through components.dicom.slices, the loop `mspipe predict` and the web page
 use too (same reject codes; the study is checked from the header first, so a file of an
-unlabelled study costs no pixel decoding). Imports numpy/pydicom/Pillow and Beam, never TensorFlow or
-TFX: Beam's multi-processing workers unpickle this module's DoFn, and importing TensorFlow
-there would cost each worker ~0.6 GB and ~10 s. `file_outcome` is plain Python so it can be
+unlabelled study costs no pixel decoding). Imports numpy/pydicom/Pillow and Beam, never
+TensorFlow or TFX: Beam's multi-processing workers unpickle this module's DoFn, and importing
+TensorFlow there would cost each worker ~0.6 GB and ~10 s. `file_outcome` is plain Python so it can be
 tested and reused (bench/ingest.py's in-process baseline) without Beam.
 """
 from __future__ import annotations
@@ -134,7 +134,8 @@ class _RecordFactory:
         self.study_id = features.hash_uid(study_uid, self.salt) if study_uid else None
         self.series_id = features.hash_uid(series_uid, self.salt) if series_uid else None
 
-    def __call__(self, reason: str, detail: str, frame_index: int | None = None) -> ledger.LedgerRecord:
+    def __call__(self, reason: str, detail: str,
+                 frame_index: int | None = None) -> ledger.LedgerRecord:
         return ledger.LedgerRecord(reason=reason, detail=detail, scanner=self.scanner,
                                    file_id=self.file_id, study_id=self.study_id,
                                    series_id=self.series_id, frame_index=frame_index)
