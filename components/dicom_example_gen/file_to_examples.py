@@ -4,8 +4,8 @@ Files become slices through components.dicom.slices, the loop `mspipe predict` a
 use too (same reject codes; the study is checked from the header first, so a file of an
 unlabelled study costs no pixel decoding). Imports numpy/pydicom/Pillow and Beam, never
 TensorFlow or TFX: Beam's multi-processing workers unpickle this module's DoFn, and importing
-TensorFlow there would cost each worker ~0.6 GB and ~10 s. `file_outcome` is plain Python so it can be
-tested and reused (bench/ingest.py's in-process baseline) without Beam.
+TensorFlow there would cost each worker ~0.6 GB and ~10 s. `file_outcome` is plain Python so it
+can be tested and reused (bench/ingest.py's in-process baseline) without Beam.
 """
 from __future__ import annotations
 

@@ -2,8 +2,8 @@
 
 - An explicit `--label` wins (as `mspipe predict --label`).
 - With `--model-config` (a models.config managed by `mspipe rollout`), each study goes to
-  `stable` or `canary` through serving.rollout.traffic.CanaryRouter: the rollout's weight, sticky per
-  study, falling back to stable when the canary fails. The routing key is the study's
+  `stable` or `canary` through serving.rollout.traffic.CanaryRouter: the rollout's weight,
+  sticky per study, falling back to stable when the canary fails. The routing key is the study's
   components.dicom.studies.study_key, as `mspipe predict` routes it, so the page and the CLI send
   a study to the same version.
 - Otherwise the server's default version answers, pinned for the whole upload, as
