@@ -1,7 +1,8 @@
 """Test tiers by folder, and the shared session-scoped pipeline runs.
 
 Every test is marked with its tier (`unit`, `integration`, `e2e`) by the folder it lives in, so
-`pytest -m unit` (`make test-fast`) and `pytest -m "not e2e"` select without per-file marks.
+`pytest -m "not e2e" tests` selects without per-file marks (`make test-fast` runs tests/unit by
+path, which also spares collecting, and so importing, the TensorFlow-heavy tiers).
 Nothing here changes the environment at import: TensorFlow's C++ log level comes from the
 caller's environment (the Makefile exports TF_CPP_MIN_LOG_LEVEL=2), and the pipeline's salt
 secret is set by the `pipeline_salt` fixture for the tests that run the pipeline.
@@ -19,9 +20,10 @@ TIERS = ("unit", "integration", "e2e")
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark each test with the tier of its folder (tests/<tier>/...)."""
     for item in items:
-        folder = Path(item.path).resolve().relative_to(TESTS).parts[0]
-        if folder in TIERS:
-            item.add_marker(folder)
+        path = Path(item.path).resolve()
+        tier = path.relative_to(TESTS).parts[0] if TESTS in path.parents else None
+        if tier in TIERS:
+            item.add_marker(tier)
 
 
 @pytest.fixture(scope="session")
