@@ -121,22 +121,77 @@ def test_report_says_what_happened(trained_pipeline):
         assert os.path.getsize(os.path.join(os.path.dirname(report), image)) > 1000
 
 
-def test_retrained_model_is_judged_against_last_blessed(retrained_pipeline):
+def evaluator_inputs(metadata_path: str) -> dict[str, list[str]]:
+    """URIs of the artifacts the newest run's Evaluator read, by input key, from ML Metadata."""
+    import ml_metadata as mlmd
+    from ml_metadata.proto import metadata_store_pb2
+
+    connection = metadata_store_pb2.ConnectionConfig()
+    connection.sqlite.filename_uri = metadata_path
+    connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    store = mlmd.MetadataStore(connection)
+    newest = max(store.get_contexts_by_type("pipeline_run"),
+                 key=lambda context: (context.create_time_since_epoch, context.id))
+    type_names = {t.id: t.name for t in store.get_execution_types()}
+    evaluators = [e.id for e in store.get_executions_by_context(newest.id)
+                  if type_names[e.type_id].endswith("Evaluator")]
+    assert len(evaluators) == 1, f"{len(evaluators)} Evaluator executions in the newest run"
+    inputs: dict[str, list[str]] = defaultdict(list)
+    for event in store.get_events_by_execution_ids(evaluators):
+        if event.type == metadata_store_pb2.Event.INPUT:
+            [artifact] = store.get_artifacts_by_id([event.artifact_id])
+            inputs[event.path.steps[0].key].append(artifact.uri)
+    return dict(inputs)
+
+
+def evaluation_dirs(run) -> list[str]:
+    """The Evaluator's outputs in this output folder, oldest run first."""
+    return sorted(glob.glob(os.path.join(run.config.pipeline_root, "Evaluator", "evaluation",
+                                         "*")), key=lambda path: int(os.path.basename(path)))
+
+
+def overall_study_auc(evaluation_dir: str) -> dict[tuple[str, bool], float]:
+    """study_auc over the whole eval split, by (model name, is a candidate-baseline diff)."""
     import tensorflow_model_analysis as tfma
 
-    summary = retrained_pipeline.summary
-    evaluation_dirs = sorted(glob.glob(os.path.join(retrained_pipeline.config.pipeline_root,
-                                                    "Evaluator", "evaluation", "*")), key=lambda p: int(os.path.basename(p)))
-    validation = tfma.load_validation_result(evaluation_dirs[-1])
-    # The baseline (version 1, blessed) took part: change thresholds were evaluated.
-    metrics = tfma.load_metrics(evaluation_dirs[-1])
+    metrics = tfma.load_metrics(evaluation_dir)
     overall = [m for m in metrics if not m.slice_key.single_slice_keys][0]
-    assert any(kv.key.name == "study_auc" and kv.key.is_diff
-               for kv in overall.metric_keys_and_values), "no candidate-vs-baseline diff"
-    if validation.validation_ok:
-        assert summary.pushed_version == 2
-    else:
-        assert summary.pushed_version is None
+    return {(kv.key.model_name, kv.key.is_diff): kv.value.double_value.value
+            for kv in overall.metric_keys_and_values if kv.key.name == "study_auc"}
+
+
+def test_retrained_model_is_judged_against_last_blessed(trained_pipeline, retrained_pipeline):
+    """Run 2's Evaluator read run 1's blessed model (pushed as version 1) as its baseline,
+    scored both on the same eval split, and blessed exactly when the numbers pass both bars."""
+    import tensorflow_model_analysis as tfma
+
+    config, summary = retrained_pipeline.config, retrained_pipeline.summary
+    assert trained_pipeline.summary.pushed_version == 1
+    inputs = evaluator_inputs(config.metadata_path)
+    assert inputs["baseline_model"] == [trained_pipeline.summary.model_uri]
+    assert inputs["model"] == [summary.model_uri] != inputs["baseline_model"]
+
+    first_dir, *_, last_dir = evaluation_dirs(retrained_pipeline)
+    version_1_alone = overall_study_auc(first_dir)[("", False)]
+    judged = overall_study_auc(last_dir)
+    candidate, baseline = judged[("candidate", False)], judged[("baseline", False)]
+    change = judged[("candidate", True)]
+    assert baseline == pytest.approx(version_1_alone, abs=1e-6)  # the baseline is version 1
+    assert change == pytest.approx(candidate - baseline, abs=1e-6)
+
+    passes_value = candidate >= config.min_study_auc
+    passes_change = change >= -config.max_auc_drop
+    validation = tfma.load_validation_result(last_dir)
+    failed = {("change" if failure.metric_key.is_diff else "value", failure.metric_key.name,
+               failure.metric_threshold.HasField("change_threshold"))
+              for per_slice in validation.metric_validations_per_slice
+              for failure in per_slice.failures}
+    expected = ({("value", "study_auc", False)} if not passes_value else set()) | \
+        ({("change", "study_auc", True)} if not passes_change else set())
+    assert failed == expected, (candidate, baseline, change, validation)
+    assert validation.validation_ok == (passes_value and passes_change)
+    assert summary.blessed == validation.validation_ok
+    assert summary.pushed_version == (2 if validation.validation_ok else None)
 
 
 def test_shuffled_labels_give_chance_level_auc(tmp_path, pipeline_salt):
