@@ -4,11 +4,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from components.trainer.config import ModelConfig
-from pipeline.config import DEFAULT_BEAM_ARGS, PipelineConfig
+from mspipe import options
+from mspipe.errors import EXIT_USAGE, CommandError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from pipeline.config import PipelineConfig  # loads the DICOM library: not at `mspipe --help`
+
     defaults = PipelineConfig(data_dir="", labels_path="", output_dir="")  # read for defaults only
     model = defaults.model
     sub = parser.add_subparsers(dest="action", required=True)
@@ -20,35 +22,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--out", default="pipeline_out", help="pipeline root, MLMD and report (default: %(default)s)")
         p.add_argument("--serving-dir", default="", help="serving base dir (default: OUT/serving)")
         p.add_argument("--model-name", default=defaults.model_name)
-        p.add_argument("--image-size", type=int, default=model.image_size)
+        options.add_image_size(p, model.image_size)
         p.add_argument("--widths", default=",".join(map(str, model.widths)),
                        help="conv widths, comma separated")
         p.add_argument("--epochs", type=int, default=model.epochs)
         p.add_argument("--batch-size", type=int, default=model.batch_size)
         p.add_argument("--seed", type=int, default=model.seed)
         p.add_argument("--min-study-auc", type=float, default=defaults.min_study_auc)
-        p.add_argument("--salt", default=None, help="salt of the study/series hashes, secret per site: "
-                       "file:PATH or env:NAME keep it out of metadata and logs")
-        p.add_argument("--beam-arg", action="append", default=None, dest="beam_args",
-                       help="Beam pipeline argument, repeatable (e.g. --beam-arg=--runner=FlinkRunner)")
+        options.add_salt(p, defaults.salt)
+        options.add_beam_args(p, default_runner="DirectRunner over all cores")
         p.add_argument("--no-cache", action="store_true", help="re-run components even if cached")
         if action == "run":
-            p.add_argument("--json", action="store_true", help="print the run summary as JSON")
+            options.add_json(p, "the run summary")
         else:
             p.add_argument("--kubeflow-v2", required=True, metavar="OUT.json")
             p.add_argument("--image", default=None, help="container image holding this package")
 
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
-    extra = {"salt": args.salt} if args.salt else {}
-    model = ModelConfig(image_size=args.image_size, widths=tuple(int(w) for w in args.widths.split(",")),
-                        epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
+    from components.trainer.config import ModelConfig
+    from pipeline.config import DEFAULT_BEAM_ARGS, PipelineConfig
+
+    try:
+        widths = tuple(int(w) for w in args.widths.split(","))
+    except ValueError:
+        raise CommandError(f"--widths must be comma-separated integers, got {args.widths!r}",
+                           EXIT_USAGE) from None
+    try:
+        model = ModelConfig(image_size=args.image_size, widths=widths,
+                            epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
+    except ValueError as error:  # a setting the model cannot take is a usage error
+        raise CommandError(str(error), EXIT_USAGE) from None
     return PipelineConfig(
         data_dir=args.data, labels_path=args.labels, output_dir=args.out,
         serving_dir=args.serving_dir, model_name=args.model_name, model=model,
         min_study_auc=args.min_study_auc,
         beam_args=tuple(args.beam_args) if args.beam_args else DEFAULT_BEAM_ARGS,
-        enable_cache=not args.no_cache, **extra)
+        salt=args.salt, enable_cache=not args.no_cache)
 
 
 def run(args: argparse.Namespace) -> int:
