@@ -100,7 +100,7 @@ def child_loop(data: str, labels: str, out: str, image_size: int) -> dict:
     from components.dicom_example_gen import file_to_examples as fte
     from components.dicom_example_gen import splits
     from components.dicom_example_gen.executor import list_input_files
-    from components.dicom_example_gen.labels import read_labels
+    from components.dicom.labels import read_labels
 
     started = time.perf_counter()
     labels = read_labels(labels, SALT)

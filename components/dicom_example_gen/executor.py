@@ -28,7 +28,7 @@ from tfx.types import artifact_utils, standard_component_specs
 
 from components.dicom_example_gen import file_to_examples as fte
 from components.dicom_example_gen import ledger, properties, splits
-from components.dicom_example_gen.labels import read_labels
+from components.dicom.labels import read_labels
 from components.features import resolve_salt
 
 LABELS_PATH_KEY = "labels_path"
@@ -101,7 +101,7 @@ def make_plan(exec_properties: Dict[str, Any]) -> IngestPlan:
     labels_path = exec_properties[LABELS_PATH_KEY]
     salt = resolve_salt(exec_properties[SALT_KEY])
     ratios = splits.ratios_from_json(exec_properties[SPLIT_RATIOS_KEY])
-    study_labels = read_labels(labels_path, salt)
+    study_labels = read_labels(labels_path, salt, fileio)  # fileio: gs:// and friends
     if not fileio.isdir(input_base):
         raise ValueError(f"data folder {input_base} does not exist or is not a folder")
     relative_paths = list_input_files(input_base, labels_path)

@@ -11,7 +11,7 @@ import json
 import math
 from typing import Iterable, Mapping, Union
 
-from components.dicom_example_gen.labels import LABEL_VALUES
+from components.dicom.labels import LABEL_VALUES
 
 TRAIN, EVAL, TEST = "train", "eval", "test"
 ALLOWED_SPLITS = (TRAIN, EVAL, TEST)

@@ -56,7 +56,7 @@ def parse_splits(text: str) -> dict[str, float]:
 
 def run(args: argparse.Namespace) -> int:
     from components.dicom_example_gen.executor import NoUsableSlicesError
-    from components.dicom_example_gen.labels import LabelsError
+    from components.dicom.labels import LabelsError
 
     try:
         with _stdout_to_stderr(args.json):

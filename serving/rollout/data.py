@@ -117,7 +117,7 @@ def slices_from_dicom(folder: str | os.PathLike, labels_path: str | os.PathLike,
     """Every kept slice of a labelled study below `folder`; others are counted as skipped,
     by the reject codes ingest writes to its ledger (components.dicom.slices, same check)."""
     from components.dicom.slices import expand_paths, files_to_slices, labelled_studies_only
-    from components.dicom_example_gen.labels import LabelsError, read_labels
+    from components.dicom.labels import LabelsError, read_labels
 
     if not Path(folder).is_dir():
         raise EvalDataError(f"{folder}: not a folder (a DICOM held-out set is a folder with "

@@ -21,7 +21,7 @@ import pytest
 from components import features
 from components.dicom_example_gen import file_to_examples
 from components.dicom.records import decode_example, encode_example
-from components.dicom_example_gen.labels import LabelsError
+from components.dicom.labels import LabelsError
 from components.synthetic import PLANTED_PATIENT_STRINGS, generate_dataset
 from support.tables import write_csv
 

@@ -8,7 +8,7 @@ import pytest
 
 from components import features
 from components.dicom_example_gen import splits
-from components.dicom_example_gen.labels import LabelsError, read_labels
+from components.dicom.labels import LabelsError, read_labels
 from support.tables import write_csv
 
 SALT = "test-salt"

@@ -4,6 +4,10 @@ It is read once, before Beam starts, so a missing or malformed file fails the ru
 with a message naming the file, the row and the column, never the cell's value where that
 could be a raw UID (patient data). Raw study UIDs are hashed (components.features.hash_uid)
 as soon as they are read: nothing downstream of this module ever holds one.
+
+Pure (no TFX or TensorFlow): ingest and `mspipe rollout analyze --labels` both read labels here.
+The caller brings the filesystem: DicomExampleGen passes TFX's fileio (gs://, ...), the rollout
+tool, a thin client, reads local files.
 """
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ import csv
 import io
 import os
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Protocol
 
 from components.features import hash_uid
 
@@ -39,24 +43,45 @@ class StudyLabels:
         return sum(1 for value in self.labels.values() if value == label)
 
 
-def read_labels(path: str, salt: str) -> StudyLabels:
+class FileSystem(Protocol):
+    """What the reader needs of a filesystem: os.path-like checks and a binary open."""
+
+    def exists(self, path: str) -> bool: ...
+
+    def isdir(self, path: str) -> bool: ...
+
+    def open(self, path: str, mode: str): ...
+
+
+class LocalFileSystem:
+    """The local disk, for thin clients that must not import TFX."""
+
+    exists = staticmethod(os.path.exists)
+    isdir = staticmethod(os.path.isdir)
+    open = staticmethod(open)
+
+
+def read_labels(path: str, salt: str, filesystem: FileSystem = LocalFileSystem()) -> StudyLabels:
     """Reads and validates the labels file; raises LabelsError naming what is wrong."""
-    raw = _read_bytes(path)
+    raw = _read_bytes(path, filesystem)
     name = os.path.basename(path)
+    return parse_labels(raw, name, salt)
+
+
+def parse_labels(raw: bytes, name: str, salt: str) -> StudyLabels:
+    """The labels in a file's bytes, CSV or XLSX by content; `name` is only for messages."""
     rows = _xlsx_rows(raw, name) if raw.startswith(_XLSX_MAGIC) else _csv_rows(raw, name)
     return _labels_from_rows(rows, name, salt)
 
 
-def _read_bytes(path: str) -> bytes:
-    from tfx.dsl.io import fileio  # any filesystem TFX knows (local, gs://, ...)
-
+def _read_bytes(path: str, filesystem: FileSystem) -> bytes:
     if not path:
         raise LabelsError("no labels file given (labels_path is empty)")
-    if not fileio.exists(path):
+    if not filesystem.exists(path):
         raise LabelsError(f"labels file {path} does not exist")
-    if fileio.isdir(path):
+    if filesystem.isdir(path):
         raise LabelsError(f"labels file {path} is a directory, expected a .csv or .xlsx file")
-    with fileio.open(path, "rb") as handle:
+    with filesystem.open(path, "rb") as handle:
         return handle.read()
 
 
