@@ -16,7 +16,7 @@ from mspipe.errors import EXIT_USAGE, CommandError, file_error
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from serving.client.model_client import ClientSettings
+    from serving.client.settings import ClientSettings
 
     parser.add_argument("paths", nargs="+", metavar="PATH",
                         help="DICOM (multi-frame: one result per frame), JPEG or PNG files, "

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 import grpc
@@ -34,9 +34,9 @@ from serving.api.protos import (SIGNATURE_DEF_FIELD, get_model_metadata_pb2,
                             model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc,
                             types_pb2)
 from serving.api.tensor_codec import dtype_name, from_tensor_proto, shape_of, to_tensor_proto
+from serving.client.settings import ClientSettings
 
 _T = TypeVar("_T")
-MAX_RETRIES = 4  # gRPC silently caps maxAttempts at 5
 # Reloading is left to the caller to repeat: it is an administrative action, not a query.
 _NOT_RETRIED = ({"service": "tensorflow.serving.ModelService",
                  "method": "HandleReloadConfigRequest"},)
@@ -72,32 +72,15 @@ class VersionState:
     error_message: str
 
 
-@dataclass(frozen=True)
-class ClientSettings:
-    timeout_s: float = 30.0          # deadline of each RPC, retries included
-    retries: int = 3                 # extra attempts on UNAVAILABLE (gRPC allows at most 4)
-    backoff_s: float = 0.2           # first retry delay; doubles, with jitter
-    max_batch: int = 32              # images per Predict request
-    max_message_bytes: int = 64 << 20
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.retries <= MAX_RETRIES:
-            raise ValueError(f"retries must be 0..{MAX_RETRIES} (gRPC caps a call at "
-                             f"{MAX_RETRIES + 1} attempts), got {self.retries}")
-        if self.backoff_s <= 0:
-            raise ValueError(f"backoff_s must be positive, got {self.backoff_s}")
-
-
 class ModelClient:
     def __init__(self, target: str, model_name: str = DEFAULT_MODEL_NAME, *,
-                 timeout_s: float = 30.0, tls_ca: str | None = None, retries: int = 3,
-                 backoff_s: float = 0.2, max_batch: int = 32,
-                 max_message_bytes: int = 64 << 20, signature_name: str = SERVING_DEFAULT):
+                 tls_ca: str | None = None, signature_name: str = SERVING_DEFAULT,
+                 settings: ClientSettings | None = None, **overrides):
+        """`overrides` are ClientSettings fields (timeout_s=..., retries=...)."""
         self.target = target
         self.model_name = model_name
         self.signature_name = signature_name
-        self.settings = ClientSettings(timeout_s, retries, backoff_s, max_batch,
-                                       max_message_bytes)
+        self.settings = replace(settings or ClientSettings(), **overrides)
         self._channel = _open_channel(target, tls_ca, self.settings)
         self._predict_stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._model_stub = model_service_pb2_grpc.ModelServiceStub(self._channel)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from serving.client.model_client import ClientSettings
+from serving.client.settings import ClientSettings
 from serving.api.model_config import (DeploymentLayout, ModelConfigError, aspired_versions,
                                   build_model_config, deployment_model_config, find_model,
                                   format_model_config, model_entry, parse_model_config,
