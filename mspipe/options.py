@@ -128,7 +128,7 @@ def _argparse_spec(field: dataclasses.Field) -> dict[str, Any]:
     if field.default is dataclasses.MISSING:
         return {**spec, "required": True}
     if field.default is None:
-        return spec
+        return {**spec, "type": field.metadata["type"]} if field.metadata.get("type") else spec
     unit = field.metadata.get("unit", 1)
     return {**spec, "type": type(field.default),
             "default": field.default // unit if unit != 1 else field.default,

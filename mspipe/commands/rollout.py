@@ -17,8 +17,7 @@ from mspipe.errors import EXIT_ROLLED_BACK, CommandError, file_error
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from serving.rollout.analysis import AnalysisSettings, AnalysisThresholds
-    from serving.rollout.controller import RolloutSettings
+    from serving.rollout.settings import AnalysisSettings, AnalysisThresholds, RolloutSettings
 
     common = argparse.ArgumentParser(add_help=False)
     options.add_server_address(common)
@@ -47,7 +46,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    "the old one")
     sub.add_parser("rollback", parents=[common], help="drop canary, unload its version")
 
-    defaults, limits = AnalysisSettings(), AnalysisThresholds()
     analyze = sub.add_parser("analyze", parents=[common], help="shadow-compare canary with "
                              "stable on a labelled held-out set")
     analyze.add_argument("--data", required=True, metavar="DIR|TFRECORDS",
@@ -58,33 +56,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     analyze.add_argument("--auto", action="store_true",
                          help="promote when every check passes, else roll back")
     options.add_json(analyze, "the report")
-    analyze.add_argument("--batch-size", type=int, default=defaults.batch_size,
-                         help="slices per Predict request (default %(default)s)")
-    analyze.add_argument("--max-slices", type=int, default=None,
-                         help="stop after this many slices (default: all)")
-    analyze.add_argument("--max-auc-drop", type=float, default=limits.max_auc_drop,
-                         help="stable minus canary study AUC (default %(default)s)")
-    analyze.add_argument("--max-error-rate", type=float, default=limits.max_error_rate,
-                         help="canary's share of slices without a usable answer, NaN "
-                              "included (default %(default)s)")
-    analyze.add_argument("--max-p99-latency-ratio", type=float,
-                         default=limits.max_p99_latency_ratio,
-                         help="canary p99 / stable p99 (default %(default)s)")
-    analyze.add_argument("--latency-slack-ms", type=float, default=limits.latency_slack_ms,
-                         help="p99 difference always tolerated (default %(default)s ms)")
-    analyze.add_argument("--min-agreement", type=float, default=limits.min_agreement,
-                         help="share of slices whose call agrees with stable "
-                              "(default %(default)s)")
-    analyze.add_argument("--decision-threshold", type=float,
-                         default=limits.decision_threshold,
-                         help="a slice is called positive when p > this (default %(default)s)")
+    options.add_settings_options(analyze, AnalysisSettings)
+    options.add_settings_options(analyze, AnalysisThresholds)
 
 
 def run(args: argparse.Namespace) -> int:
     from serving.api.model_config import ModelConfigError
     from serving.api.errors import ServingError
     from serving.client.model_client import ModelClient
-    from serving.rollout.controller import RolloutController, RolloutError, RolloutSettings
+    from serving.rollout.controller import RolloutController, RolloutError
+    from serving.rollout.settings import RolloutSettings
     from serving.rollout.data import EvalDataError
     from serving.rollout.state import RolloutStateError
 
@@ -134,15 +115,11 @@ def _rollback(controller, args, log) -> int:
 
 
 def _analyze(controller, args, log) -> int:
-    from serving.rollout.analysis import AnalysisSettings, AnalysisThresholds
     from serving.rollout.flow import analyze_canary
+    from serving.rollout.settings import AnalysisSettings, AnalysisThresholds
 
-    thresholds = AnalysisThresholds(
-        max_auc_drop=args.max_auc_drop, max_error_rate=args.max_error_rate,
-        max_p99_latency_ratio=args.max_p99_latency_ratio,
-        latency_slack_ms=args.latency_slack_ms, min_agreement=args.min_agreement,
-        decision_threshold=args.decision_threshold)
-    settings = AnalysisSettings(batch_size=args.batch_size, max_slices=args.max_slices)
+    thresholds = options.settings_from_args(AnalysisThresholds, args)
+    settings = options.settings_from_args(AnalysisSettings, args)
     outcome = analyze_canary(controller, args.data, labels=args.labels, auto=args.auto,
                              settings=settings, thresholds=thresholds, log=log)
     if args.json:

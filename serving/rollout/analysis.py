@@ -31,27 +31,9 @@ from components.dicom.metrics import UndefinedAUCWarning, aggregate_by_study, ro
 from serving.api.errors import ServingError
 from serving.client.model_client import ModelClient
 from serving.rollout.data import SliceBatch
+from serving.rollout.settings import AnalysisSettings, AnalysisThresholds
 
 STABLE, CANARY = "stable", "canary"
-
-
-@dataclass(frozen=True)
-class AnalysisThresholds:
-    """When a canary is 'no worse' than stable; every bound is inclusive."""
-    max_auc_drop: float = 0.02          # stable study AUC - canary study AUC
-    max_error_rate: float = 0.0         # canary's erroneous slices / slices
-    max_p99_latency_ratio: float = 1.5  # canary p99 <= ratio * stable p99 + slack
-    latency_slack_ms: float = 5.0       # a few ms of p99 is jitter, not a regression
-    min_agreement: float = 0.9          # share of slices with the same thresholded call
-    decision_threshold: float = 0.5     # a slice is called positive when p > this
-
-
-@dataclass(frozen=True)
-class AnalysisSettings:
-    batch_size: int = 16                # slices per Predict request
-    warmup_requests: int = 2            # per label, not measured
-    max_slices: int | None = None       # stop after this many slices (None: the whole set)
-    progress_every_s: float = 2.0       # how often partial results are reported
 
 
 @dataclass(frozen=True)

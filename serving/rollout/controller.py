@@ -26,7 +26,6 @@ from pathlib import Path
 
 import grpc
 
-from components.contract import DEFAULT_MODEL_NAME
 from serving.api.errors import ServingError
 from serving.client.model_client import ModelClient, VersionState
 from serving.api.model_config import (ModelConfigError, ModelServerConfig, find_model,
@@ -35,6 +34,7 @@ from serving.api.model_config import (ModelConfigError, ModelServerConfig, find_
                                   write_model_config)
 from serving.rollout.state import (ModelRollout, read_model_state, rollout_lock,
                                    state_path_for, update_model_state)
+from serving.rollout.settings import RolloutSettings
 
 STABLE, CANARY = "stable", "canary"
 MANAGED_LABELS = (STABLE, CANARY)
@@ -42,16 +42,6 @@ MANAGED_LABELS = (STABLE, CANARY)
 
 class RolloutError(RuntimeError):
     """A rollout step could not be done; the message says which and why."""
-
-
-@dataclass(frozen=True)
-class RolloutSettings:
-    model_config: str                  # the models.config the server reads
-    server: str                        # gRPC HOST:PORT of the model server
-    model_name: str = DEFAULT_MODEL_NAME
-    load_timeout_s: float = 300.0      # for a new version to become AVAILABLE
-    unload_timeout_s: float = 60.0     # for a dropped version to reach END
-    poll_interval_s: float = 0.2       # GetModelStatus polling period
 
 
 @dataclass

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 from serving.api.errors import ServingError
 from serving.client.model_client import ModelClient
-from serving.rollout.controller import CANARY, STABLE, RolloutController, RolloutError, RolloutSettings
-from serving.rollout.analysis import (AnalysisReport, AnalysisSettings, AnalysisThresholds,
-                                      run_shadow_analysis)
+from serving.rollout.analysis import AnalysisReport, run_shadow_analysis
+from serving.rollout.controller import CANARY, STABLE, RolloutController, RolloutError
 from serving.rollout.data import batched, open_eval_data
+from serving.rollout.settings import AnalysisSettings, AnalysisThresholds, RolloutSettings
 
 
 @dataclass(frozen=True)

@@ -8,49 +8,43 @@ so a new server setting is declared here and nowhere else.
 """
 from __future__ import annotations
 
-from dataclasses import MISSING, dataclass, field
-from typing import Any
+from dataclasses import dataclass
+
+from serving.api.settings import option_field
 
 MIB = 1 << 20
-
-
-def _option(flag: str, help: str, default: Any = MISSING, *, unit: int = 1,
-            metavar: str | None = None) -> Any:
-    """A settings field that is also the command-line option `flag` (flag value * unit)."""
-    return field(default=default,
-                 metadata={"flag": flag, "help": help, "unit": unit, "metavar": metavar})
 
 
 @dataclass(frozen=True)
 class ServerSettings:
     """Everything the local server can be told; defaults suit one machine, batched 512^2."""
-    model_config: str = _option("--model-config",
+    model_config: str = option_field("--model-config",
                                 "models.config (TF Serving ModelServerConfig text proto)",
                                 metavar="PATH")
     # Loopback unless asked: the API has no authentication.
-    host: str = _option("--host", "address to bind; 0.0.0.0 exposes the unauthenticated API "
+    host: str = option_field("--host", "address to bind; 0.0.0.0 exposes the unauthenticated API "
                         "to the network", "127.0.0.1", metavar="ADDRESS")
-    port: int = _option("--port", "gRPC port; 0 picks a free one", 8500)  # TF Serving's
+    port: int = option_field("--port", "gRPC port; 0 picks a free one", 8500)  # TF Serving's
     # TF Serving's --file_system_poll_wait_seconds: how soon a pushed version is served.
-    poll_seconds: float = _option("--poll-seconds", "how often base paths are scanned for new "
+    poll_seconds: float = option_field("--poll-seconds", "how often base paths are scanned for new "
                                   "versions", 1.0)
-    config_poll_seconds: float = _option("--config-poll-seconds", "how often models.config is "
+    config_poll_seconds: float = option_field("--config-poll-seconds", "how often models.config is "
                                          "checked for changes; 0: never", 1.0)
     # 256 uint8 images of 512^2 per request.
-    max_message_bytes: int = _option("--max-message-mib", "largest request/response in MiB",
+    max_message_bytes: int = option_field("--max-message-mib", "largest request/response in MiB",
                                      64 * MIB, unit=MIB, metavar="MIB")
     # Concurrent RPCs; TensorFlow computes outside the GIL.
-    max_workers: int = _option("--max-workers", "concurrent RPC threads", 16)
-    grace_seconds: float = _option("--grace-seconds", "how long SIGTERM (or stop()) waits for "
+    max_workers: int = option_field("--max-workers", "concurrent RPC threads", 16)
+    grace_seconds: float = option_field("--grace-seconds", "how long SIGTERM (or stop()) waits for "
                                    "in-flight calls", 10.0)
-    allow_version_labels_for_unavailable_models: bool = _option(  # TF Serving's default: off
+    allow_version_labels_for_unavailable_models: bool = option_field(  # TF Serving's default: off
         "--allow-version-labels-for-unavailable-models",
         "as TF Serving's flag: a new label may point at a version that is not loaded yet "
         "(needed when models.config has labels at startup); moving an existing label still "
         "needs it loaded", False)
-    tls_cert_file: str | None = _option("--tls-cert", "PEM certificate chain: serve gRPC over "
+    tls_cert_file: str | None = option_field("--tls-cert", "PEM certificate chain: serve gRPC over "
                                         "TLS instead of plaintext", None, metavar="FILE")
-    tls_key_file: str | None = _option("--tls-key", "PEM private key of --tls-cert", None,
+    tls_key_file: str | None = option_field("--tls-key", "PEM private key of --tls-cert", None,
                                        metavar="FILE")
 
     def __post_init__(self) -> None:

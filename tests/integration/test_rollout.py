@@ -11,8 +11,9 @@ import tensorflow as tf
 from support.rollout_fixtures import (FAST, RoutedLoop, common, initial_config, mspipe,
                               served_entry, wait_until, write_eval_tfrecords)
 from serving.client.model_client import ModelClient
-from serving.rollout.controller import RolloutController, RolloutError, RolloutSettings
-from serving.rollout.analysis import AnalysisReport, AnalysisThresholds, decide
+from serving.rollout.analysis import AnalysisReport, decide
+from serving.rollout.controller import RolloutController, RolloutError
+from serving.rollout.settings import AnalysisThresholds, RolloutSettings
 from components.dicom.records import RecordError, read_tfrecords
 from serving.rollout.data import (DataSummary, EvalDataError, eval_split_files,
                                   slices_from_tfrecords)
