@@ -176,10 +176,7 @@ def _write_report(context: _Context, base: SeriesIdentity) -> FileRecord:
     text = (f"Report for {patient.name} ({patient.patient_id}), requested by "
             f"{patient.referring_physician}: {patient.study_description}. See images.")
     ds = dicom_files.text_report(identity, new_uid(context.rng), text)
-    data = dicom_files.encode(ds, ExplicitVRLittleEndian)
-    path = context.write(identity.series_uid, context.file_name(1), data)
-    return FileRecord(path, identity.study_uid, REPORT, str(ExplicitVRLittleEndian), 0,
-                      UNSUPPORTED_SOP_CLASS, 1)
+    return _write_unsupported(context, identity, ds, REPORT, frames=0)
 
 
 def _write_capture(context: _Context, base: SeriesIdentity) -> FileRecord:
@@ -196,9 +193,15 @@ def _write_capture(context: _Context, base: SeriesIdentity) -> FileRecord:
             pixels[12 + 16 * line:22 + 16 * line, x:x + width] = 255
             x += int(width) + 3
     ds = dicom_files.secondary_capture(identity, new_uid(context.rng), pixels)
+    return _write_unsupported(context, identity, ds, CAPTURE, frames=1)
+
+
+def _write_unsupported(context: _Context, identity: SeriesIdentity, ds, kind: str,
+                       frames: int) -> FileRecord:
+    """A one-file series of a SOP class ingest must refuse (one unsupported_sop_class reject)."""
     data = dicom_files.encode(ds, ExplicitVRLittleEndian)
     path = context.write(identity.series_uid, context.file_name(1), data)
-    return FileRecord(path, identity.study_uid, CAPTURE, str(ExplicitVRLittleEndian), 1,
+    return FileRecord(path, identity.study_uid, kind, str(ExplicitVRLittleEndian), frames,
                       UNSUPPORTED_SOP_CLASS, 1)
 
 
