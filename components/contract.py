@@ -30,3 +30,7 @@ IMAGE_INPUT = "image"        # input of serving_default and serving_float
 EXAMPLES_INPUT = "examples"  # input of serving_examples
 PROBABILITY = "probability"  # P(MS) per image: the prediction TFMA and the report read
 LOGIT = "logit"
+
+# A slice or study is called MS when its probability is above this: the report's confusion
+# counts, the canary analysis's agreement and the web page's verdict all use it.
+DECISION_THRESHOLD = 0.5

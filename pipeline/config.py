@@ -11,8 +11,10 @@ import dataclasses
 import os
 from typing import Any, Sequence
 
-from components.contract import DEFAULT_MODEL_NAME
+from components.contract import DECISION_THRESHOLD, DEFAULT_MODEL_NAME
+from components.dicom_example_gen.splits import DEFAULT_SPLIT_RATIOS
 from components.dicom.preprocessing import PreprocessSettings
+from components.evaluation import MAX_AUC_DROP, MIN_STUDY_AUC
 from components.features import DEFAULT_SALT
 from components.trainer.config import ModelConfig
 
@@ -32,17 +34,15 @@ class PipelineConfig:
     model_name: str = DEFAULT_MODEL_NAME
     # Data (DicomExampleGen); the image size is the model's, see `image_size`.
     orientations: Sequence[str] = PreprocessSettings.orientations
-    # The pipeline's own split (what `mspipe pipeline run` has always used), not DicomExampleGen's
-    # 0.8/0.2 default: here the eval split is what blesses a model.
-    split_ratios: tuple[tuple[str, float], ...] = (("train", 0.7), ("eval", 0.3))
+    split_ratios: tuple[tuple[str, float], ...] = tuple(DEFAULT_SPLIT_RATIOS.items())
     salt: str = DEFAULT_SALT
     # Model and training
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     # Blessing: study-level AUC must reach this and not drop below the last blessed model's
     # by more than max_auc_drop.
-    min_study_auc: float = 0.8
-    max_auc_drop: float = 0.02
-    decision_threshold: float = 0.5
+    min_study_auc: float = MIN_STUDY_AUC
+    max_auc_drop: float = MAX_AUC_DROP
+    decision_threshold: float = DECISION_THRESHOLD
     # Orchestration
     beam_args: Sequence[str] = DEFAULT_BEAM_ARGS
     enable_cache: bool = True

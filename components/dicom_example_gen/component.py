@@ -84,7 +84,7 @@ class DicomExampleGen(base_beam_component.BaseBeamComponent):
           orientations: planes to keep, among axial, coronal, sagittal, oblique.
           salt: key of the study/series/file hashes; keep it per deployment.
           split_ratios: e.g. {"train": 0.8, "eval": 0.2}, or (name, ratio) pairs, optionally
-            with "test"; relative weights, counted in studies. Default {"train": 0.8, "eval": 0.2}.
+            with "test"; relative weights, counted in studies. Default: splits.DEFAULT_SPLIT_RATIOS.
         """
         settings = PreprocessSettings(image_size=image_size, orientations=tuple(orientations))
         if not labels_path:

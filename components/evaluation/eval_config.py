@@ -21,7 +21,7 @@ import math
 import tensorflow_model_analysis as tfma
 
 from components import contract, features
-from components.evaluation import study_metrics
+from components.evaluation import MAX_AUC_DROP, MIN_STUDY_AUC, study_metrics
 
 STUDY_METRICS_MODULE = study_metrics.__name__
 
@@ -51,7 +51,7 @@ def _check_bounds(min_study_auc: float, max_auc_drop: float) -> None:
                          f"got {max_auc_drop}")
 
 
-def build_eval_config(*, min_study_auc: float = 0.8, max_auc_drop: float = 0.0,
+def build_eval_config(*, min_study_auc: float = MIN_STUDY_AUC, max_auc_drop: float = MAX_AUC_DROP,
                       signature_name: str = contract.SERVING_EXAMPLES) -> tfma.EvalConfig:
     """EvalConfig blessing a model when, on the whole eval split,
 

@@ -7,6 +7,7 @@ from tfx.types import standard_artifacts
 from tfx.types.artifact import Artifact
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
+from components.contract import DECISION_THRESHOLD
 from components.dicom_example_gen.component import RejectLedger
 from components.evaluation_report import executor as report_executor
 
@@ -43,7 +44,7 @@ class EvaluationReport(base_component.BaseComponent):
     def __init__(self, *, examples: types.BaseChannel, rejects: types.BaseChannel,
                  model: types.BaseChannel, evaluation: types.BaseChannel,
                  blessing: types.BaseChannel, pushed_model: types.BaseChannel,
-                 model_name: str, decision_threshold: float = 0.5):
+                 model_name: str, decision_threshold: float = DECISION_THRESHOLD):
         super().__init__(spec=EvaluationReportSpec(
             examples=examples, rejects=rejects, model=model, evaluation=evaluation,
             blessing=blessing, pushed_model=pushed_model, model_name=model_name,

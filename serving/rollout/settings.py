@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from components.contract import DEFAULT_MODEL_NAME
+from components.contract import DECISION_THRESHOLD, DEFAULT_MODEL_NAME
 from serving.api.settings import option_field
 
 
@@ -35,7 +35,7 @@ class AnalysisThresholds:
     min_agreement: float = option_field(
         "--min-agreement", "share of slices whose thresholded call agrees with stable", 0.9)
     decision_threshold: float = option_field(
-        "--decision-threshold", "a slice is called positive when p > this", 0.5)
+        "--decision-threshold", "a slice is called positive when p > this", DECISION_THRESHOLD)
 
 
 @dataclass(frozen=True)

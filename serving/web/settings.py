@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from components.contract import DEFAULT_MODEL_NAME
+from components.contract import DECISION_THRESHOLD, DEFAULT_MODEL_NAME
 
 MB = 1_000_000  # decimal, as file browsers show sizes
 
@@ -19,7 +19,7 @@ class WebSettings:
     label: str | None = None           # version label to ask for; None: the server's default
     model_config: str | None = None    # models.config of `mspipe rollout`: route by its canary
     known_labels: tuple[str, ...] = ("stable", "canary")  # probed to say which label answered
-    threshold: float = 0.5             # the evaluation report's decision threshold (p > t)
+    threshold: float = DECISION_THRESHOLD  # the evaluation report's decision threshold (p > t)
     max_upload_bytes: int = 100 * MB   # one request: all files (or the zip) together
     max_unzipped_bytes: int = 400 * MB  # everything inside the zips of one upload
     max_files: int = 2000              # files per upload, zip members included
