@@ -32,7 +32,7 @@ def pipeline_outputs(tmp_path_factory):
     fx.write_split(str(examples / "Split-train"), TRAIN_SLICES)
     candidate = fx.write_model_artifact(str(root / "candidate"))
     baseline = fx.write_model_artifact(str(root / "baseline"), baseline=True)
-    config = build_eval_config(min_study_auc=0.8)
+    config = build_eval_config(min_study_auc=0.8, max_auc_drop=0.0)  # any drop fails
     return {
         "root": root, "examples": str(examples), "candidate": candidate,
         "eval_split": str(examples / "Split-eval"), **_recorded_counts(),
