@@ -17,6 +17,18 @@ TESTS = Path(__file__).resolve().parent
 TIERS = ("unit", "integration", "e2e")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Point the parity tests (tests/support/parity.py) at a real TF Serving deployment."""
+    group = parser.getgroup("tf-serving", "parity tests against a real tensorflow_model_server")
+    group.addoption("--tf-serving-grpc", metavar="HOST:PORT", default=None,
+                    help="gRPC address of a running TF Serving: parity tests call it instead "
+                         "of a local server")
+    group.addoption("--tf-serving-rest", metavar="HOST:PORT", default=None,
+                    help="its REST address (--rest_api_port)")
+    group.addoption("--tf-serving-model", metavar="NAME", default="ms_mri",
+                    help="the model it serves (models.config name; default ms_mri)")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark each test with the tier of its folder (tests/<tier>/...)."""
     for item in items:
