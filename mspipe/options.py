@@ -96,23 +96,37 @@ def configure_logging(level: str) -> None:
 
 
 def add_settings_options(parser: argparse.ArgumentParser, settings_type: type) -> None:
-    """One option per field of the dataclass that names a `flag` in its metadata."""
+    """One option per field of the dataclass that names a `flag` in its metadata (plus its
+    aliases). Options default to None, so the dataclass keeps the one home of each default."""
     for field in _option_fields(settings_type):
-        parser.add_argument(field.metadata["flag"], dest=field.name, **_argparse_spec(field))
+        flags = (field.metadata["flag"], *field.metadata.get("aliases", ()))
+        parser.add_argument(*flags, dest=field.name, **_argparse_spec(field))
 
 
 def settings_from_args(settings_type: type[_Settings], args: argparse.Namespace) -> _Settings:
-    """The dataclass back from the options of `add_settings_options`; a value it refuses is
-    a usage error."""
+    """The dataclass back from the options of `add_settings_options`: the options given, the
+    dataclass's defaults for the others; a value it refuses is a usage error."""
     values = {}
     for field in _option_fields(settings_type):
-        value = getattr(args, field.name)
+        value = getattr(args, field.name, None)
+        if value is None:
+            continue
         unit = field.metadata.get("unit", 1)
-        values[field.name] = value * unit if value is not None and unit != 1 else value
+        values[field.name] = value * unit if unit != 1 else value
     try:
         return settings_type(**values)
     except ValueError as error:
         raise CommandError(str(error), EXIT_USAGE) from error
+
+
+def parse_bool(text: str) -> bool:
+    """A boolean option's value as TF Serving's flag parser reads it: true/false, 1/0."""
+    value = text.strip().lower()
+    if value in ("true", "1"):
+        return True
+    if value in ("false", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def _option_fields(settings_type: type) -> list[dataclasses.Field]:
@@ -120,16 +134,20 @@ def _option_fields(settings_type: type) -> list[dataclasses.Field]:
 
 
 def _argparse_spec(field: dataclasses.Field) -> dict[str, Any]:
-    """Type, default and help of an option, from the field's default and metadata."""
+    """Type, help (with the default) and requiredness of an option, from the field's default
+    and metadata; the argparse default is None (see settings_from_args)."""
     help_text = field.metadata["help"]
     if isinstance(field.default, bool):
-        return {"action": "store_true", "help": help_text}
+        # `--flag` alone means true, as TF Serving's bool flags; `--flag=false` turns it off.
+        return {"nargs": "?", "const": True, "type": parse_bool, "metavar": "true|false",
+                "help": f"{help_text} (default: {str(field.default).lower()})"}
     spec = {"metavar": field.metadata.get("metavar"), "help": help_text}
     if field.default is dataclasses.MISSING:
         return {**spec, "required": True}
     if field.default is None:
         return {**spec, "type": field.metadata["type"]} if field.metadata.get("type") else spec
     unit = field.metadata.get("unit", 1)
-    return {**spec, "type": type(field.default),
-            "default": field.default // unit if unit != 1 else field.default,
-            "help": f"{help_text} (default: %(default)s)"}
+    shown = field.default if unit == 1 else round(field.default / unit, 3)
+    if spec["metavar"] is None and isinstance(field.default, (int, float)):
+        spec["metavar"] = "N"
+    return {**spec, "type": type(field.default), "help": f"{help_text} (default: {shown})"}

@@ -11,8 +11,12 @@ from typing import Any
 
 
 def option_field(flag: str, help: str, default: Any = MISSING, *, unit: int = 1,
-                 metavar: str | None = None, type: type | None = None) -> Any:
+                 metavar: str | None = None, type: type | None = None,
+                 aliases: tuple[str, ...] = ()) -> Any:
     """A settings field that is also the command-line option `flag` (flag value * unit);
-    `type` is needed only when the default (None) does not show it."""
+    `type` is needed only when the default (None) does not show it. `aliases` are other
+    spellings of the same option (e.g. TF Serving's `--model_config_file` and our older
+    `--model-config`); a bool field's option takes `--flag`, `--flag=true|false|1|0`."""
     return field(default=default, metadata={"flag": flag, "help": help, "unit": unit,
-                                            "metavar": metavar, "type": type})
+                                            "metavar": metavar, "type": type,
+                                            "aliases": tuple(aliases)})
