@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -45,13 +46,25 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+def serve_arguments(model_config: Path, port: int) -> list[str]:
+    """`mspipe serve`'s arguments for the demo's models.config, the ones it runs and prints.
+    The config has version labels (stable, canary), which TF Serving (and so `mspipe serve`)
+    refuses at startup, before anything loaded, unless the labels flag is on."""
+    return ["--model_config_file", str(model_config), "--port", str(port),
+            "--allow_version_labels_for_unavailable_models=true"]
+
+
+def serve_command_line(model_config: Path, port: int) -> str:
+    """The shell command that restarts the demo's server as the demo ran it."""
+    return shlex.join(["mspipe", "serve", *serve_arguments(model_config, port)])
+
+
 @contextlib.contextmanager
 def model_server(model_config: Path, port: int, log_path: Path) -> Iterator[str]:
     """`mspipe serve` in its own process, as a deployment would run it; drained on exit."""
     log = open(log_path, "w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "mspipe", "serve", "--model-config", str(model_config),
-         "--port", str(port), "--allow-version-labels-for-unavailable-models",
+        [sys.executable, "-m", "mspipe", "serve", *serve_arguments(model_config, port),
          "--log-level", "WARNING"], stdout=log, stderr=subprocess.STDOUT)
     target = f"127.0.0.1:{port}"
     try:
@@ -156,6 +169,7 @@ def run_demo(settings: DemoSettings) -> None:
     with model_server(model_config, port, out / "server.log") as target:
         print(f"serving {config.model_name} version {summary.pushed_version} (label stable) "
               f"at {target}; config {model_config}")
+        print(f"(the same server: {serve_command_line(model_config, port)})")
         _predict_examples(target, manifest, data_dir, resolve_salt(config.salt))
 
         _step(4, total, f"retrain for {RETRAIN_EXTRA_EPOCHS} more epochs: a candidate version 2")
@@ -175,6 +189,7 @@ def run_demo(settings: DemoSettings) -> None:
         print(f"first run : {summary.report_path}")
         print(f"second run: {summary_v2.report_path}")
         print(f"models    : {config.model_base_path}")
+        print(f"serve again: {serve_command_line(model_config, port)}")
 
         interactive = settings.keep_running or (sys.stdin.isatty() and not os.environ.get("CI"))
         if settings.web:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from concurrent import futures
 from pathlib import Path
 
@@ -27,10 +28,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from serving.api.errors import ServingError
 from serving.server.grpc_services import ModelService, PredictionService
-from serving.api.model_config import ModelConfigError, ModelServerConfig, parse_model_config
+from serving.api.model_config import ModelConfigError, parse_model_config
 from serving.server.model_manager import ModelManager
 from serving.api.protos import model_service_pb2_grpc, prediction_service_pb2_grpc
 from serving.server.settings import ServerSettings
+from serving.server.startup import configure_tensorflow_threads, initial_config
 
 LOG = logging.getLogger(__name__)
 PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
@@ -49,6 +51,7 @@ class ModelServer:
         self._stopped = threading.Event()
         self._poller: threading.Thread | None = None
         self._config_text: str | None = None
+        self._next_config_poll = 0.0
         self._last_config_error: str | None = None
         self._health_models: set[str] = set()
         self.port: int | None = None
@@ -60,7 +63,8 @@ class ModelServer:
     def start(self) -> "ModelServer":
         """Load the config (as TF Serving: labels checked, first versions loaded), then
         listen. Raises ServingError / ModelConfigError when the config cannot be served."""
-        config = self._read_config_file()
+        configure_tensorflow_threads(self.settings)  # before the first load starts TensorFlow
+        config, self._config_text = initial_config(self.settings)
         self.manager.reload_config(config)
         self._grpc = self._build_grpc_server()
         self.port = self._bind(self._grpc)
@@ -131,19 +135,16 @@ class ModelServer:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         return server
 
-    def _read_config_file(self) -> ModelServerConfig:
-        path = Path(self.settings.model_config)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as error:
-            raise ModelConfigError(f"{path}: cannot read model config: {error.strerror}") from None
-        config = parse_model_config(text, str(path))
-        self._config_text = text
-        return config
+    def _poll_period(self) -> float | None:
+        """Wake-up period of the poller: the shorter of the two TF Serving poll flags that are
+        on (> 0); None: only a config change (HandleReloadConfigRequest, stop) wakes it."""
+        periods = [p for p in (self.settings.poll_seconds, self.settings.config_poll_seconds)
+                   if p > 0]
+        return min(periods) if periods else None
 
     def _poll_forever(self) -> None:
         while not self._stopped.is_set():
-            self.manager.config_changed.wait(timeout=self.settings.poll_seconds)
+            self.manager.config_changed.wait(timeout=self._poll_period())
             self.manager.config_changed.clear()
             if self._stopped.is_set():
                 return
@@ -155,8 +156,12 @@ class ModelServer:
             self._update_health()
 
     def _maybe_reload_config_file(self) -> None:
-        if self.settings.config_poll_seconds <= 0:
+        """Every --model_config_file_poll_wait_seconds (0: never), re-apply a changed file."""
+        period = self.settings.config_poll_seconds
+        if period <= 0 or not self.settings.model_config or \
+                time.monotonic() < self._next_config_poll:
             return
+        self._next_config_poll = time.monotonic() + period
         path = Path(self.settings.model_config)
         try:
             text = path.read_text(encoding="utf-8")

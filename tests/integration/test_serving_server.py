@@ -206,12 +206,16 @@ def test_malformed_requests_get_tf_serving_status_codes(server_with_two_versions
 
 
 def test_oversized_message_is_refused_and_server_survives(server_with_two_versions):
-    server, channel, _ = server_with_two_versions
-    count = server.settings.max_message_bytes // (IMAGE_SIZE * IMAGE_SIZE) + 8
-    images = np.zeros((count, IMAGE_SIZE, IMAGE_SIZE, 1), dtype=np.uint8)
-    assert_code(lambda: predict_stub(channel).Predict(image_request(images), timeout=30),
-                grpc.StatusCode.RESOURCE_EXHAUSTED)
-    assert predict_stub(channel).Predict(image_request(random_images(1)), timeout=10)
+    """--max-message-mib (our extension; the default is TF Serving's INT32_MAX) caps requests."""
+    shared, _, _ = server_with_two_versions
+    with running_server(shared.settings.model_config, max_message_bytes=8 << 20) as server, \
+            grpc.insecure_channel(server.address, options=[
+                ("grpc.max_send_message_length", 128 << 20)]) as channel:
+        count = server.settings.max_message_bytes // (IMAGE_SIZE * IMAGE_SIZE) + 8
+        images = np.zeros((count, IMAGE_SIZE, IMAGE_SIZE, 1), dtype=np.uint8)
+        assert_code(lambda: predict_stub(channel).Predict(image_request(images), timeout=30),
+                    grpc.StatusCode.RESOURCE_EXHAUSTED)
+        assert predict_stub(channel).Predict(image_request(random_images(1)), timeout=10)
 
 
 def test_concurrent_clients_all_succeed(server_with_two_versions):

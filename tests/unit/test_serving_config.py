@@ -18,6 +18,7 @@ from serving.api.model_config import (DeploymentLayout, ModelConfigError, aspire
 from serving.server.settings import ServerSettings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "serving" / "deploy"
+METRICS_PATH = "/monitoring/prometheus/metrics"  # TF Serving's documented path
 LAYOUT = DeploymentLayout()
 
 
@@ -131,7 +132,12 @@ def test_k8s_manifest_matches_compose_and_config():
     assert {LAYOUT.container_base_path(), LAYOUT.container_config_dir} <= mounts
     ports = {p["containerPort"] for p in container["ports"]}
     assert ports == {LAYOUT.grpc_port, LAYOUT.rest_port}
-    assert container["livenessProbe"]["tcpSocket"]["port"] == LAYOUT.grpc_port
+    for probe in ("startupProbe", "livenessProbe"):  # gRPC health, overall status ("")
+        assert container[probe]["grpc"] == {"port": LAYOUT.grpc_port, "service": ""}
+    assert config_map["monitoring_config.txt"] == (DEPLOY / "monitoring_config.txt").read_text()
+    annotations = docs["Deployment"]["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/path"] == METRICS_PATH
+    assert annotations["prometheus.io/port"] == str(LAYOUT.rest_port)
     assert f"/v1/models/{LAYOUT.model_name}" in container["readinessProbe"]["exec"]["command"][-1]
     service_ports = {p["port"] for p in docs["Service"]["spec"]["ports"]}
     assert service_ports == {LAYOUT.grpc_port, LAYOUT.rest_port}
@@ -147,6 +153,16 @@ def _check_server_flags(flags: dict[str, str]) -> None:
     # true on purpose (see docker-compose.yml): with false, labels in models.config stop
     # TF Serving from starting at all.
     assert flags["allow_version_labels_for_unavailable_models"] == "true"
+    assert flags["monitoring_config_file"] == f"{LAYOUT.container_config_dir}/monitoring_config.txt"
+    assert flags["enable_grpc_healthcheck_service"] == "true"
+
+
+def test_monitoring_config_exports_prometheus_metrics():
+    """MonitoringConfig text proto (tensorflow_serving/config/monitoring_config.proto)."""
+    text = (DEPLOY / "monitoring_config.txt").read_text()
+    match = re.fullmatch(r'\s*prometheus_config\s*\{\s*enable:\s*true\s*'
+                         r'path:\s*"([^"]+)"\s*\}\s*', text)
+    assert match and match.group(1) == METRICS_PATH
 
 
 def _batching(text: str) -> dict[str, str]:
@@ -169,7 +185,8 @@ def test_batching_fits_client_batches_and_message_limits():
     assert ClientSettings().max_batch <= int(fields["max_batch_size"])
     image_bytes = 512 * 512
     assert int(fields["max_batch_size"]) * image_bytes < ServerSettings("x").max_message_bytes
-    assert ClientSettings().max_message_bytes == ServerSettings("x").max_message_bytes
+    # the server takes what TF Serving takes (INT32_MAX); the client's own limit fits in it
+    assert ClientSettings().max_message_bytes <= ServerSettings("x").max_message_bytes
 
 
 def test_local_server_defaults_match_the_deployment():
