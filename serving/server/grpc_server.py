@@ -30,6 +30,7 @@ from serving.api.errors import ServingError
 from serving.server.grpc_services import ModelService, PredictionService
 from serving.api.model_config import ModelConfigError, parse_model_config
 from serving.server.model_manager import ModelManager
+from serving.server.rest import RestServer, WSGIApp
 from serving.api.protos import model_service_pb2_grpc, prediction_service_pb2_grpc
 from serving.server.settings import ServerSettings
 from serving.server.startup import configure_tensorflow_threads, initial_config
@@ -55,10 +56,19 @@ class ModelServer:
         self._last_config_error: str | None = None
         self._health_models: set[str] = set()
         self.port: int | None = None
+        self._services: tuple[PredictionService, ModelService] | None = None
+        self._rest: RestServer | None = None
+        # Other handlers on the REST port, {exact path: WSGI app} (e.g. Prometheus metrics).
+        self.rest_routes: dict[str, WSGIApp] = {}
 
     @property
     def address(self) -> str:
         return f"{self.settings.host}:{self.port}"
+
+    @property
+    def rest_address(self) -> str | None:
+        """host:port of the REST API, None unless --rest_api_port > 0."""
+        return None if self._rest is None else f"{self.settings.host}:{self._rest.port}"
 
     def start(self) -> "ModelServer":
         """Load the config (as TF Serving: labels checked, first versions loaded), then
@@ -71,6 +81,7 @@ class ModelServer:
         if not self.port:
             raise OSError(f"cannot bind {self.settings.host}:{self.settings.port}")
         self._grpc.start()
+        self._start_rest()
         self._update_health()
         self._poller = threading.Thread(target=self._poll_forever, name="model-poller",
                                         daemon=True)
@@ -85,6 +96,8 @@ class ModelServer:
         self._stopped.set()
         self.manager.config_changed.set()
         self.health.enter_graceful_shutdown()
+        if self._rest is not None:
+            self._rest.stop()
         if self._grpc is not None:
             grace = self.settings.grace_seconds if grace_s is None else grace_s
             self._grpc.stop(grace).wait()
@@ -119,7 +132,18 @@ class ModelServer:
         chain = Path(self.settings.tls_cert_file).read_bytes()
         return server.add_secure_port(address, grpc.ssl_server_credentials([(key, chain)]))
 
+    def _start_rest(self) -> None:
+        """TF Serving's HTTP server, on the same services, when --rest_api_port > 0."""
+        if self.settings.rest_api_port > 0:
+            self._rest = RestServer(
+                self.manager, *self._services, host=self.settings.host,
+                port=self.settings.rest_api_port, num_threads=self.settings.rest_api_num_threads,
+                extra_routes=self.rest_routes, max_body_bytes=self.settings.max_message_bytes
+            ).start()
+
     def _build_grpc_server(self) -> grpc.Server:
+        self._services = (PredictionService(self.manager, self.settings.max_decoded_bytes),
+                          ModelService(self.manager))
         limit = self.settings.max_message_bytes
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=self.settings.max_workers,
@@ -129,9 +153,9 @@ class ModelServer:
                      ("grpc.so_reuseport", 0)],
             maximum_concurrent_rpcs=self.settings.max_workers * 8)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionService(self.manager, self.settings.max_decoded_bytes), server)
+            self._services[0], server)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-            ModelService(self.manager), server)
+            self._services[1], server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         return server
 

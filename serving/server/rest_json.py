@@ -1,0 +1,509 @@
+"""TF Serving's JSON encoding of tensors, examples and results (tensorflow_serving/util/json_tensor.cc).
+
+The REST API (serving/server/rest.py) turns a JSON body into the same request protos the gRPC
+services take, and their replies back into JSON, with TF Serving's rules and error texts:
+- predict: `{"signature_name": ..., "instances": [...]}` (row format, one item per batch entry;
+  objects when the signature has several inputs) or `{"inputs": ...}` (columnar: one value, or an
+  object of named values); replies `{"predictions": [...]}` / `{"outputs": ...}` alike.
+- strings: a JSON string, or `{"b64": "..."}` for bytes; outputs named `*_bytes` reply as b64.
+- floats: six significant digits when that round-trips, else max_digits10; `.0` on whole
+  numbers; `NaN`, `Infinity` (TF Serving's WriteDecimal).
+- classify/regress: `{"examples": [{feature: value | [values]}], "context": {...}}` ->
+  tf.Examples; replies `{"results": ...}`.
+Numeric tensors are parsed with `json` once and turned into one numpy array (no per-value
+protobuf work), then sent as `tensor_content`: a 512x512x1 uint8 image costs one json.loads and
+one np.asarray. Every refusal is a ServingError (INVALID_ARGUMENT unless TF Serving says other).
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from collections.abc import Callable
+from enum import Enum
+
+import numpy as np
+
+from serving.api.errors import ServingError, invalid_argument
+from serving.api.protos import (example_pb2, feature_pb2, meta_graph_pb2, predict_pb2,
+                                types_pb2)
+from serving.api.tensor_codec import dtype_name, numpy_dtype, to_tensor_proto
+
+DT = types_pb2.DataType
+SIGNATURE_KEY, INSTANCES, INPUTS = "signature_name", "instances", "inputs"
+PREDICTIONS, OUTPUTS, RESULTS, EXAMPLES, CONTEXT, B64 = (
+    "predictions", "outputs", "results", "examples", "context", "b64")
+BYTES_SUFFIX = "_bytes"
+_INT_TYPES = {DT.DT_INT8, DT.DT_INT16, DT.DT_INT32, DT.DT_INT64, DT.DT_UINT8, DT.DT_UINT16,
+              DT.DT_UINT32, DT.DT_UINT64}
+_FLOAT_TYPES = {DT.DT_FLOAT, DT.DT_DOUBLE, DT.DT_HALF}
+
+
+class JsonFormat(Enum):
+    """Which request layout a predict call used; the reply uses the same."""
+    ROW = "row"
+    COLUMNAR = "columnar"
+
+
+# ---------------------------------------------------------------------------- parsing
+def parse_json(body: bytes) -> dict:
+    """The request document; TF Serving's ParseJson errors (our parser's own wording)."""
+    if not body:
+        raise invalid_argument("JSON Parse error: The document is empty")
+    try:
+        doc = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        message = getattr(error, "msg", None) or str(error)
+        offset = getattr(error, "pos", getattr(error, "start", 0))
+        raise invalid_argument(f"JSON Parse error: {message} at offset: {offset}") from None
+    except RecursionError:
+        raise invalid_argument("JSON Parse error: nesting too deep at offset: 0") from None
+    if not isinstance(doc, dict):
+        raise invalid_argument(f"JSON Value: {_short(doc)} Is not object")
+    return doc
+
+
+def signature_name(doc: dict) -> str:
+    value = doc.get(SIGNATURE_KEY, "")
+    if not isinstance(value, str):
+        raise invalid_argument(f"JSON Value: {_short(doc)} not formatted correctly. "
+                               "'signature_name' key must be a string value.")
+    return value
+
+
+def fill_predict_request(doc: dict, request: predict_pb2.PredictRequest,
+                         input_infos: Callable[[str], dict[str, meta_graph_pb2.TensorInfo]]
+                         ) -> JsonFormat:
+    """FillPredictRequestFromJson: inputs from `instances` or `inputs`, typed by the signature."""
+    request.model_spec.signature_name = signature_name(doc)
+    infos = input_infos(request.model_spec.signature_name)
+    if not infos:
+        raise invalid_argument("Failed to get input map for signature: "
+                               f"{request.model_spec.signature_name or 'DEFAULT'}")
+    if INSTANCES in doc and INPUTS in doc:
+        raise invalid_argument(f"JSON Value: {_short(doc)} Not formatted correctly expecting "
+                               f"only one of '{INPUTS}' or '{INSTANCES}' keys to exist ")
+    if INSTANCES in doc:
+        instances = doc[INSTANCES]
+        if not isinstance(instances, list):
+            raise invalid_argument(f"JSON Value: {_short(doc)} Excepting '{INSTANCES}' to be "
+                                   "an list/array")
+        if not instances:
+            raise invalid_argument(f"JSON Value: {_short(doc)} No values in '{INSTANCES}' array")
+        arrays = _arrays_from_instances(instances, infos)
+        form = JsonFormat.ROW
+    elif INPUTS in doc:
+        arrays = _arrays_from_inputs(doc[INPUTS], infos)
+        form = JsonFormat.COLUMNAR
+    else:
+        raise invalid_argument("Missing 'inputs' or 'instances' key")
+    for name, array in arrays.items():
+        request.inputs[name].CopyFrom(to_tensor_proto(array))
+        request.inputs[name].dtype = infos[name].dtype  # e.g. uint16 vs half: the signature's
+    return form
+
+
+def _is_b64(value) -> bool:
+    return isinstance(value, dict) and len(value) == 1 and isinstance(value.get(B64), str)
+
+
+def _is_named_object(value) -> bool:
+    return isinstance(value, dict) and not _is_b64(value)
+
+
+def _arrays_from_instances(instances: list, infos: dict) -> dict[str, np.ndarray]:
+    """Row format: every item one batch entry; items are objects when inputs are named."""
+    named = _is_named_object(instances[0])
+    if not named and len(infos) > 1:
+        raise invalid_argument("instances is a plain list, but expecting list of objects as "
+                               "multiple input tensors required as per tensorinfo_map")
+    if not named:
+        name = next(iter(infos))
+        for index, item in enumerate(instances):
+            if _is_named_object(item):
+                raise invalid_argument(f"Expecting value/list but got object at item {index} "
+                                       "of input list")
+        return {name: _batched(instances, name, infos[name].dtype, "")}
+    columns: dict[str, list] = {name: [] for name in infos}
+    for index, item in enumerate(instances):
+        if not _is_named_object(item):
+            raise invalid_argument(f"Expecting object but got list at item {index} of input "
+                                   "list")
+        for key in item:
+            if key not in infos:
+                raise invalid_argument(
+                    f"Failed to process element: {index} key: {key} of 'instances' list. "
+                    f"Error: INVALID_ARGUMENT: JSON object: does not have named input: {key}")
+        if set(item) != set(infos):
+            raise invalid_argument(
+                f"Failed to process element: {index} of 'instances' list. JSON object: "
+                f"{_short(item)} must only have keys: {','.join(sorted(infos))}")
+        for key, value in item.items():
+            columns[key].append(value)
+    return {name: _batched(values, name, infos[name].dtype, f" key: {name}")
+            for name, values in columns.items()}
+
+
+def _batched(items: list, name: str, dtype: int, key_text: str) -> np.ndarray:
+    """Stack row items into one tensor; items of differing shape are refused as TF Serving."""
+    try:
+        return tensor_from_json(items, dtype)
+    except ServingError:
+        first = _json_shape(items[0])
+        for index, item in enumerate(items):
+            shape = _json_shape(item)
+            if shape != first:
+                raise invalid_argument(
+                    f"Failed to process element: {index}{key_text} of 'instances' list. Error: "
+                    f"INVALID_ARGUMENT: Expecting shape {_shape_text(first)} but got: "
+                    f"{_shape_text(shape)}") from None
+            try:
+                tensor_from_json(item, dtype)
+            except ServingError as error:
+                raise invalid_argument(
+                    f"Failed to process element: {index}{key_text} of 'instances' list. "
+                    f"Error: INVALID_ARGUMENT: {error.details}") from None
+        raise
+
+
+def _arrays_from_inputs(value, infos: dict) -> dict[str, np.ndarray]:
+    """Columnar format: one value for a one-input signature, else an object of named values."""
+    if not isinstance(value, dict) or _is_b64(value):
+        if len(infos) > 1:
+            raise invalid_argument("inputs is a plain value/list, but expecting an object as "
+                                   "multiple input tensors required as per tensorinfo_map")
+        name, info = next(iter(infos.items()))
+        return {name: tensor_from_json(value, info.dtype)}
+    arrays = {}
+    for name, info in infos.items():
+        if name not in value:
+            raise invalid_argument(f"Missing named input: {name} in 'inputs' object.")
+        arrays[name] = tensor_from_json(value[name], info.dtype)
+    return arrays
+
+
+def tensor_from_json(value, dtype: int) -> np.ndarray:
+    """A dense JSON value (scalar or nested lists) as an array of `dtype`."""
+    if dtype == DT.DT_STRING:
+        return _string_tensor(value)
+    try:
+        target = numpy_dtype(dtype)
+    except ValueError:
+        raise ServingError(_unimplemented(), f"Conversion of JSON Value: {_short(value)} to "
+                                             f"type: {dtype_name(dtype)}") from None
+    try:
+        array = np.asarray(value)
+    except ValueError:  # ragged nesting
+        raise invalid_argument(_ragged_message(value)) from None
+    return _cast(array, value, dtype, target)
+
+
+def _cast(array: np.ndarray, value, dtype: int, target: np.dtype) -> np.ndarray:
+    kind = array.dtype.kind
+    wanted = "b" if dtype == DT.DT_BOOL else "iu" if dtype in _INT_TYPES else "biuf"
+    if dtype in _FLOAT_TYPES:
+        wanted = "iuf"
+    if kind not in wanted or array.dtype == object:
+        raise invalid_argument(_type_message(array, value, wanted, dtype))
+    if kind in "iu" and target.kind in "iu":
+        info = np.iinfo(target)
+        if array.size and (array.min() < info.min or array.max() > info.max):
+            offender = int(array.max() if array.max() > info.max else array.min())
+            raise invalid_argument(f"JSON Value: {offender} is out of range for type: "
+                                   f"{dtype_name(dtype)}")
+    if dtype in (DT.DT_FLOAT, DT.DT_HALF) and kind == "f":
+        finite = array[np.isfinite(array)]
+        limit = np.finfo(target).max
+        if finite.size and np.abs(finite).max() > limit:
+            raise invalid_argument(f"Cannot convert JSON value: {float(np.abs(finite).max())} "
+                                   f"to {dtype_name(dtype)} without loss of precision.")
+    return array.astype(target, copy=False)
+
+
+def _string_tensor(value) -> np.ndarray:
+    """Strings and {"b64": ...} objects, at one nesting depth (TF Serving's FillTensorProto)."""
+    shape = _json_shape(value)
+    flat: list[bytes] = []
+
+    def walk(node, level: int):
+        if isinstance(node, list):
+            if level >= len(shape):
+                raise invalid_argument(f"Encountered list at unexpected level: {level} "
+                                       f"expected < {len(shape)}")
+            if len(node) != shape[level]:
+                raise invalid_argument(f"Encountered list at unexpected size: {len(node)} at "
+                                       f"level: {level} expected size: {shape[level]}")
+            for child in node:
+                walk(child, level + 1)
+            return
+        if level != len(shape):
+            raise invalid_argument(f"JSON Value: {_short(node)} found at incorrect level: "
+                                   f"{level + 1} in the JSON DOM. Expected at level: {len(shape)}")
+        flat.append(_string_value(node))
+
+    walk(value, 0)
+    array = np.empty(len(flat), dtype=object)
+    array[:] = flat
+    return array.reshape(shape)
+
+
+def _string_value(node) -> bytes:
+    if isinstance(node, str):
+        return node.encode("utf-8")
+    if isinstance(node, dict):
+        if not _is_b64(node):
+            raise invalid_argument(f"JSON Value: {_short(node)} not formatted correctly for "
+                                   "base64 data")
+        return decode_b64(node[B64])
+    raise invalid_argument(f"JSON Value: {_short(node)} Type: {_json_type(node)} is not of "
+                           "expected type: string")
+
+
+def decode_b64(text: str) -> bytes:
+    """absl::Base64Unescape accepts standard and web-safe alphabets, padding optional."""
+    try:
+        cleaned = text.strip().replace("-", "+").replace("_", "/")
+        return base64.b64decode(cleaned + "=" * (-len(cleaned) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise invalid_argument("Unable to base64 decode") from None
+
+
+# ---------------------------------------------------------------------------- examples
+def examples_input(doc: dict, request_input) -> None:
+    """FillClassifyRegressRequestFromJson: `examples` (+ optional `context`) -> Input."""
+    if CONTEXT in doc:
+        _fill_example(doc[CONTEXT], request_input.example_list_with_context.context)
+    if EXAMPLES not in doc:
+        raise invalid_argument(f"JSON Value: {_short(doc)} When method is classify, key "
+                               f"'{EXAMPLES}' is expected and was not found")
+    examples = doc[EXAMPLES]
+    if not isinstance(examples, list):
+        raise invalid_argument(f"JSON Value: {_short(doc)} Expecting '{EXAMPLES}' value to be "
+                               "an list/array")
+    if not examples:
+        raise invalid_argument(f"JSON Value: {_short(doc)} '{EXAMPLES}' value is an empty array")
+    target = (request_input.example_list_with_context.examples if CONTEXT in doc
+              else request_input.example_list.examples)
+    for value in examples:
+        _fill_example(value, target.add())
+
+
+def _fill_example(value, example: example_pb2.Example) -> None:
+    if not isinstance(value, dict):
+        raise invalid_argument(f"Example must be JSON object but got JSON {_json_type(value)}")
+    for name, content in value.items():
+        feature = feature_pb2.Feature()
+        for item in content if isinstance(content, list) else [content]:
+            _add_feature_value(item, name, feature)
+        example.features.feature[name].CopyFrom(feature)
+
+
+def _add_feature_value(value, name: str, feature: feature_pb2.Feature) -> None:
+    if isinstance(value, bool):
+        kind, add = "int64_list", lambda: feature.int64_list.value.append(int(value))
+    elif isinstance(value, str):
+        kind, add = "bytes_list", lambda: feature.bytes_list.value.append(value.encode("utf-8"))
+    elif _is_b64(value):
+        kind, add = "bytes_list", lambda: feature.bytes_list.value.append(decode_b64(value[B64]))
+    elif isinstance(value, float):
+        kind, add = "float_list", lambda: feature.float_list.value.append(value)
+    elif isinstance(value, int):
+        if value >= 1 << 63:
+            raise invalid_argument(f"Feature: {name} has uint64 element. Only int64 is supported.")
+        kind, add = "int64_list", lambda: feature.int64_list.value.append(value)
+    else:
+        raise invalid_argument(f"Feature: {name} has element with unexpected JSON type: "
+                               f"{_json_type(value)}")
+    current = feature.WhichOneof("kind")
+    if current not in (None, kind):
+        raise invalid_argument(f"Unexpected element type in feature: {name} expecting type: "
+                               f"{current.removesuffix('_list')}")
+    add()
+
+
+# ---------------------------------------------------------------------------- replies
+def outputs_json(outputs: dict[str, np.ndarray], form: JsonFormat) -> str:
+    """MakeJsonFromTensors: `predictions` (row) or `outputs` (columnar)."""
+    if not outputs:
+        raise invalid_argument("Cannot convert empty tensor map to JSON")
+    if form is JsonFormat.COLUMNAR:
+        if len(outputs) == 1:
+            (name, array), = outputs.items()
+            return f'{{"{OUTPUTS}": {_values(array, name)}}}'
+        body = ", ".join(f"{json.dumps(name)}: {_values(array, name)}"
+                         for name, array in outputs.items())
+        return f'{{"{OUTPUTS}": {{{body}}}}}'
+    batch = _batch_size(outputs)
+    rows = []
+    for index in range(batch):
+        if len(outputs) == 1:
+            (name, array), = outputs.items()
+            rows.append(_values(array[index], name))
+        else:
+            rows.append("{" + ", ".join(f"{json.dumps(name)}: {_values(array[index], name)}"
+                                        for name, array in outputs.items()) + "}")
+    return f'{{"{PREDICTIONS}": [' + ", ".join(rows) + "]}"
+
+
+def _batch_size(outputs: dict[str, np.ndarray]) -> int:
+    batch = 0
+    for name, array in outputs.items():
+        if array.ndim == 0:
+            raise invalid_argument(f"Tensor name: {name} has no shape information ")
+        if array.shape[0] < 1:
+            raise invalid_argument(f"Tensor name: {name} has invalid batch size: "
+                                   f"{array.shape[0]}")
+        if batch and batch != array.shape[0]:
+            raise invalid_argument(f"Tensor name: {name} has inconsistent batch size: "
+                                   f"{array.shape[0]} expecting: {batch}")
+        batch = array.shape[0]
+    return batch
+
+
+def _values(array: np.ndarray, name: str) -> str:
+    """Nested JSON lists of an array's values, written as TF Serving writes each type."""
+    array = np.asarray(array)
+    if array.dtype.kind == "f":
+        write = float_text
+    elif array.dtype.kind == "b":
+        write = lambda v: "true" if v else "false"  # noqa: E731
+    elif array.dtype.kind in "iu":
+        write = lambda v: str(int(v))  # noqa: E731
+    elif name.endswith(BYTES_SUFFIX):
+        write = lambda v: json.dumps({B64: base64.b64encode(_bytes(v)).decode("ascii")})  # noqa: E731
+    else:
+        write = lambda v: json.dumps(_bytes(v).decode("utf-8", "replace"))  # noqa: E731
+
+    def nested(values, depth: int) -> str:
+        if depth == array.ndim:
+            return write(values)
+        return "[" + ", ".join(nested(child, depth + 1) for child in values) + "]"
+    return nested(array, 0)
+
+
+def float_text(value) -> str:
+    """WriteDecimal: %g (six digits) when it round-trips in the value's type, else
+    max_digits10; '.0' appended to whole numbers; NaN / Infinity / -Infinity."""
+    kind = type(value) if isinstance(value, np.floating) else np.float64
+    number = float(value)
+    if math.isnan(number):
+        return "NaN"
+    if math.isinf(number):
+        return "-Infinity" if number < 0 else "Infinity"
+    text = f"{number:g}"
+    if kind(text) != kind(value):
+        text = f"{number:.{9 if kind == np.float32 else 17}g}"
+    if "." not in text and "e" not in text:
+        text += ".0"
+    return text
+
+
+def classification_json(result) -> str:
+    """MakeJsonFromClassificationResult: [[label, score], ...] per example."""
+    if not result.classifications:
+        raise invalid_argument("Cannot convert empty ClassificationResults to JSON")
+    rows = ["[" + ", ".join(f"[{json.dumps(c.label)}, {float_text(np.float32(c.score))}]"
+                            for c in classes.classes) + "]"
+            for classes in result.classifications]
+    return f'{{"{RESULTS}": [' + ", ".join(rows) + "]}"
+
+
+def regression_json(result) -> str:
+    if not result.regressions:
+        raise invalid_argument("Cannot convert empty RegressionResults to JSON")
+    values = ", ".join(float_text(np.float32(r.value)) for r in result.regressions)
+    return f'{{"{RESULTS}": [{values}]}}'
+
+
+def error_json(message: str) -> str:
+    """MakeJsonFromStatus: {"error": "<message>"}."""
+    return json.dumps({"error": message}, indent=4)
+
+
+# ---------------------------------------------------------------------------- helpers
+def _bytes(value) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode("utf-8")
+
+
+def _json_shape(value) -> list[int]:
+    shape = []
+    while isinstance(value, list):
+        shape.append(len(value))
+        if not value:
+            break
+        value = value[0]
+    return shape
+
+
+def _shape_text(shape: list[int]) -> str:
+    return "[" + ",".join(str(size) for size in shape) + "]"
+
+
+def _json_type(value) -> str:
+    if value is None:
+        return "Null"
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, dict):
+        return "Object"
+    if isinstance(value, list):
+        return "Array"
+    if isinstance(value, str):
+        return "String"
+    return "Number"
+
+
+def _short(value, limit: int = 200) -> str:
+    """A JSON value for an error message, cut short (request data may be large or private)."""
+    text = json.dumps(value, separators=(",", ":"))
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _first_leaf(value):
+    while isinstance(value, list) and value:
+        value = value[0]
+    return value
+
+
+def _ragged_message(value) -> str:
+    shape = _json_shape(value)
+    stack = [(value, 0)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, list):
+            if level >= len(shape):
+                return f"Encountered list at unexpected level: {level} expected < {len(shape)}"
+            if len(node) != shape[level]:
+                return (f"Encountered list at unexpected size: {len(node)} at level: {level} "
+                        f"expected size: {shape[level]}")
+            stack.extend((child, level + 1) for child in node)
+        elif level != len(shape):
+            return (f"JSON Value: {_short(node)} found at incorrect level: {level + 1} in the "
+                    f"JSON DOM. Expected at level: {len(shape)}")
+    return "Encountered list at unexpected size"
+
+
+def _type_message(array: np.ndarray, value, wanted: str, dtype: int) -> str:
+    offender = _first_leaf(value)
+    if array.dtype != object and array.size:
+        flat = array.reshape(-1)
+        bad = [v for v in flat[:4096].tolist() if not _kind_ok(v, wanted)]
+        offender = bad[0] if bad else flat[0].item()
+    return (f"JSON Value: {_short(offender)} Type: {_json_type(offender)} is not of expected "
+            f"type: {dtype_name(dtype)}")
+
+
+def _kind_ok(value, wanted: str) -> bool:
+    if isinstance(value, bool):
+        return "b" in wanted
+    if isinstance(value, int):
+        return "i" in wanted
+    if isinstance(value, float):
+        return "f" in wanted
+    return False
+
+
+def _unimplemented():
+    import grpc
+    return grpc.StatusCode.UNIMPLEMENTED
