@@ -40,7 +40,7 @@ from serving.api.errors import ServingError, invalid_argument
 from serving.api.protos import (SIGNATURE_DEF_FIELD, classification_pb2, get_model_metadata_pb2,
                                 get_model_status_pb2, model_pb2, predict_pb2, regression_pb2)
 from serving.api.tensor_codec import from_tensor_proto
-from serving.server import rest_json
+from serving.server import rest_examples, rest_json, rest_reply
 
 LOG = logging.getLogger(__name__)
 WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
@@ -59,7 +59,8 @@ HTTP_CODES = {S.OK: 200, S.CANCELLED: 499, S.UNKNOWN: 500, S.INVALID_ARGUMENT: 4
               S.ABORTED: 409, S.OUT_OF_RANGE: 400, S.UNIMPLEMENTED: 501, S.INTERNAL: 500,
               S.UNAVAILABLE: 503, S.DATA_LOSS: 500, S.UNAUTHENTICATED: 401}
 REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
-           404: "Not Found", 409: "Conflict", 429: "Too Many Requests", 499: "Client Closed Request",
+           404: "Not Found", 409: "Conflict", 429: "Too Many Requests",
+           499: "Client Closed Request",
            500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable",
            504: "Gateway Timeout"}
 
@@ -120,11 +121,11 @@ class RestApi:
             status, text = 200, self.handle(method, path, body)
         except ServingError as error:
             LOG.debug("REST %s %s refused: %s", method, path, error)
-            status, text = HTTP_CODES.get(error.code, 500), rest_json.error_json(error.details)
+            status, text = HTTP_CODES.get(error.code, 500), rest_reply.error_json(error.details)
         except Exception as error:  # noqa: BLE001 - the server must outlive any request
             LOG.exception("REST %s %s failed", method, path)
             status = 500
-            text = rest_json.error_json(f"{type(error).__name__}: {error}")
+            text = rest_reply.error_json(f"{type(error).__name__}: {error}")
         return _reply(start_response, status, text.encode("utf-8"), "application/json")
 
     def _read_body(self, environ: dict) -> bytes:
@@ -164,7 +165,7 @@ class RestApi:
         response = _call(self._prediction.Predict, request)
         outputs = {alias: from_tensor_proto(proto, name=alias)
                    for alias, proto in response.outputs.items()}
-        return rest_json.outputs_json(outputs, form)
+        return rest_reply.outputs_json(outputs, form)
 
     def _input_infos(self, spec: model_pb2.ModelSpec, signature_name: str) -> dict:
         """HttpRestApiHandler::GetInfoMap: the signature's inputs, to type the JSON values."""
@@ -177,19 +178,19 @@ class RestApi:
     def _classify(self, spec: model_pb2.ModelSpec, body: bytes) -> str:
         request = classification_pb2.ClassificationRequest()
         self._fill_examples_request(request, spec, body)
-        return rest_json.classification_json(_call(self._prediction.Classify, request).result)
+        return rest_examples.classification_json(_call(self._prediction.Classify, request).result)
 
     def _regress(self, spec: model_pb2.ModelSpec, body: bytes) -> str:
         request = regression_pb2.RegressionRequest()
         self._fill_examples_request(request, spec, body)
-        return rest_json.regression_json(_call(self._prediction.Regress, request).result)
+        return rest_examples.regression_json(_call(self._prediction.Regress, request).result)
 
     @staticmethod
     def _fill_examples_request(request, spec: model_pb2.ModelSpec, body: bytes) -> None:
         doc = rest_json.parse_json(body)
         request.model_spec.CopyFrom(spec)
         request.model_spec.signature_name = rest_json.signature_name(doc)
-        rest_json.examples_input(doc, request.input)
+        rest_examples.examples_input(doc, request.input)
 
     def _status(self, spec: model_pb2.ModelSpec) -> str:
         request = get_model_status_pb2.GetModelStatusRequest(model_spec=spec)

@@ -1,4 +1,4 @@
-"""TF Serving's JSON encoding of tensors, examples and results (tensorflow_serving/util/json_tensor.cc).
+"""TF Serving's JSON request parsing for :predict (tensorflow_serving/util/json_tensor.cc).
 
 The REST API (serving/server/rest.py) turns a JSON body into the same request protos the gRPC
 services take, and their replies back into JSON, with TF Serving's rules and error texts:
@@ -6,10 +6,8 @@ services take, and their replies back into JSON, with TF Serving's rules and err
   objects when the signature has several inputs) or `{"inputs": ...}` (columnar: one value, or an
   object of named values); replies `{"predictions": [...]}` / `{"outputs": ...}` alike.
 - strings: a JSON string, or `{"b64": "..."}` for bytes; outputs named `*_bytes` reply as b64.
-- floats: six significant digits when that round-trips, else max_digits10; `.0` on whole
-  numbers; `NaN`, `Infinity` (TF Serving's WriteDecimal).
-- classify/regress: `{"examples": [{feature: value | [values]}], "context": {...}}` ->
-  tf.Examples; replies `{"results": ...}`.
+Replies are written by serving/server/rest_reply.py, the classify/regress examples format by
+serving/server/rest_examples.py.
 Numeric tensors are parsed with `json` once and turned into one numpy array (no per-value
 protobuf work), then sent as `tensor_content`: a 512x512x1 uint8 image costs one json.loads and
 one np.asarray. Every refusal is a ServingError (INVALID_ARGUMENT unless TF Serving says other).
@@ -19,15 +17,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import math
 from collections.abc import Callable
 from enum import Enum
 
 import numpy as np
 
 from serving.api.errors import ServingError, invalid_argument
-from serving.api.protos import (example_pb2, feature_pb2, meta_graph_pb2, predict_pb2,
-                                types_pb2)
+from serving.api.protos import meta_graph_pb2, predict_pb2, types_pb2
 from serving.api.tensor_codec import dtype_name, numpy_dtype, to_tensor_proto
 
 DT = types_pb2.DataType
@@ -267,163 +263,6 @@ def decode_b64(text: str) -> bytes:
         return base64.b64decode(cleaned + "=" * (-len(cleaned) % 4), validate=True)
     except (binascii.Error, ValueError):
         raise invalid_argument("Unable to base64 decode") from None
-
-
-# ---------------------------------------------------------------------------- examples
-def examples_input(doc: dict, request_input) -> None:
-    """FillClassifyRegressRequestFromJson: `examples` (+ optional `context`) -> Input."""
-    if CONTEXT in doc:
-        _fill_example(doc[CONTEXT], request_input.example_list_with_context.context)
-    if EXAMPLES not in doc:
-        raise invalid_argument(f"JSON Value: {_short(doc)} When method is classify, key "
-                               f"'{EXAMPLES}' is expected and was not found")
-    examples = doc[EXAMPLES]
-    if not isinstance(examples, list):
-        raise invalid_argument(f"JSON Value: {_short(doc)} Expecting '{EXAMPLES}' value to be "
-                               "an list/array")
-    if not examples:
-        raise invalid_argument(f"JSON Value: {_short(doc)} '{EXAMPLES}' value is an empty array")
-    target = (request_input.example_list_with_context.examples if CONTEXT in doc
-              else request_input.example_list.examples)
-    for value in examples:
-        _fill_example(value, target.add())
-
-
-def _fill_example(value, example: example_pb2.Example) -> None:
-    if not isinstance(value, dict):
-        raise invalid_argument(f"Example must be JSON object but got JSON {_json_type(value)}")
-    for name, content in value.items():
-        feature = feature_pb2.Feature()
-        for item in content if isinstance(content, list) else [content]:
-            _add_feature_value(item, name, feature)
-        example.features.feature[name].CopyFrom(feature)
-
-
-def _add_feature_value(value, name: str, feature: feature_pb2.Feature) -> None:
-    if isinstance(value, bool):
-        kind, add = "int64_list", lambda: feature.int64_list.value.append(int(value))
-    elif isinstance(value, str):
-        kind, add = "bytes_list", lambda: feature.bytes_list.value.append(value.encode("utf-8"))
-    elif _is_b64(value):
-        kind, add = "bytes_list", lambda: feature.bytes_list.value.append(decode_b64(value[B64]))
-    elif isinstance(value, float):
-        kind, add = "float_list", lambda: feature.float_list.value.append(value)
-    elif isinstance(value, int):
-        if value >= 1 << 63:
-            raise invalid_argument(f"Feature: {name} has uint64 element. Only int64 is supported.")
-        kind, add = "int64_list", lambda: feature.int64_list.value.append(value)
-    else:
-        raise invalid_argument(f"Feature: {name} has element with unexpected JSON type: "
-                               f"{_json_type(value)}")
-    current = feature.WhichOneof("kind")
-    if current not in (None, kind):
-        raise invalid_argument(f"Unexpected element type in feature: {name} expecting type: "
-                               f"{current.removesuffix('_list')}")
-    add()
-
-
-# ---------------------------------------------------------------------------- replies
-def outputs_json(outputs: dict[str, np.ndarray], form: JsonFormat) -> str:
-    """MakeJsonFromTensors: `predictions` (row) or `outputs` (columnar)."""
-    if not outputs:
-        raise invalid_argument("Cannot convert empty tensor map to JSON")
-    if form is JsonFormat.COLUMNAR:
-        if len(outputs) == 1:
-            (name, array), = outputs.items()
-            return f'{{"{OUTPUTS}": {_values(array, name)}}}'
-        body = ", ".join(f"{json.dumps(name)}: {_values(array, name)}"
-                         for name, array in outputs.items())
-        return f'{{"{OUTPUTS}": {{{body}}}}}'
-    batch = _batch_size(outputs)
-    rows = []
-    for index in range(batch):
-        if len(outputs) == 1:
-            (name, array), = outputs.items()
-            rows.append(_values(array[index], name))
-        else:
-            rows.append("{" + ", ".join(f"{json.dumps(name)}: {_values(array[index], name)}"
-                                        for name, array in outputs.items()) + "}")
-    return f'{{"{PREDICTIONS}": [' + ", ".join(rows) + "]}"
-
-
-def _batch_size(outputs: dict[str, np.ndarray]) -> int:
-    batch = 0
-    for name, array in outputs.items():
-        if array.ndim == 0:
-            raise invalid_argument(f"Tensor name: {name} has no shape information ")
-        if array.shape[0] < 1:
-            raise invalid_argument(f"Tensor name: {name} has invalid batch size: "
-                                   f"{array.shape[0]}")
-        if batch and batch != array.shape[0]:
-            raise invalid_argument(f"Tensor name: {name} has inconsistent batch size: "
-                                   f"{array.shape[0]} expecting: {batch}")
-        batch = array.shape[0]
-    return batch
-
-
-def _values(array: np.ndarray, name: str) -> str:
-    """Nested JSON lists of an array's values, written as TF Serving writes each type."""
-    array = np.asarray(array)
-    if array.dtype.kind == "f":
-        write = float_text
-    elif array.dtype.kind == "b":
-        write = lambda v: "true" if v else "false"  # noqa: E731
-    elif array.dtype.kind in "iu":
-        write = lambda v: str(int(v))  # noqa: E731
-    elif name.endswith(BYTES_SUFFIX):
-        write = lambda v: json.dumps({B64: base64.b64encode(_bytes(v)).decode("ascii")})  # noqa: E731
-    else:
-        write = lambda v: json.dumps(_bytes(v).decode("utf-8", "replace"))  # noqa: E731
-
-    def nested(values, depth: int) -> str:
-        if depth == array.ndim:
-            return write(values)
-        return "[" + ", ".join(nested(child, depth + 1) for child in values) + "]"
-    return nested(array, 0)
-
-
-def float_text(value) -> str:
-    """WriteDecimal: %g (six digits) when it round-trips in the value's type, else
-    max_digits10; '.0' appended to whole numbers; NaN / Infinity / -Infinity."""
-    kind = type(value) if isinstance(value, np.floating) else np.float64
-    number = float(value)
-    if math.isnan(number):
-        return "NaN"
-    if math.isinf(number):
-        return "-Infinity" if number < 0 else "Infinity"
-    text = f"{number:g}"
-    if kind(text) != kind(value):
-        text = f"{number:.{9 if kind == np.float32 else 17}g}"
-    if "." not in text and "e" not in text:
-        text += ".0"
-    return text
-
-
-def classification_json(result) -> str:
-    """MakeJsonFromClassificationResult: [[label, score], ...] per example."""
-    if not result.classifications:
-        raise invalid_argument("Cannot convert empty ClassificationResults to JSON")
-    rows = ["[" + ", ".join(f"[{json.dumps(c.label)}, {float_text(np.float32(c.score))}]"
-                            for c in classes.classes) + "]"
-            for classes in result.classifications]
-    return f'{{"{RESULTS}": [' + ", ".join(rows) + "]}"
-
-
-def regression_json(result) -> str:
-    if not result.regressions:
-        raise invalid_argument("Cannot convert empty RegressionResults to JSON")
-    values = ", ".join(float_text(np.float32(r.value)) for r in result.regressions)
-    return f'{{"{RESULTS}": [{values}]}}'
-
-
-def error_json(message: str) -> str:
-    """MakeJsonFromStatus: {"error": "<message>"}."""
-    return json.dumps({"error": message}, indent=4)
-
-
-# ---------------------------------------------------------------------------- helpers
-def _bytes(value) -> bytes:
-    return value if isinstance(value, bytes) else str(value).encode("utf-8")
 
 
 def _json_shape(value) -> list[int]:
