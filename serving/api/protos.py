@@ -90,3 +90,41 @@ SIGNATURE_DEF_FIELD = "signature_def"  # the only GetModelMetadata field TF Serv
 PREDICT_METHOD = "tensorflow/serving/predict"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
+
+
+def _batching_parameters_class() -> type:
+    """TF Serving's BatchingParameters (servables/tensorflow/session_bundle_config.proto), the
+    message of --batching_parameters_file. The pip package `tensorflow-serving-api` does not
+    ship it, so it is declared here, in a private pool, with the same field names and types:
+    the file is a text proto, which is read by field name."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, wrappers_pb2
+
+    wrapper = {"Int64": ".google.protobuf.Int64Value", "Bool": ".google.protobuf.BoolValue",
+               "String": ".google.protobuf.StringValue"}
+    fields = [("max_batch_size", "Int64"), ("batch_timeout_micros", "Int64"),
+              ("max_enqueued_batches", "Int64"), ("num_batch_threads", "Int64"),
+              ("thread_pool_name", "String"), ("allowed_batch_sizes", "repeated int64"),
+              ("pad_variable_length_inputs", "bool"), ("enable_large_batch_splitting", "Bool"),
+              ("max_execution_batch_size", "Int64")]
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(descriptor_pb2.FileDescriptorProto.FromString(
+        wrappers_pb2.DESCRIPTOR.serialized_pb))
+    file = descriptor_pb2.FileDescriptorProto(
+        name="mspipe/batching_parameters.proto", package="tensorflow.serving", syntax="proto3",
+        dependency=[wrappers_pb2.DESCRIPTOR.name])
+    message = file.message_type.add(name="BatchingParameters")
+    field_type = descriptor_pb2.FieldDescriptorProto
+    for number, (name, kind) in enumerate(fields, start=1):
+        field = message.field.add(name=name, number=number, label=field_type.LABEL_OPTIONAL)
+        if kind in wrapper:
+            field.type, field.type_name = field_type.TYPE_MESSAGE, wrapper[kind]
+        elif kind == "bool":
+            field.type = field_type.TYPE_BOOL
+        else:
+            field.type, field.label = field_type.TYPE_INT64, field_type.LABEL_REPEATED
+    pool.Add(file)
+    return message_factory.MessageFactory(pool).GetPrototype(
+        pool.FindMessageTypeByName("tensorflow.serving.BatchingParameters"))
+
+
+BatchingParameters = _batching_parameters_class()

@@ -30,6 +30,8 @@ from serving.api.errors import ServingError
 from serving.server.grpc_services import ModelService, PredictionService
 from serving.api.model_config import ModelConfigError, parse_model_config
 from serving.server.model_manager import ModelManager
+from serving.server.batching import batch_limits
+from serving.server.servable import servable_loader
 from serving.server.rest import RestServer, WSGIApp
 from serving.api.protos import model_service_pb2_grpc, prediction_service_pb2_grpc
 from serving.server.settings import ServerSettings
@@ -46,7 +48,8 @@ class ModelServer:
     def __init__(self, settings: ServerSettings):
         self.settings = settings
         self.manager = ModelManager(allow_version_labels_for_unavailable_models=(
-            settings.allow_version_labels_for_unavailable_models))
+            settings.allow_version_labels_for_unavailable_models), loader=servable_loader(
+            batch_limits(settings.enable_batching, settings.batching_parameters_file)))
         self.health = health.HealthServicer(experimental_non_blocking=True)
         self._grpc: grpc.Server | None = None
         self._stopped = threading.Event()

@@ -8,13 +8,18 @@ against `tensorflow/serving`:
   TF Serving refuses it), wrong rank or size -> INVALID_ARGUMENT;
 - unknown output_filter alias -> INVALID_ARGUMENT.
 Signature functions are called without any lock: TensorFlow functions are thread-safe, and
-TensorFlow releases the GIL while it computes.
+TensorFlow releases the GIL while it computes. Batch limits (TF Serving's --enable_batching) and
+bounded model calls are serving/server/batching.py's.
+A model that fails at run time answers with TensorFlow's whole message (status code kept), as
+TF Serving does, less the framing Python's eager runtime adds around it (`serving_error_from`).
 """
 from __future__ import annotations
 
 import logging
 import os
+import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +31,14 @@ from serving.api.errors import ServingError, failed_precondition, invalid_argume
 from serving.api.protos import (get_model_metadata_pb2, meta_graph_pb2, saved_model_pb2,
                                 tensor_pb2, types_pb2)
 from serving.api.tensor_codec import TensorDecodeError, dtype_name, from_tensor_proto, shape_of
+from serving.server.batching import BatchLimits
 
 LOG = logging.getLogger(__name__)
+# What TensorFlow's Python function call wraps around the runtime's status message; TF Serving
+# calls the runtime from C++ and answers with the message alone.
+_EAGER_PREFIX = re.compile(r"\AGraph execution error:\s*(?:Detected at node \S+ defined at "
+                           r"\(most recent call last\):\n<stack traces unavailable>\n)?")
+_EAGER_SUFFIX = re.compile(r" \[Op:[^\]\n]*\]\s*\Z")
 SERVE_TAG = "serve"
 SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
@@ -57,10 +68,12 @@ def read_signature_defs(version_dir: Path) -> dict[str, meta_graph_pb2.Signature
 class Servable:
     """A loaded, warmed SavedModel version. Immutable after construction."""
 
-    def __init__(self, model_name: str, version: int, path: str | os.PathLike):
+    def __init__(self, model_name: str, version: int, path: str | os.PathLike,
+                 limits: BatchLimits = BatchLimits()):
         self.model_name = model_name
         self.version = version
         self.path = Path(path)
+        self.limits = limits
         self.signature_defs = read_signature_defs(self.path)
         self._loaded = tf.saved_model.load(str(self.path), tags=[SERVE_TAG])
         self._functions = {name: self._loaded.signatures[name]
@@ -93,16 +106,19 @@ class Servable:
         return name, {alias: outputs[alias] for alias in aliases}
 
     def run(self, signature_name: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Call a signature on already-validated arrays; TF errors keep their status code."""
+        """Call a signature on already-validated arrays, in slices of at most
+        `limits.run_chunk` rows when the signature is batch-major, so memory does not grow
+        with the request; TF errors keep their status code and their whole message."""
+        self.limits.check(arrays)  # TF Serving's batching queue, behind predict_util's checks
         function = self._functions[signature_name]
-        try:
-            outputs = function(**{alias: tf.constant(array) for alias, array in arrays.items()})
-        except tf.errors.OpError as error:
-            raise ServingError(status_code_from_value(error.error_code),
-                               error.message.splitlines()[0]) from None
-        except (TypeError, ValueError) as error:  # raised by the function's input checks
-            raise invalid_argument(str(error).splitlines()[0]) from None
-        return {alias: tensor.numpy() for alias, tensor in outputs.items()}
+        rows = _batch_rows(self.signature_defs[signature_name], arrays)
+        if rows is None:
+            return _call(function, arrays)
+        parts = [_call(function, {alias: array[rows_slice] for alias, array in arrays.items()})
+                 for rows_slice in self.limits.slices(rows)]
+        if len(parts) == 1:
+            return parts[0]
+        return {alias: np.concatenate([part[alias] for part in parts]) for alias in parts[0]}
 
     # ---------------------------------------------------------------- warm-up
     def warm_up(self) -> int:
@@ -119,6 +135,46 @@ class Servable:
             LOG.info("warmed %s version %d signature %s in %.0f ms", self.model_name,
                      self.version, name, 1000 * (time.perf_counter() - started))
         return calls
+
+
+def servable_loader(limits: BatchLimits) -> Callable[[str, int, Path], Servable]:
+    """ModelManager's loader for a server with these batch limits: load, then warm up."""
+    def load_and_warm(model_name: str, version: int, path: Path) -> Servable:
+        servable = Servable(model_name, version, path, limits)
+        servable.warm_up()
+        return servable
+    return load_and_warm
+
+
+def _call(function: Callable, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    try:
+        outputs = function(**{alias: tf.constant(array) for alias, array in arrays.items()})
+    except (tf.errors.OpError, TypeError, ValueError) as error:  # TypeError, ValueError:
+        raise serving_error_from(error) from None                 # the function's input checks
+    return {alias: tensor.numpy() for alias, tensor in outputs.items()}
+
+
+def serving_error_from(error: Exception) -> ServingError:
+    """The reply for a failed signature call: TensorFlow's status code (INVALID_ARGUMENT for
+    the function's own input checks) and the whole message, every line of it."""
+    if isinstance(error, tf.errors.OpError):
+        message = _EAGER_SUFFIX.sub("", _EAGER_PREFIX.sub("", error.message)) or error.message
+        return ServingError(status_code_from_value(error.error_code), message)
+    return invalid_argument(str(error))
+
+
+def _batch_rows(signature: meta_graph_pb2.SignatureDef,
+                arrays: dict[str, np.ndarray]) -> int | None:
+    """The row count when a call may be sliced along axis 0 and its outputs concatenated:
+    every input has the same 0th dimension and every output is declared [batch, ...]."""
+    sizes = {len(array) if np.ndim(array) else None for array in arrays.values()}
+    if len(sizes) != 1 or None in sizes:
+        return None
+    for info in signature.outputs.values():
+        shape = shape_of(info.tensor_shape)
+        if not shape or shape[0] >= 0:
+            return None
+    return sizes.pop()
 
 
 def _check_input_names(signature: meta_graph_pb2.SignatureDef,
