@@ -1,18 +1,21 @@
-"""Serving overhead: gRPC through the local server vs. in-process SavedModel calls, same run.
+"""Serving overhead: gRPC and REST through the local server vs. in-process calls, same run.
 
     .venv/bin/python bench/serving.py [--image-size 512] [--calls 40] [--rounds 2]
 
 Model: the Trainer's real architecture (components/trainer/model.py, untrained weights: compute
 is what matters) exported with its real signatures, served by `mspipe serve` in a subprocess
 (its own GIL, as in production). For 1, 2 and 4 concurrent clients each sending batch-1
-requests, it prints p50/p99 latency and throughput for both paths and their ratio, plus the
-client's encode time per image (PredictRequest build + serialisation). In-process and gRPC
-rounds alternate, so load from other processes hits both alike.
+requests, it prints p50/p99 latency and throughput for each path and its ratio to in-process,
+plus the client's encode time per image (PredictRequest build + serialisation). REST sends the
+same image as TF Serving's row JSON (`{"instances": [...]}`, a nested list, encoded per call)
+to :predict on --rest_api_port, with one keep-alive HTTP session per client. In-process, gRPC
+and REST rounds alternate, so load from other processes hits all alike.
 Goals: p50 <= 1.25x in-process at 1 client; throughput >= 0.9x at 4 clients; encode <= 1 ms.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -42,10 +45,19 @@ def export_model(base_path: Path, image_size: int) -> Path:
     return version_dir
 
 
-def start_server(config_path: Path) -> tuple[subprocess.Popen, str]:
-    """`mspipe serve` on a free port (0); returns the process and the address it printed."""
-    command = [sys.executable, "-m", "mspipe.main", "serve", "--model-config",
-               str(config_path), "--port", "0", "--log-level", "WARNING"]
+def free_port() -> int:
+    import socket
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_server(config_path: Path, rest_port: int) -> tuple[subprocess.Popen, str]:
+    """`mspipe serve` on a free gRPC port (0) and REST on rest_port; returns the process and
+    the gRPC address it printed."""
+    command = [sys.executable, "-m", "mspipe.main", "serve", "--model_config_file",
+               str(config_path), "--port", "0", "--rest_api_port", str(rest_port),
+               "--log-level", "WARNING"]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True,
                               cwd=Path(__file__).resolve().parent.parent)
     line = server.stdout.readline()
@@ -101,6 +113,7 @@ def main() -> int:
     parser.add_argument("--clients", default="1,2,4")
     args = parser.parse_args()
 
+    import requests
     import tensorflow as tf
 
     from components import contract
@@ -113,11 +126,15 @@ def main() -> int:
     version_dir = export_model(base_path, size)
     write_model_config(work / "models.config", build_model_config(
         [model_entry(contract.DEFAULT_MODEL_NAME, base_path)]))
-    server, address = start_server(work / "models.config")
+    rest_port = free_port()
+    server, address = start_server(work / "models.config", rest_port)
     try:
         function = tf.saved_model.load(str(version_dir)).signatures[contract.SERVING_DEFAULT]
         images = np.random.default_rng(0).integers(0, 256, (8, size, size, 1), dtype=np.uint8)
         clients = [ModelClient(address) for _ in range(max(concurrency))]
+        sessions = [requests.Session() for _ in range(max(concurrency))]
+        rest_url = (f"http://{address.rsplit(':', 1)[0]}:{rest_port}/v1/models/"
+                    f"{contract.DEFAULT_MODEL_NAME}:predict")
 
         def in_process(index: int):
             batch = tf.constant(images[index % 8:index % 8 + 1])
@@ -126,12 +143,19 @@ def main() -> int:
         def through_grpc(index: int):
             clients[index].predict_tensors(images[index % 8:index % 8 + 1])
 
-        for warm in (in_process, through_grpc):  # graph optimisation, channel set-up
+        def through_rest(index: int):
+            body = json.dumps({"instances": images[index % 8:index % 8 + 1].tolist()})
+            reply = sessions[index].post(rest_url, data=body, timeout=120)
+            reply.raise_for_status()
+            reply.json()["predictions"]
+
+        paths = (("in-process", in_process), ("gRPC", through_grpc), ("REST", through_rest))
+        for _, warm in paths:  # graph optimisation, channel and connection set-up
             run_clients(warm, max(concurrency), 3)
-        results = {(mode, c): ([], 0.0, 0) for mode in ("in-process", "gRPC") for c in concurrency}
+        results = {(mode, c): ([], 0.0, 0) for mode, _ in paths for c in concurrency}
         for _ in range(args.rounds):
             for c in concurrency:
-                for mode, call in (("in-process", in_process), ("gRPC", through_grpc)):
+                for mode, call in paths:
                     latencies, wall = run_clients(call, c, args.calls)
                     old = results[(mode, c)]
                     results[(mode, c)] = (old[0] + latencies, old[1] + wall, old[2] + len(latencies))
@@ -139,6 +163,8 @@ def main() -> int:
         print_table(results, concurrency, size, encode, args)
         for client in clients:
             client.close()
+        for session in sessions:
+            session.close()
     finally:
         server.terminate()
         server.wait(timeout=60)
@@ -148,13 +174,13 @@ def main() -> int:
 def print_table(results, concurrency, size, encode, args) -> None:
     print(f"\nserving benchmark: real Trainer architecture at {size}x{size}, batch 1, "
           f"{args.rounds} rounds x {args.calls} calls per client, {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.1f} (other processes skew both paths alike)")
+          f"load average {os.getloadavg()[0]:.1f} (other processes skew all paths alike)")
     print(f"{'clients':>7} {'path':>10} {'p50 ms':>8} {'p99 ms':>8} {'img/s':>7} "
           f"{'p50 ratio':>9} {'img/s ratio':>11}")
     ratios = {}
     for c in concurrency:
         base_lat, base_wall, base_n = results[("in-process", c)]
-        for mode in ("in-process", "gRPC"):
+        for mode in ("in-process", "gRPC", "REST"):
             latencies, wall, count = results[(mode, c)]
             p50, p99, rate = percentile(latencies, 50), percentile(latencies, 99), count / wall
             p50_ratio = p50 / percentile(base_lat, 50)
