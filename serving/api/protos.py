@@ -128,3 +128,31 @@ def _batching_parameters_class() -> type:
 
 
 BatchingParameters = _batching_parameters_class()
+
+
+def _monitoring_config_class() -> type:
+    """TF Serving's MonitoringConfig (config/monitoring_config.proto), the message of
+    --monitoring_config_file. Not shipped by `tensorflow-serving-api` either, so declared here
+    in a private pool with its field names, numbers and types (read as a text proto):
+    `prometheus_config { enable: true path: "/monitoring/prometheus/metrics" }`."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    field_type = descriptor_pb2.FieldDescriptorProto
+    file = descriptor_pb2.FileDescriptorProto(
+        name="mspipe/monitoring_config.proto", package="tensorflow.serving", syntax="proto3")
+    prometheus = file.message_type.add(name="PrometheusConfig")
+    prometheus.field.add(name="enable", number=1, type=field_type.TYPE_BOOL,
+                         label=field_type.LABEL_OPTIONAL)
+    prometheus.field.add(name="path", number=2, type=field_type.TYPE_STRING,
+                         label=field_type.LABEL_OPTIONAL)
+    monitoring = file.message_type.add(name="MonitoringConfig")
+    monitoring.field.add(name="prometheus_config", number=1, type=field_type.TYPE_MESSAGE,
+                         type_name=".tensorflow.serving.PrometheusConfig",
+                         label=field_type.LABEL_OPTIONAL)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    return message_factory.MessageFactory(pool).GetPrototype(
+        pool.FindMessageTypeByName("tensorflow.serving.MonitoringConfig"))
+
+
+MonitoringConfig = _monitoring_config_class()

@@ -15,6 +15,7 @@ import grpc
 
 from serving.server import example_apis
 from serving.api.errors import ServingError, invalid_argument
+from serving.server.metrics import observe_grpc
 from serving.server.model_manager import ModelManager
 from serving.api.protos import (SIGNATURE_DEF_FIELD, get_model_metadata_pb2, get_model_status_pb2,
                             model_management_pb2, model_service_pb2_grpc, predict_pb2,
@@ -45,6 +46,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         self._max_decoded_bytes = max_decoded_bytes
 
     @_grpc_errors
+    @observe_grpc("Predict")
     def Predict(self, request: predict_pb2.PredictRequest, context) -> predict_pb2.PredictResponse:
         servable = self._manager.resolve(request.model_spec)
         signature_name, outputs = servable.predict(
@@ -77,17 +79,19 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         return response
 
     @_grpc_errors
+    @observe_grpc("Classify")
     def Classify(self, request, context):
         return example_apis.classify(self._manager.resolve(request.model_spec), request)
 
     @_grpc_errors
+    @observe_grpc("Regress")
     def Regress(self, request, context):
         return example_apis.regress(self._manager.resolve(request.model_spec), request)
 
     @_grpc_errors
     def MultiInference(self, request, context):
-        raise ServingError(grpc.StatusCode.UNIMPLEMENTED,
-                           "MultiInference is not supported by the local server")
+        servable = self._manager.resolve(example_apis.multi_inference_model_spec(request))
+        return example_apis.multi_inference(servable, request)
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):

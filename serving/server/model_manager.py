@@ -31,6 +31,7 @@ from serving.api.errors import ServingError, failed_precondition, invalid_argume
 from serving.api.model_config import (ModelConfigError, ModelServerConfig, aspired_versions,
                                   validate_model_config)
 from serving.api.protos import ModelVersionState, model_pb2
+from serving.server.metrics import ServerMetrics
 from serving.server.servable import Servable, is_complete_version_dir
 
 LOG = logging.getLogger(__name__)
@@ -60,9 +61,11 @@ class ModelManager:
     """Thread-safe registry of loaded versions; request threads only take a short lock."""
 
     def __init__(self, *, allow_version_labels_for_unavailable_models: bool = False,
-                 loader: Callable[[str, int, Path], Servable] | None = None):
+                 loader: Callable[[str, int, Path], Servable] | None = None,
+                 metrics: ServerMetrics | None = None):
         self.allow_unavailable_labels = allow_version_labels_for_unavailable_models
-        self._loader = loader or _load_and_warm
+        self.metrics = metrics if metrics is not None else ServerMetrics()  # this server's
+        self._loader = self.metrics.counted_loader(loader or _load_and_warm)
         self._config: ModelServerConfig | None = None
         self._labels: dict[str, dict[str, int]] | None = None
         self._serving: dict[str, dict[int, Servable]] = {}

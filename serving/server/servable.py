@@ -31,6 +31,7 @@ from serving.api.errors import ServingError, failed_precondition, invalid_argume
 from serving.api.protos import (get_model_metadata_pb2, meta_graph_pb2, saved_model_pb2,
                                 tensor_pb2, types_pb2)
 from serving.api.tensor_codec import TensorDecodeError, dtype_name, from_tensor_proto, shape_of
+from serving.server.metrics import runtime_timed
 from serving.server.batching import BatchLimits
 
 LOG = logging.getLogger(__name__)
@@ -105,6 +106,7 @@ class Servable:
         outputs = self.run(name, arrays)
         return name, {alias: outputs[alias] for alias in aliases}
 
+    @runtime_timed
     def run(self, signature_name: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Call a signature on already-validated arrays, in slices of at most
         `limits.run_chunk` rows when the signature is batch-major, so memory does not grow
