@@ -29,6 +29,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from serving.api.errors import ServingError
 from serving.server.grpc_services import ModelService, PredictionService
 from serving.api.model_config import ModelConfigError, parse_model_config
+from serving.server.metrics import metrics_routes
 from serving.server.model_manager import ModelManager
 from serving.server.batching import batch_limits
 from serving.server.servable import servable_loader
@@ -76,6 +77,7 @@ class ModelServer:
     def start(self) -> "ModelServer":
         """Load the config (as TF Serving: labels checked, first versions loaded), then
         listen. Raises ServingError / ModelConfigError when the config cannot be served."""
+        self.rest_routes.update(metrics_routes(self.settings, self.manager.metrics))
         configure_tensorflow_threads(self.settings)  # before the first load starts TensorFlow
         config, self._config_text = initial_config(self.settings)
         self.manager.reload_config(config)
