@@ -1,7 +1,8 @@
 """The local model server: TF Serving's gRPC API over SavedModels, for tests, demo and dev.
 
 `tensorflow_model_server` cannot be installed here, so this server speaks the same API
-(PredictionService, ModelService from `tensorflow_serving.apis`, plus grpc.health.v1), reads the
+(PredictionService, ModelService from `tensorflow_serving.apis`; grpc.health.v1 with
+--enable_grpc_healthcheck_service, as TF Serving: serving/server/health.py), reads the
 same models.config and follows TF Serving's version, label and status-code rules (see
 serving/server/model_manager.py and serving/server/servable.py). Production runs the real
 `tensorflow/serving` image with serving/deploy/; clients cannot tell the two apart.
@@ -11,8 +12,7 @@ Knowingly different from TF Serving:
   it); the Pusher writes atomically, so this only hides half-copied folders;
 - the config file is re-applied when its content changes (TF Serving re-applies it every poll
   period, silently reverting a HandleReloadConfigRequest); tools should write the file *and*
-  send the reload, which is correct for both servers;
-- gRPC health checking is served (TF Serving has none: probe it with TCP or REST).
+  send the reload, which is correct for both servers.
 """
 from __future__ import annotations
 
@@ -24,13 +24,13 @@ from concurrent import futures
 from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from serving.api.errors import ServingError
 from serving.server.grpc_services import ModelService, PredictionService
 from serving.api.model_config import ModelConfigError, parse_model_config
+from serving.server.health import add_health_service
 from serving.server.metrics import metrics_routes
-from serving.server.model_manager import ModelManager
+from serving.server.model_manager import LoadRetries, ModelManager
 from serving.server.batching import batch_limits
 from serving.server.servable import servable_loader
 from serving.server.rest import RestServer, WSGIApp
@@ -39,8 +39,6 @@ from serving.server.settings import ServerSettings
 from serving.server.startup import configure_tensorflow_threads, initial_config
 
 LOG = logging.getLogger(__name__)
-PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
-MODEL_SERVICE = "tensorflow.serving.ModelService"
 
 
 class ModelServer:
@@ -50,15 +48,16 @@ class ModelServer:
         self.settings = settings
         self.manager = ModelManager(allow_version_labels_for_unavailable_models=(
             settings.allow_version_labels_for_unavailable_models), loader=servable_loader(
-            batch_limits(settings.enable_batching, settings.batching_parameters_file)))
-        self.health = health.HealthServicer(experimental_non_blocking=True)
+            batch_limits(settings.enable_batching, settings.batching_parameters_file)),
+            load_retries=LoadRetries.from_flags(settings.max_num_load_retries,
+                                                settings.load_retry_interval_micros))
+        self.health = None  # grpc.health.v1 servicer, with --enable_grpc_healthcheck_service
         self._grpc: grpc.Server | None = None
         self._stopped = threading.Event()
         self._poller: threading.Thread | None = None
         self._config_text: str | None = None
         self._next_config_poll = 0.0
         self._last_config_error: str | None = None
-        self._health_models: set[str] = set()
         self.port: int | None = None
         self._services: tuple[PredictionService, ModelService] | None = None
         self._rest: RestServer | None = None
@@ -87,7 +86,6 @@ class ModelServer:
             raise OSError(f"cannot bind {self.settings.host}:{self.settings.port}")
         self._grpc.start()
         self._start_rest()
-        self._update_health()
         self._poller = threading.Thread(target=self._poll_forever, name="model-poller",
                                         daemon=True)
         self._poller.start()
@@ -99,8 +97,10 @@ class ModelServer:
         if self._stopped.is_set():
             return
         self._stopped.set()
+        self.manager.cancel_load_retries()
         self.manager.config_changed.set()
-        self.health.enter_graceful_shutdown()
+        if self.health is not None:
+            self.health.enter_graceful_shutdown()
         if self._rest is not None:
             self._rest.stop()
         if self._grpc is not None:
@@ -161,7 +161,7 @@ class ModelServer:
             self._services[0], server)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(
             self._services[1], server)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        self.health = add_health_service(server, self.settings.enable_grpc_healthcheck_service)
         return server
 
     def _poll_period(self) -> float | None:
@@ -182,7 +182,6 @@ class ModelServer:
                 self.manager.reconcile()
             except Exception:  # noqa: BLE001 - keep polling whatever one pass hit
                 LOG.exception("model poll pass failed")
-            self._update_health()
 
     def _maybe_reload_config_file(self) -> None:
         """Every --model_config_file_poll_wait_seconds (0: never), re-apply a changed file."""
@@ -213,17 +212,3 @@ class ModelServer:
         if message != self._last_config_error:  # once per distinct error, not every period
             LOG.error("%s", message)
         self._last_config_error = message
-
-    def _update_health(self) -> None:
-        """Overall and per-service SERVING once up; per model: SERVING iff a version serves."""
-        if self._stopped.is_set():
-            return
-        serving = health_pb2.HealthCheckResponse.SERVING
-        not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
-        for service in ("", PREDICTION_SERVICE, MODEL_SERVICE):
-            self.health.set(service, serving)
-        names = self.manager.model_names()
-        for name in names | self._health_models:  # models that left the config: NOT_SERVING
-            self.health.set(name, serving if name in names and
-                            self.manager.available_versions(name) else not_serving)
-        self._health_models |= names

@@ -13,21 +13,34 @@ availability_preserving_policy.cc) so the rollout tool behaves the same against 
   too, so a config with labels needs that flag at startup.
 - after a reload, only models new to the config are awaited; new versions of existing models
   load in the background (poll GetModelStatus until AVAILABLE before labelling them).
+- a failed load is retried (LoaderHarness + util/retrier.cc): `max_num_load_retries` more
+  attempts (default 5), `load_retry_interval_s` apart (default 60 s), so a version whose
+  saved_model.pb arrived before its variables/ (rsync order) loads once the copy completes.
+  The version stays LOADING meanwhile; after the last attempt it is END with that attempt's
+  error. Retries stop early when the version leaves the policy or the server stops.
+  Our extension: a version that ended in error is tried again (with retries) when its
+  saved_model.pb changes on disk; TF Serving needs the version re-aspired for that.
 - request resolution: version > version_label > latest available; unknown model or version ->
   NOT_FOUND, unknown label -> INVALID_ARGUMENT ("Unrecognized servable version label").
+- GetModelStatus (get_model_status_impl.cc) answers one version when the spec names one, else
+  every version it has seen, newest first (ServableStateMonitor's VersionMap is ordered by
+  std::greater); a version_label is ignored there, as TF Serving ignores it.
 """
 from __future__ import annotations
 
 import gc
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import tensorflow as tf
 
-from serving.api.errors import ServingError, failed_precondition, invalid_argument, not_found
+from serving.api.errors import (ServingError, failed_precondition, invalid_argument, not_found,
+                                status_code_from_value)
 from serving.api.model_config import (ModelConfigError, ModelServerConfig, aspired_versions,
                                   validate_model_config)
 from serving.api.protos import ModelVersionState, model_pb2
@@ -35,6 +48,18 @@ from serving.server.metrics import ServerMetrics
 from serving.server.servable import Servable, is_complete_version_dir
 
 LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadRetries:
+    """TF Serving's --max_num_load_retries and --load_retry_interval_micros (in seconds)."""
+    max_num_load_retries: int = 5
+    interval_s: float = 60.0
+
+    @classmethod
+    def from_flags(cls, max_num_load_retries: int, load_retry_interval_micros: int
+                   ) -> "LoadRetries":
+        return cls(max(0, max_num_load_retries), max(0.0, load_retry_interval_micros / 1e6))
 
 
 @dataclass
@@ -62,10 +87,14 @@ class ModelManager:
 
     def __init__(self, *, allow_version_labels_for_unavailable_models: bool = False,
                  loader: Callable[[str, int, Path], Servable] | None = None,
+                 load_retries: LoadRetries = LoadRetries(),
                  metrics: ServerMetrics | None = None):
         self.allow_unavailable_labels = allow_version_labels_for_unavailable_models
         self.metrics = metrics if metrics is not None else ServerMetrics()  # this server's
         self._loader = self.metrics.counted_loader(loader or _load_and_warm)
+        self.load_retries = load_retries
+        self._retry_wakeup = threading.Event()  # config changed or stopping: re-check retries
+        self._stopping = threading.Event()
         self._config: ModelServerConfig | None = None
         self._labels: dict[str, dict[str, int]] | None = None
         self._serving: dict[str, dict[int, Servable]] = {}
@@ -99,6 +128,7 @@ class ModelManager:
                 self._labels = labels
             names = {entry.name for entry in config.model_config_list.config}
             self.config_changed.set()
+            self._retry_wakeup.set()  # a load being retried may have left the policy
             self.reconcile(models=names if first else (names - old_names) | (old_names - names))
             if first:
                 self._raise_if_unavailable(names, initial=True)
@@ -179,24 +209,66 @@ class ModelManager:
             self._unload(name, sorted(unaspired))
 
     def _load(self, name: str, version: int, path: Path) -> None:
-        marker = _saved_model_mtime(path)
-        if self._failed_loads.get((name, version)) == marker:
+        """Load with TF Serving's retries; LOADING until it serves or the last attempt failed."""
+        if self._failed_loads.get((name, version)) == _saved_model_mtime(path):
             return  # failed before and unchanged on disk: do not retry in a loop
         self._set_state(name, version, VersionStatus(ModelVersionState.LOADING))
         LOG.info("Loading servable version {name: %s version: %d}", name, version)
-        try:
-            servable = self._loader(name, version, path)
-        except Exception as error:  # a broken SavedModel must not take the server down
-            message = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-            LOG.error("Loading servable {name: %s version: %d} failed: %s", name, version, message)
-            self._failed_loads[(name, version)] = marker
-            self._set_state(name, version, VersionStatus(
-                ModelVersionState.END, grpc.StatusCode.UNKNOWN, message))
+        servable, failure, marker = self._load_with_retries(name, version, path)
+        if servable is None:
+            self._end_failed(name, version, marker, failure)
             return
         with self._lock:
             self._serving.setdefault(name, {})[version] = servable
             self._states.setdefault(name, {})[version] = VersionStatus(ModelVersionState.AVAILABLE)
+        self._failed_loads.pop((name, version), None)
         LOG.info("Successfully loaded servable version {name: %s version: %d}", name, version)
+
+    def _load_with_retries(self, name: str, version: int, path: Path
+                           ) -> tuple[Servable | None, VersionStatus | None, float]:
+        """util/retrier.cc's Retry around one load: (servable, None, _) on success, else
+        (None, the last attempt's failure, saved_model.pb's mtime at that attempt)."""
+        description = f"Loading servable: {{name: {name} version: {version}}}"
+        retries = self.load_retries.max_num_load_retries
+        for attempt in range(retries + 1):
+            if attempt:
+                if not self._wait_to_retry(name, version):
+                    LOG.info("Retrying of %s was cancelled.", description)
+                    return None, failure, marker
+                LOG.info("Retrying of %s retry: %d", description, attempt)
+            marker = _saved_model_mtime(path)  # of the files this attempt reads
+            try:
+                return self._loader(name, version, path), None, marker
+            except Exception as error:  # a broken SavedModel must not take the server down
+                failure = _load_failure(error)
+                LOG.error("%s failed: %s", description, failure.error_message)
+        LOG.info("Retrying of %s exhausted max_num_load_retries: %d", description, retries)
+        return None, failure, marker
+
+    def _end_failed(self, name: str, version: int, marker: float,
+                    failure: VersionStatus) -> None:
+        """END with the last attempt's error (never an earlier attempt's)."""
+        self._failed_loads[(name, version)] = marker
+        self._set_state(name, version, failure)
+
+    def _wait_to_retry(self, name: str, version: int) -> bool:
+        """Sleep the retry interval; False when the retry is cancelled meanwhile (server
+        stopping, or the version no longer aspired: TF Serving's cancel_load_retry)."""
+        deadline = time.monotonic() + self.load_retries.interval_s
+        while True:
+            if self._stopping.is_set() or not self._still_aspired(name, version):
+                return False
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return True
+            self._retry_wakeup.wait(left)
+            self._retry_wakeup.clear()
+
+    def _still_aspired(self, name: str, version: int) -> bool:
+        entry = self._entry(name)
+        if entry is None:
+            return False
+        return version in aspired_versions(entry, scan_versions(entry.base_path))
 
     def _unload(self, name: str, versions: list[int]) -> None:
         for version in versions:
@@ -246,18 +318,19 @@ class ModelManager:
         return version
 
     def version_statuses(self, model_spec: model_pb2.ModelSpec) -> list[tuple[int, VersionStatus]]:
-        """GetModelStatus: one version when the spec names one, else every version seen."""
+        """GetModelStatus: the version the spec names, else every version seen, newest first;
+        a version_label is ignored (get_model_status_impl.cc only looks at `version`)."""
         name = model_spec.name
-        version = self._requested_version(model_spec)
         with self._lock:
             states = dict(self._states.get(name, {}))
-        if version is not None:
+        if model_spec.WhichOneof("version_choice") == "version":
+            version = model_spec.version.value
             if version not in states:
                 raise not_found(f"Could not find version {version} of model {name}")
             return [(version, states[version])]
         if not states:
             raise not_found(f"Could not find any versions of model {name}")
-        return sorted(states.items())
+        return sorted(states.items(), reverse=True)
 
     def available_versions(self, model_name: str) -> list[int]:
         with self._lock:
@@ -266,7 +339,13 @@ class ModelManager:
     def labels(self, model_name: str) -> dict[str, int]:
         return dict((self._labels or {}).get(model_name, {}))
 
+    def cancel_load_retries(self) -> None:
+        """Stop waiting to retry failed loads (the server is stopping); idempotent."""
+        self._stopping.set()
+        self._retry_wakeup.set()
+
     def unload_all(self) -> None:
+        self.cancel_load_retries()
         with self._reconcile_lock:
             for name in list(self._serving):
                 self._unload(name, list(self._serving.get(name, {})))
@@ -276,6 +355,16 @@ def _load_and_warm(name: str, version: int, path: Path) -> Servable:
     servable = Servable(name, version, path)
     servable.warm_up()
     return servable
+
+
+def _load_failure(error: Exception) -> VersionStatus:
+    """END status of a failed attempt: a TensorFlow error keeps its code (NOT_FOUND for a
+    missing variables file...), anything else is UNKNOWN; the whole message, as TF Serving."""
+    if isinstance(error, tf.errors.OpError):
+        return VersionStatus(ModelVersionState.END, status_code_from_value(error.error_code),
+                             error.message)
+    return VersionStatus(ModelVersionState.END, grpc.StatusCode.UNKNOWN,
+                         f"{type(error).__name__}: {error}")
 
 
 def _saved_model_mtime(path: Path) -> float:

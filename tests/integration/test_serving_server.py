@@ -49,7 +49,8 @@ def server_with_two_versions(tmp_path_factory):
         model_entry(MODEL_NAME, root / MODEL_NAME, versions=[1, 2]),
         model_entry(EXAMPLES_MODEL, root / EXAMPLES_MODEL)])
     write_model_config(root / "models.config", config)
-    with running_server(root / "models.config", poll_seconds=0.5) as server:
+    with running_server(root / "models.config", poll_seconds=0.5,
+                        enable_grpc_healthcheck_service=True) as server:
         channel = grpc.insecure_channel(server.address, options=[
             ("grpc.max_send_message_length", 128 << 20)])
         yield server, channel, versions
@@ -242,7 +243,7 @@ def test_model_status_and_health(server_with_two_versions):
     response = status.GetModelStatus(request, timeout=10)
     available = get_model_status_pb2.ModelVersionStatus.AVAILABLE
     assert [(s.version, s.state) for s in response.model_version_status] == \
-        [(1, available), (2, available)]
+        [(2, available), (1, available)]  # newest first, as TF Serving
     request.model_spec.version.value = 9
     assert_code(lambda: status.GetModelStatus(request, timeout=10), grpc.StatusCode.NOT_FOUND,
                 "Could not find version 9")
@@ -250,7 +251,7 @@ def test_model_status_and_health(server_with_two_versions):
     request.model_spec.ClearField("version")
     assert_code(lambda: status.GetModelStatus(request, timeout=10), grpc.StatusCode.NOT_FOUND)
     health = health_pb2_grpc.HealthStub(channel)
-    for service in ("", "tensorflow.serving.PredictionService", MODEL_NAME):
+    for service in ("", "tensorflow.serving.PredictionService", "tensorflow.serving.ModelService"):
         reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING, service
 

@@ -26,14 +26,16 @@ import grpc
 import pytest
 
 from serving.api.model_config import build_model_config, model_entry, write_model_config
-from support.serving_fixtures import MODEL_NAME, running_server, save_version
+from support.serving_fixtures import MODEL_NAME, free_port, running_server, save_version
 
 GRPC_OPTION, REST_OPTION, MODEL_OPTION = "--tf-serving-grpc", "--tf-serving-rest", "--tf-serving-model"
 # The deploy files' label on the first version (serving/deploy/models.config).
 STABLE_LABEL, STABLE_VERSION = "stable", 1
-# Fast polls for tests; the label rule as serving/deploy/docker-compose.yml sets it.
+# Fast polls for tests; the label rule and gRPC health as serving/deploy/docker-compose.yml
+# sets them; REST on a free port (rest_api_port), as the deploy files serve it.
 LOCAL_SETTINGS = {"poll_seconds": 0.2, "config_poll_seconds": 0.2,
-                  "allow_version_labels_for_unavailable_models": True}
+                  "allow_version_labels_for_unavailable_models": True,
+                  "enable_grpc_healthcheck_service": True}
 
 
 @dataclass
@@ -90,7 +92,8 @@ def rest_address_of(server) -> str | None:
 def local_target(root: Path, **settings) -> Iterator[ParityTarget]:
     """A local server on a deploy-shaped models.config under root, as a ParityTarget."""
     base_path, config_path = write_deploy_shaped_config(root)
-    with running_server(config_path, **{**LOCAL_SETTINGS, **settings}) as server:
+    settings = {**LOCAL_SETTINGS, "rest_api_port": free_port(), **settings}
+    with running_server(config_path, **settings) as server:
         yield ParityTarget(grpc_address=server.address, rest_address=rest_address_of(server),
                            model_name=MODEL_NAME, server=server, base_path=base_path,
                            config_path=config_path)

@@ -25,6 +25,7 @@ from components import contract, features
 
 MODEL_NAME = contract.DEFAULT_MODEL_NAME
 IMAGE_SIZE = 32
+TEST_LOAD_RETRY_INTERVAL_MICROS = 100_000
 
 
 class ContractModel(tf.Module):
@@ -105,6 +106,8 @@ def running_server(config_path: str | os.PathLike, **settings) -> Iterator["Mode
     """An in-process local server on a free loopback port, stopped (drained) on exit."""
     from serving.server.grpc_server import ModelServer, ServerSettings
 
+    # TF Serving's load retries, 0.1 s apart instead of 60 s: a broken version ends in seconds.
+    settings.setdefault("load_retry_interval_micros", TEST_LOAD_RETRY_INTERVAL_MICROS)
     server = ModelServer(ServerSettings(model_config=str(config_path), host="127.0.0.1",
                                         port=free_port(), **settings))
     server.start()
