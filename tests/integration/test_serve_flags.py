@@ -157,3 +157,25 @@ def test_demo_printed_command_restarts_on_its_labelled_config(tmp_path):
             for label, version in (("stable", 1), ("canary", 2)):
                 assert client.predict_tensors(random_images(1), label=label).model_version == \
                     version
+
+
+def test_single_model_mode_builds_the_config_in_memory(tmp_path):
+    """--model_name/--model_base_path without --model_config_file, as TF Serving."""
+    from serving.server.grpc_server import ModelServer
+    from serving.server.settings import ServerSettings
+
+    save_version(tmp_path / "m", 1)
+    version_dir = save_version(tmp_path / "m", 2)  # TF Serving's default policy: latest 1
+    server = ModelServer(ServerSettings(model_name="m", model_base_path=str(tmp_path / "m"),
+                                        port=free_port())).start()
+    try:
+        images = random_images(2, seed=5)
+        with ModelClient(server.address, "m") as client:
+            answer = client.predict_tensors(images)
+            assert [s.version for s in client.model_status()] == [2]
+        assert answer.model_version == 2
+        np.testing.assert_allclose(answer.probabilities,
+                                   reference_predict(version_dir, images)["probability"],
+                                   rtol=1e-5, atol=1e-6)
+    finally:
+        server.stop(grace_s=1.0)
