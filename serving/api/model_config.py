@@ -66,12 +66,15 @@ def parse_model_config(text: str, source: str = "models.config") -> ModelServerC
 
 
 def read_model_config(path: str | os.PathLike) -> ModelServerConfig:
-    path = Path(path)
+    return parse_model_config(read_model_config_text(path), os.fspath(path))
+
+
+def read_model_config_text(path: str | os.PathLike) -> str:
+    """The file's text (pollers compare texts); ModelConfigError naming the file if unreadable."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except OSError as error:
         raise ModelConfigError(f"{path}: cannot read model config: {error.strerror}") from None
-    return parse_model_config(text, str(path))
 
 
 def format_model_config(config: ModelServerConfig) -> str:

@@ -27,7 +27,7 @@ import grpc
 
 from serving.api.errors import ServingError
 from serving.server.grpc_services import ModelService, PredictionService
-from serving.api.model_config import ModelConfigError, parse_model_config
+from serving.api.model_config import ModelConfigError, parse_model_config, read_model_config_text
 from serving.server.health import add_health_service
 from serving.server.metrics import metrics_routes
 from serving.server.model_manager import LoadRetries, ModelManager
@@ -190,16 +190,16 @@ class ModelServer:
                 time.monotonic() < self._next_config_poll:
             return
         self._next_config_poll = time.monotonic() + period
-        path = Path(self.settings.model_config)
+        path = self.settings.model_config
         try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as error:
-            self._log_config_error(f"{path}: cannot read model config: {error.strerror}")
+            text = read_model_config_text(path)
+        except ModelConfigError as error:
+            self._log_config_error(str(error))
             return
         if text == self._config_text:
             return
         try:
-            self.manager.reload_config(parse_model_config(text, str(path)))
+            self.manager.reload_config(parse_model_config(text, path))
         except (ServingError, ModelConfigError) as error:
             self._log_config_error(f"models.config reload failed, keeping the previous "
                                    f"config: {error}")

@@ -45,7 +45,8 @@ from serving.api.model_config import (ModelConfigError, ModelServerConfig, aspir
                                   validate_model_config)
 from serving.api.protos import ModelVersionState, model_pb2
 from serving.server.metrics import ServerMetrics
-from serving.server.servable import Servable, is_complete_version_dir
+from serving.server.batching import BatchLimits
+from serving.server.servable import Servable, is_complete_version_dir, servable_loader
 
 LOG = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ class ModelManager:
                  metrics: ServerMetrics | None = None):
         self.allow_unavailable_labels = allow_version_labels_for_unavailable_models
         self.metrics = metrics if metrics is not None else ServerMetrics()  # this server's
-        self._loader = self.metrics.counted_loader(loader or _load_and_warm)
+        self._loader = self.metrics.counted_loader(loader or servable_loader(BatchLimits()))
         self.load_retries = load_retries
         self._retry_wakeup = threading.Event()  # config changed or stopping: re-check retries
         self._stopping = threading.Event()
@@ -349,12 +350,6 @@ class ModelManager:
         with self._reconcile_lock:
             for name in list(self._serving):
                 self._unload(name, list(self._serving.get(name, {})))
-
-
-def _load_and_warm(name: str, version: int, path: Path) -> Servable:
-    servable = Servable(name, version, path)
-    servable.warm_up()
-    return servable
 
 
 def _load_failure(error: Exception) -> VersionStatus:

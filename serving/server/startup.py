@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from serving.api.model_config import (ModelConfigError, ModelServerConfig, build_model_config,
-                                      model_entry, parse_model_config)
+from serving.api.model_config import (ModelServerConfig, build_model_config, model_entry,
+                                      parse_model_config, read_model_config_text)
 from serving.server.settings import ServerSettings
 
 LOG = logging.getLogger(__name__)
@@ -19,11 +19,7 @@ LOG = logging.getLogger(__name__)
 
 def read_config_file(path: str | Path) -> tuple[ModelServerConfig, str]:
     """The parsed models.config and its text (the poller compares texts)."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ModelConfigError(f"{path}: cannot read model config: {error.strerror}") from None
+    text = read_model_config_text(path)
     return parse_model_config(text, str(path)), text
 
 

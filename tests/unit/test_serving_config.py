@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from google.protobuf import text_format
 
+from serving.api.protos import BatchingParameters
 from serving.client.settings import ClientSettings
 from serving.api.model_config import (DeploymentLayout, ModelConfigError, aspired_versions,
                                   build_model_config, deployment_model_config, find_model,
@@ -165,26 +167,16 @@ def test_monitoring_config_exports_prometheus_metrics():
     assert match and match.group(1) == METRICS_PATH
 
 
-def _batching(text: str) -> dict[str, str]:
-    """BatchingParameters text proto -> {field: value}; only known fields are allowed."""
-    known = {"max_batch_size", "batch_timeout_micros", "max_enqueued_batches",
-             "num_batch_threads", "pad_variable_length_inputs", "allowed_batch_sizes",
-             "enable_large_batch_splitting", "max_execution_batch_size", "thread_pool_name"}
-    lines = [line.split("#")[0].strip() for line in text.splitlines()]
-    fields = {}
-    for line in filter(None, lines):
-        match = re.fullmatch(r"(\w+)\s*(?:\{\s*value:\s*(\S+)\s*\}|:\s*(\S+))", line)
-        assert match, f"not a BatchingParameters line: {line!r}"
-        assert match.group(1) in known, match.group(1)
-        fields[match.group(1)] = match.group(2) or match.group(3)
-    return fields
+def _batching(text: str) -> BatchingParameters:
+    """The server's own parser (TF Serving's proto): an unknown field is a parse error."""
+    return text_format.Parse(text, BatchingParameters())
 
 
 def test_batching_fits_client_batches_and_message_limits():
-    fields = _batching((DEPLOY / "batching_parameters.txt").read_text())
-    assert ClientSettings().max_batch <= int(fields["max_batch_size"])
+    parameters = _batching((DEPLOY / "batching_parameters.txt").read_text())
+    assert ClientSettings().max_batch <= parameters.max_batch_size.value
     image_bytes = 512 * 512
-    assert int(fields["max_batch_size"]) * image_bytes < ServerSettings("x").max_message_bytes
+    assert parameters.max_batch_size.value * image_bytes < ServerSettings("x").max_message_bytes
     # the server takes what TF Serving takes (INT32_MAX); the client's own limit fits in it
     assert ClientSettings().max_message_bytes <= ServerSettings("x").max_message_bytes
 
