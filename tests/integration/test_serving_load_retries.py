@@ -4,6 +4,7 @@ served once the copy completes, through TF Serving's load retries (--max_num_loa
 The status a version reports is always its latest attempt's."""
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -15,19 +16,14 @@ import pytest
 
 from serving.api.model_config import build_model_config, model_entry, write_model_config
 from serving.client.model_client import ModelClient
+from support import waiting
 from support.serving_fixtures import MODEL_NAME, random_images, running_server, save_version
 
-FAST = {"poll_seconds": 0.2}
+FAST = {"poll_seconds": 0.2}  # base paths only: models.config is read once, as TF Serving
+# A load with retries takes its time on 2 busy cores.
+wait_until = functools.partial(waiting.wait_until, timeout_s=60.0)
 
 
-def wait_until(condition, what: str, timeout_s: float = 60.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def status_of(client: ModelClient, version: int):

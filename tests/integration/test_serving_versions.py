@@ -14,20 +14,12 @@ import pytest
 from serving.client.model_client import ModelClient
 from serving.api.errors import ServingError
 from serving.api.model_config import build_model_config, model_entry, write_model_config
+from support.waiting import FAST, wait_until
 from support.serving_fixtures import (MODEL_NAME, copy_version, free_port, random_images,
                               running_server, save_version)
 
-FAST = {"poll_seconds": 0.2, "config_poll_seconds": 0.2}
 
 
-def wait_until(predicate, timeout_s: float = 20.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def states(client: ModelClient) -> dict[int, str]:

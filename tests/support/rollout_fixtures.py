@@ -25,10 +25,10 @@ from serving.client.model_client import ModelClient
 from serving.api.model_config import (build_model_config, model_entry, read_model_config,
                                   version_policy, write_model_config)
 from serving.rollout.traffic import CanaryRouter
+from support.waiting import FAST, wait_until  # noqa: F401 -- re-exported to the tests
 from support.serving_fixtures import (IMAGE_SIZE, MODEL_NAME, ContractModel, contract_signatures,
                               copy_version, random_images)
 
-FAST = {"poll_seconds": 0.2, "config_poll_seconds": 0.2}
 
 
 # ------------------------------------------------------------------ the model source
@@ -122,13 +122,6 @@ def common(server, config: Path) -> list[str]:
     return ["--server", server.address, "--model-config", str(config), "--timeout", "60"]
 
 
-def wait_until(predicate, timeout_s: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def served_entry(config: Path) -> tuple[tuple[int, ...], dict[str, int]]:
