@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
 import gzip
-import io
 import json
-import logging
-import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -23,6 +19,7 @@ from components.dicom_example_gen import file_to_examples
 from components.dicom.records import decode_example, encode_example
 from components.dicom.labels import LabelsError
 from components.synthetic import PLANTED_PATIENT_STRINGS, generate_dataset
+from support.output_capture import capture_all_output as _capture_all_output
 from support.tables import write_csv
 
 IMAGE_SIZE = 64
@@ -88,38 +85,6 @@ class PipelineRun:
     ledger_path: str
     mlmd_path: Path
     captured: str
-
-
-@contextlib.contextmanager
-def _capture_all_output(sink_path: Path):
-    """Every byte written to fd 1/2 (this process and Beam's worker processes), every Python
-    logging record (absl included) at INFO and above, like capfd + caplog for a module fixture."""
-    from absl import logging as absl_logging
-
-    records = io.StringIO()
-    handler = logging.StreamHandler(records)
-    handler.setLevel(logging.INFO)
-    root = logging.getLogger()
-    old_level, old_verbosity = root.level, absl_logging.get_verbosity()
-    with open(sink_path, "w+b") as sink:
-        sys.stdout.flush(), sys.stderr.flush()
-        saved = os.dup(1), os.dup(2)
-        os.dup2(sink.fileno(), 1), os.dup2(sink.fileno(), 2)
-        root.addHandler(handler)
-        root.setLevel(logging.INFO)
-        absl_logging.set_verbosity(absl_logging.INFO)
-        text = io.TextIOWrapper(open(sink.fileno(), "wb", closefd=False), write_through=True)
-        try:
-            with contextlib.redirect_stdout(text), contextlib.redirect_stderr(text):
-                yield records
-        finally:
-            absl_logging.set_verbosity(old_verbosity)
-            root.removeHandler(handler)
-            root.setLevel(old_level)
-            os.dup2(saved[0], 1), os.dup2(saved[1], 2)
-            os.close(saved[0]), os.close(saved[1])
-    with open(sink_path, "a") as sink:
-        sink.write(records.getvalue())
 
 
 def _run_pipeline(out: Path, data_dir: Path, labels: Path, beam_args: list[str] | None):
