@@ -28,6 +28,13 @@ REJECT_REASONS: frozenset[str] = frozenset({
     "internal_error",           # preprocessing raised unexpectedly (a bug): components.dicom.slices
     "missing_study_uid",        # set by callers that need (0020,000D) Study Instance UID
     "unlabeled_study",          # set by callers: study absent from the labels file
+    # found while listing the data folder (components.dicom_example_gen.discovery):
+    "undecodable_name",         # the path is not valid UTF-8: not read
+    "dangling_link",            # a symbolic link to nothing
+    "symlink_loop",             # a link to itself, or a folder that contains itself
+    "already_listed",           # the same file or folder reached again (symlink, hard link)
+    "outside_root",             # a symbolic link leading outside the data folder: not followed
+    "unreadable_folder",        # a folder that could not be listed (permissions, I/O)
 })
 
 

@@ -20,24 +20,43 @@ from tfx.dsl.io import fileio
 from tfx.orchestration import data_types
 from tfx.types import standard_component_specs
 
-from components.dicom_example_gen.executor import LABELS_PATH_KEY, list_input_files
+from components.dicom_example_gen import discovery
+from components.dicom_example_gen.executor import LABELS_PATH_KEY
 
 
 def tree_fingerprint(input_base: str, labels_path: str) -> str:
-    """Order-independent digest of (relative path, size, mtime) of every input file."""
+    """Digest of (relative path, size, mtime) of every input file and (path, reason) of every
+    skipped entry (discovery.py: never hangs or raises on links, names or permissions), so
+    fixing a skipped entry invalidates the cache too."""
     digest = hashlib.sha256()
     total_bytes = 0
-    files = list_input_files(input_base, labels_path) if fileio.isdir(input_base) else []
-    for relative_path in files:
-        stat = fileio.stat(os.path.join(input_base, relative_path))
-        total_bytes += stat.length
-        digest.update(f"{relative_path}\0{stat.length}\0{stat.mtime_nsec}\n".encode("utf-8"))
+    listing = (discovery.list_tree(input_base, labels_path) if fileio.isdir(input_base)
+               else discovery.Listing(()))
+    for found in listing.files:
+        size, mtime = _size_and_mtime(input_base, found)
+        total_bytes += max(size, 0)
+        digest.update(f"{found.relative_path}\0{size}\0{mtime}\n".encode("utf-8"))
+    for entry in listing.skipped:
+        digest.update(f"{entry.relative_path}\0{entry.reason}\n".encode("utf-8"))
+    files = listing.files
     labels = "missing"
     if labels_path and fileio.exists(labels_path):
         stat = fileio.stat(labels_path)
         labels = f"{stat.length}:{stat.mtime_nsec}"
     return (f"files:{len(files)},total_bytes:{total_bytes},labels:{labels},"
             f"tree_sha256:{digest.hexdigest()}")
+
+
+def _size_and_mtime(input_base: str, found: discovery.FoundFile) -> tuple[int, int]:
+    """From the walk's stat on local roots; fileio.stat on remote ones (-1 when it fails:
+    the reader will record the file as unreadable)."""
+    if found.size is not None and found.mtime_ns is not None:
+        return found.size, found.mtime_ns
+    try:
+        stat = fileio.stat(os.path.join(input_base, found.relative_path))
+    except Exception:  # noqa: BLE001 -- the message names the path; the executor reports it
+        return -1, -1
+    return stat.length, stat.mtime_nsec
 
 
 class DicomDriver(example_gen_driver.FileBasedDriver):

@@ -27,7 +27,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 
 from components.dicom_example_gen import file_to_examples as fte
-from components.dicom_example_gen import ledger, properties, splits
+from components.dicom_example_gen import discovery, ledger, properties, splits
 from components.dicom.labels import read_labels
 from components.features import resolve_salt
 
@@ -61,6 +61,7 @@ class IngestPlan:
     split_names: tuple[str, ...]
     relative_paths: tuple[str, ...]
     labelled_studies: int
+    skipped: tuple[discovery.Skipped, ...] = ()  # entries not read: ledger rows, no worker
 
 
 @dataclass(frozen=True)
@@ -77,22 +78,8 @@ class IngestSummary:
 
 
 def list_input_files(input_base: str, labels_path: str = "") -> list[str]:
-    """Every file inside a folder below input_base, relative and '/'-separated, sorted.
-
-    Files directly in input_base are not scans of the scanner/study/series layout (the labels
-    files, a README, a DICOMDIR) and are not read; the labels file is skipped wherever it is.
-    """
-    labels_abs = os.path.abspath(labels_path) if labels_path else None
-    found = []
-    for directory, _, file_names in fileio.walk(input_base):
-        if os.path.normpath(directory) == os.path.normpath(input_base):
-            continue
-        for file_name in file_names:
-            path = os.path.join(directory, file_name)
-            if labels_abs and os.path.abspath(path) == labels_abs:
-                continue
-            found.append(os.path.relpath(path, input_base).replace(os.sep, "/"))
-    return sorted(found)
+    """The files to read, relative and '/'-separated, sorted (discovery.list_tree's files)."""
+    return [found.relative_path for found in discovery.list_tree(input_base, labels_path).files]
 
 
 def make_plan(exec_properties: Dict[str, Any]) -> IngestPlan:
@@ -104,10 +91,18 @@ def make_plan(exec_properties: Dict[str, Any]) -> IngestPlan:
     study_labels = read_labels(labels_path, salt, fileio)  # fileio: gs:// and friends
     if not fileio.isdir(input_base):
         raise ValueError(f"data folder {input_base} does not exist or is not a folder")
-    relative_paths = list_input_files(input_base, labels_path)
+    listing = discovery.list_tree(input_base, labels_path)
+    relative_paths = [found.relative_path for found in listing.files]
+    if listing.skipped:
+        logging.warning("DicomExampleGen: %d entries of the data folder are not read (%s); "
+                        "each is a ledger row", len(listing.skipped),
+                        _format_counts(listing.skipped_counts()))
     if not relative_paths:
-        raise NoUsableSlicesError(f"data folder {input_base} has no files inside folders; "
-                                  "expected the layout scanner/study/series/<DICOM files>")
+        skipped = (f" ({len(listing.skipped)} entries skipped: "
+                   f"{_format_counts(listing.skipped_counts())})" if listing.skipped else "")
+        raise NoUsableSlicesError(f"data folder {input_base} has no readable files inside "
+                                  f"folders{skipped}; expected the layout "
+                                  "scanner/study/series/<DICOM files>")
     assignment = splits.assign_splits(study_labels.labels, ratios)
     settings = fte.IngestSettings(
         input_base=input_base,
@@ -117,7 +112,8 @@ def make_plan(exec_properties: Dict[str, Any]) -> IngestPlan:
         study_splits={study: (assignment[study], label)
                       for study, label in study_labels.labels.items()},
     )
-    return IngestPlan(settings, tuple(ratios), tuple(relative_paths), len(study_labels))
+    return IngestPlan(settings, tuple(ratios), tuple(relative_paths), len(study_labels),
+                      listing.skipped)
 
 
 @dataclass(frozen=True)
@@ -128,14 +124,26 @@ class IngestOutputs:
 
 
 def expand_ingest(pipeline: beam.Pipeline, plan: IngestPlan) -> IngestOutputs:
-    """The Beam graph. Reshuffle spreads files over workers (Create alone keeps one bundle)."""
+    """The Beam graph. Reshuffle spreads files over workers (Create alone keeps one bundle).
+
+    Entries the listing skipped become ledger lines and counts here, in the driver process:
+    they cost no reading, and their paths never reach a worker.
+    """
     tagged = (pipeline
               | "ListFiles" >> beam.Create(plan.relative_paths)
               | "SpreadFiles" >> beam.Reshuffle()
               | "Preprocess" >> beam.ParDo(fte.FileToExamplesDoFn(plan.settings)).with_outputs(
                   fte.LEDGER_TAG, fte.COUNTS_TAG, *plan.split_names))
-    return IngestOutputs({name: tagged[name] for name in plan.split_names},
-                         tagged[fte.LEDGER_TAG], tagged[fte.COUNTS_TAG])
+    skipped = [fte.skipped_outcome(entry, plan.settings) for entry in plan.skipped]
+    ledger_lines = ((tagged[fte.LEDGER_TAG],
+                     pipeline | "SkippedLedger" >> beam.Create(
+                         [record.to_json() for outcome in skipped for record in outcome.rejects]))
+                    | "AllLedgerLines" >> beam.Flatten())
+    counts = ((tagged[fte.COUNTS_TAG],
+               pipeline | "SkippedCounts" >> beam.Create(
+                   [item for outcome in skipped for item in outcome.counts().items()]))
+              | "AllCounts" >> beam.Flatten())
+    return IngestOutputs({name: tagged[name] for name in plan.split_names}, ledger_lines, counts)
 
 
 class Executor(BaseBeamExecutor):

@@ -23,6 +23,7 @@ from components.dicom.preprocessing import PreprocessedSlice
 from components.dicom.records import encode_example
 from components.dicom.slices import FileSlices, NamedInput, file_to_slices, labelled_studies_only
 from components.dicom_example_gen import ledger
+from components.dicom_example_gen.discovery import Skipped
 
 LEDGER_TAG = "ledger"
 COUNTS_TAG = "counts"
@@ -105,6 +106,12 @@ def file_outcome(relative_path: str, source: bytes | str, settings: IngestSettin
     return outcome
 
 
+def skipped_outcome(entry: Skipped, settings: IngestSettings) -> FileOutcome:
+    """An entry the listing did not pass on (discovery.py): one ledger record, no reading."""
+    record = _RecordFactory(entry.relative_path, settings.salt)
+    return FileOutcome(rejects=[record(entry.reason, entry.detail)])
+
+
 def _example(item: PreprocessedSlice, result: FileSlices, record: "_RecordFactory",
              label: int) -> bytes:
     return encode_example({
@@ -126,7 +133,8 @@ class _RecordFactory:
     def __init__(self, relative_path: str, salt: str):
         self.salt = salt
         self.file_id = ledger.file_id(relative_path, salt)
-        self.scanner = scanner_name(relative_path)
+        scanner = scanner_name(relative_path)  # an escaped undecodable name is not a scanner
+        self.scanner = UNKNOWN_SCANNER if "\\x" in scanner else scanner
         self.study_id: str | None = None
         self.series_id: str | None = None
 

@@ -26,6 +26,15 @@ PLAIN_REASONS: dict[str, str] = {
     "internal_error": "This tool failed on the file (a bug): please report it.",
     "missing_study_uid": "The DICOM file does not say which study it belongs to.",
     "unlabeled_study": "The study is not in the labels file.",
+    "undecodable_name": ("The file's name is not valid text (a legacy encoding?): rename it to "
+                         "include it."),
+    "dangling_link": "A shortcut (symbolic link) to a file that does not exist.",
+    "symlink_loop": "A shortcut (symbolic link) that leads back to itself or to a folder above it.",
+    "already_listed": ("The same file was already read under another name (a shortcut or hard "
+                       "link to it): it is read once."),
+    "outside_root": ("A shortcut (symbolic link) that leads outside the data folder: it is not "
+                     "followed. Copy the files into the folder to include them."),
+    "unreadable_folder": "A folder that could not be opened (permissions?).",
 }
 
 DISCLAIMER = ("Research tool, not a diagnosis. The probability is the output of a research "
