@@ -200,3 +200,23 @@ def test_ingest_rejects_are_the_export_s_plus_the_listing_s(export, ingest_run):
     listed = {reason: count for reason, count, _ in ROWS.values()}
     assert ingest_run.summary["rejects"] == {**export.expected_rejects, **listed}
     assert "entries of the data folder are not read" in ingest_run.captured
+
+
+def test_remote_roots_are_listed_through_fileio():
+    """gs:// and friends go through TFX's fileio (no links there); TensorFlow's in-memory
+    ram:// filesystem stands in for a bucket."""
+    from tfx.dsl.io import fileio
+
+    from components.dicom_example_gen.driver import tree_fingerprint
+
+    root = "ram://discovery_test/data"
+    for path in ("sc/1.2.3/4.5.6/IM2", "sc/1.2.3/4.5.6/IM1", "labels.csv", "sc/labels2.csv"):
+        fileio.makedirs(os.path.dirname(f"{root}/{path}"))
+        with fileio.open(f"{root}/{path}", "wb") as handle:
+            handle.write(b"xy")
+    listing = discovery.list_tree(root, f"{root}/sc/labels2.csv")
+    assert [found.relative_path for found in listing.files] == ["sc/1.2.3/4.5.6/IM1",
+                                                                "sc/1.2.3/4.5.6/IM2"]
+    assert listing.skipped == ()
+    fingerprint = tree_fingerprint(root, f"{root}/labels.csv")
+    assert "files:3,total_bytes:6" in fingerprint and "1.2.3" not in fingerprint  # + labels2
