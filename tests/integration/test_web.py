@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import logging
 import os
 import re
 import signal
@@ -32,7 +33,7 @@ from serving.client.model_client import ModelClient
 from serving.client.predict import predict_paths, read_studies
 from serving.api.model_config import build_model_config, model_entry, write_model_config
 from serving.rollout.traffic import CanaryRouter
-from serving.web.app import start_web
+from serving.web.app import UNREACHABLE_MESSAGE as UNREACHABLE, start_web
 from support.serving_fixtures import MODEL_NAME, free_port, running_server, save_version
 from support.web_fixtures import (decode_thumbnail, files_of_kind, get_json, page_state, post_files,
                           study_folder, upload_in_page, wait_for_versions, zip_folders)
@@ -282,13 +283,20 @@ def test_unsafe_or_unusable_zips_are_refused(web, dataset):
     assert status == 400 and "No file was received" in answer["error"]
 
 
-def test_model_server_down_gives_a_readable_answer():
+def test_model_server_down_gives_a_readable_answer(caplog):
+    """Plain words on the page (issue 12: it showed gRPC's raw 'UNAVAILABLE: failed to connect
+    to all addresses ... Connection refused (111)'); the technical detail goes to the log."""
+    caplog.set_level(logging.WARNING, logger="serving.web.app")
     with start_web(f"127.0.0.1:{free_port()}", port=0, timeout_s=2.0) as handle:
         status, info = get_json(handle.url + "api/info")
-        assert status == 503 and "model server could not answer" in info["error"]
+        assert status == 503 and info["error"] == UNREACHABLE
         assert get_json(handle.url + "healthz")[0] == 503
         status, answer = post_files(handle.url, [("a.png", b"\x89PNG\r\n\x1a\n")])
-        assert status == 502 and "model server could not answer (UNAVAILABLE" in answer["error"]
+        assert status == 502 and answer["error"] == UNREACHABLE
+    assert "the model server is not reachable; try again in a minute" in UNREACHABLE.lower()
+    logged = [r.getMessage() for r in caplog.records if "model server error" in r.getMessage()]
+    assert any(line.startswith("predict: model server error UNAVAILABLE") for line in logged)
+    assert any("info: model server error" in line for line in logged)
 
 
 def test_cli_serves_without_tensorflow_and_logs_no_file_names(page_model_server, dataset):
