@@ -170,7 +170,7 @@ def read_files(request: Request, settings: WebSettings) -> list[tuple[str, bytes
         raise RequestEntityTooLarge()
     files = []
     for storage in request.files.getlist("files"):
-        data = storage.read()
+        data = storage.stream.getvalue()  # the parsed buffer itself, not a second copy
         if storage.filename or data:  # a form sent with no file chosen has one empty part
             files.append((storage.filename or "unnamed file", data))
     total = sum(len(data) for _, data in files)
