@@ -110,11 +110,12 @@ def test_twenty_uploads_at_the_limit_keep_memory_bounded(model_server, axial_fil
         for _ in range(UPLOADS):
             status, answer = post_files(web.url, upload)
             assert status == 200 and len(answer["rejections"]) == 1
-        growth = web.peak_growth()
+        growth, peak = web.peak_growth(), web.memory("VmHWM")
     finally:
         web.stop()
     print(f"web peak RSS growth over {UPLOADS} uploads of {LIMIT_MB} MB: "
-          f"{growth / MB:.0f} MB (bound {UPLOAD_GROWTH_BOUND / MB:.0f} MB)")
+          f"{growth / MB:.0f} MB (bound {UPLOAD_GROWTH_BOUND / MB:.0f} MB), peak RSS "
+          f"{peak / MB:.0f} MB")
     assert growth < UPLOAD_GROWTH_BOUND
 
 
