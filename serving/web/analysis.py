@@ -86,7 +86,8 @@ def preprocess_uploads(uploads: list[UploadedFile], image_size: int, max_slices:
                        ) -> tuple[list[KeptSlice], list[RejectedItem]]:
     kept: list[KeptSlice] = []
     rejected: list[RejectedItem] = []
-    inputs = (NamedInput(upload.name, upload.data, UPLOAD) for upload in uploads)
+    # lazy: a zip member is inflated only when its turn comes, and dropped after it
+    inputs = (NamedInput(upload.name, upload.read(), UPLOAD) for upload in uploads)
     for file in files_to_slices(inputs, image_size=image_size):
         rejected.extend(RejectedItem(file.input.name, file.frames, rejection)
                         for rejection in file.rejections)

@@ -51,7 +51,17 @@ SECURITY_HEADERS = {
 
 
 class InMemoryRequest(Request):
-    """Uploaded files go to memory, never to a temp file on disk."""
+    """Uploaded files go to memory, never to a temp file on disk.
+
+    Built with `populate_request=False`: werkzeug's default stores the request in its own
+    environ (`environ["werkzeug.request"]`), a reference cycle that kept every upload (up to
+    the limit, ~100 MB) alive until the garbage collector happened to run; the process grew by
+    one upload per request. Without the cycle, and with `close()` after the answer, reference
+    counting frees the upload as soon as the request is done.
+    """
+
+    def __init__(self, environ) -> None:
+        super().__init__(environ, populate_request=False)
 
     def _get_file_stream(self, total_content_length, content_type, filename=None,
                          content_length=None):
@@ -79,16 +89,22 @@ class WebApp:
         request.max_content_length = self.settings.max_upload_bytes + FORM_OVERHEAD_BYTES
         request.max_form_parts = self.settings.max_files + 100
         try:
-            endpoint, values = self.routes.bind_to_environ(environ).match()
-            response = getattr(self, f"on_{endpoint}")(request, **values)
-        except HTTPException as error:
-            response = json_response({"error": error.description or error.name}, error.code)
-        except Exception as error:  # noqa: BLE001 - the page gets an answer, the server lives
-            log_unexpected(error)
-            response = json_response({"error": "Something went wrong on our side; nothing was "
-                                               "stored. Please try again."}, 500)
+            response = self.dispatch(request, environ)
+        finally:
+            request.close()  # the uploaded files' buffers go now, not at the next collection
         response.headers.update(SECURITY_HEADERS)
         return response(environ, start_response)
+
+    def dispatch(self, request: Request, environ) -> Response:
+        try:
+            endpoint, values = self.routes.bind_to_environ(environ).match()
+            return getattr(self, f"on_{endpoint}")(request, **values)
+        except HTTPException as error:
+            return json_response({"error": error.description or error.name}, error.code)
+        except Exception as error:  # noqa: BLE001 - the page gets an answer, the server lives
+            log_unexpected(error)
+            return json_response({"error": "Something went wrong on our side; nothing was "
+                                             "stored. Please try again."}, 500)
 
     # ------------------------------------------------------------------ endpoints
     def on_page(self, request: Request) -> Response:
@@ -109,7 +125,7 @@ class WebApp:
             return json_response({**common, "model": self.model_info()})
         except ServingError as error:
             return json_response({**common, "model": None,
-                                  "error": server_error_message(error)}, 503)
+                                  "error": server_error_message(error, "info")}, 503)
 
     def on_health(self, request: Request) -> Response:
         try:
@@ -135,8 +151,7 @@ class WebApp:
             return json_response({"error": too_large_message(
                 request.content_length or 0, self.settings.max_upload_bytes)}, 413)
         except ServingError as error:
-            LOG.warning("predict: model server error %s", error.code.name)
-            return json_response({"error": server_error_message(error)}, 502)
+            return json_response({"error": server_error_message(error, "predict")}, 502)
         finally:
             self.slots.release()
         LOG.info("%s", summary_for_log(result, time.monotonic() - started))
@@ -155,7 +170,7 @@ def read_files(request: Request, settings: WebSettings) -> list[tuple[str, bytes
         raise RequestEntityTooLarge()
     files = []
     for storage in request.files.getlist("files"):
-        data = storage.read()
+        data = storage.stream.getvalue()  # the parsed buffer itself, not a second copy
         if storage.filename or data:  # a form sent with no file chosen has one empty part
             files.append((storage.filename or "unnamed file", data))
     total = sum(len(data) for _, data in files)
@@ -164,9 +179,18 @@ def read_files(request: Request, settings: WebSettings) -> list[tuple[str, bytes
     return files
 
 
-def server_error_message(error: ServingError) -> str:
-    return (f"The model server could not answer ({error.code.name}: {error.details}). Try "
-            "again in a minute; if this persists, tell the administrator.")
+UNREACHABLE_CODES = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED"})  # down, restarting, or
+# still reconnecting: gRPC says "failed to connect ... Connection refused" or times out
+UNREACHABLE_MESSAGE = "The model server is not reachable; try again in a minute."
+
+
+def server_error_message(error: ServingError, during: str) -> str:
+    """Plain words for the page; gRPC's own text (addresses, errno) goes to the log only."""
+    LOG.warning("%s: model server error %s: %s", during, error.code.name, error.details)
+    if error.code.name in UNREACHABLE_CODES:
+        return UNREACHABLE_MESSAGE
+    return ("The model server could not answer this request; try again in a minute. If this "
+            "persists, tell the administrator (the page's log has the details).")
 
 
 def json_response(document: dict, status: int = 200) -> Response:

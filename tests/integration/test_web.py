@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import logging
 import os
 import re
 import signal
@@ -21,7 +22,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 
 from support.browser import full_page_screenshot, headless_chromium, wait_for
 from components.dicom.preprocessing import PreprocessedSlice, preprocess_path
@@ -32,7 +35,7 @@ from serving.client.model_client import ModelClient
 from serving.client.predict import predict_paths, read_studies
 from serving.api.model_config import build_model_config, model_entry, write_model_config
 from serving.rollout.traffic import CanaryRouter
-from serving.web.app import start_web
+from serving.web.app import UNREACHABLE_MESSAGE as UNREACHABLE, start_web
 from support.serving_fixtures import MODEL_NAME, free_port, running_server, save_version
 from support.web_fixtures import (decode_thumbnail, files_of_kind, get_json, page_state, post_files,
                           study_folder, upload_in_page, wait_for_versions, zip_folders)
@@ -282,13 +285,20 @@ def test_unsafe_or_unusable_zips_are_refused(web, dataset):
     assert status == 400 and "No file was received" in answer["error"]
 
 
-def test_model_server_down_gives_a_readable_answer():
+def test_model_server_down_gives_a_readable_answer(caplog):
+    """Plain words on the page (issue 12: it showed gRPC's raw 'UNAVAILABLE: failed to connect
+    to all addresses ... Connection refused (111)'); the technical detail goes to the log."""
+    caplog.set_level(logging.WARNING, logger="serving.web.app")
     with start_web(f"127.0.0.1:{free_port()}", port=0, timeout_s=2.0) as handle:
         status, info = get_json(handle.url + "api/info")
-        assert status == 503 and "model server could not answer" in info["error"]
+        assert status == 503 and info["error"] == UNREACHABLE
         assert get_json(handle.url + "healthz")[0] == 503
         status, answer = post_files(handle.url, [("a.png", b"\x89PNG\r\n\x1a\n")])
-        assert status == 502 and "model server could not answer (UNAVAILABLE" in answer["error"]
+        assert status == 502 and answer["error"] == UNREACHABLE
+    assert "the model server is not reachable; try again in a minute" in UNREACHABLE.lower()
+    logged = [r.getMessage() for r in caplog.records if "model server error" in r.getMessage()]
+    assert any(line.startswith("predict: model server error UNAVAILABLE") for line in logged)
+    assert any("info: model server error" in line for line in logged)
 
 
 def test_cli_serves_without_tensorflow_and_logs_no_file_names(page_model_server, dataset):
@@ -378,3 +388,65 @@ def test_during_a_canary_rollout_each_study_goes_where_mspipe_predict_sends_it(
         code, _, err = rollout("weight", *common(server, config), "0")
         assert code == 0, err
         assert answered(web) == [(1, "stable"), (1, "stable")]
+
+
+# ---------------------------------------------------------------------- keyboard only
+ACTIVE = ("const a = document.activeElement; "
+          "return a.id || (a.classList.contains('slice') ? 'slice' : a.tagName.toLowerCase());")
+
+
+def press(chrome, *keys) -> str:
+    """Send keys to whatever has the focus, as a keyboard would; the focused control after."""
+    ActionChains(chrome).send_keys(*keys).perform()
+    return chrome.execute_script(ACTIVE)
+
+
+def tab_until(chrome, target: str, most: int = 20) -> list[str]:
+    """Press Tab until `target` has the focus; the controls passed on the way."""
+    seen = []
+    for _ in range(most):
+        seen.append(press(chrome, Keys.TAB))
+        if seen[-1] == target:
+            return seen
+    raise AssertionError(f"Tab never reached {target}: {seen}")
+
+
+def test_every_control_is_reached_and_used_by_keyboard(chrome, web, dataset):
+    """Issue 12: "choose a study folder" could not be reached with Tab (a label for a hidden
+    input). Every control of the form, each slice and the viewer's Close work by keyboard."""
+    axial = files_of_kind(dataset, study_folder(dataset), "axial")[0]
+    chrome.get(web.url)
+    wait_for(chrome, "return document.body.dataset.state === 'ready'")
+    chrome.execute_script(  # the OS file chooser is not the page's: record that it was asked
+        "for (const id of ['files', 'folder']) document.getElementById(id).addEventListener("
+        "'click', (event) => { event.preventDefault(); window.opened = id; });")
+    assert tab_until(chrome, "files") == ["files"]  # the first control of the page
+    press(chrome, Keys.SPACE)
+    assert chrome.execute_script("return window.opened") == "files"
+    assert press(chrome, Keys.TAB) == "choose-folder"
+    press(chrome, Keys.ENTER)
+    assert chrome.execute_script("return window.opened") == "folder"
+    chrome.find_element(By.CSS_SELECTOR, "#files").send_keys(str(axial))  # what the chooser gives
+    chrome.execute_script("document.getElementById('choose-folder').focus()")
+    assert press(chrome, Keys.TAB) == "analyse"
+    assert press(chrome, Keys.TAB) == "clear"
+    ActionChains(chrome).key_down(Keys.SHIFT).send_keys(Keys.TAB).key_up(Keys.SHIFT).perform()
+    assert chrome.execute_script(ACTIVE) == "analyse"
+    press(chrome, Keys.ENTER)
+    wait_for(chrome, "return document.body.dataset.state === 'done' && "
+             "!document.getElementById('result').hidden", timeout_s=60)
+    tab_until(chrome, "slice")
+    press(chrome, Keys.ENTER)
+    assert chrome.execute_script("return document.getElementById('viewer').open")
+    assert chrome.execute_script(ACTIVE) == "button"  # the viewer's Close has the focus
+    press(chrome, Keys.ENTER)
+    assert not chrome.execute_script("return document.getElementById('viewer').open")
+    press(chrome, Keys.SPACE)  # the focus is back on the slice; Space opens it too
+    assert chrome.execute_script("return document.getElementById('viewer').open")
+    press(chrome, Keys.ESCAPE)
+    assert not chrome.execute_script("return document.getElementById('viewer').open")
+    chrome.execute_script("document.getElementById('analyse').focus()")
+    assert press(chrome, Keys.TAB) == "clear"
+    press(chrome, Keys.ENTER)
+    assert chrome.execute_script("return document.getElementById('chosen').textContent") \
+        == "No file chosen."

@@ -211,7 +211,9 @@ function sliceCaption(slice) {
 
 function renderSlice(slice) {
   const image = el("img", { class: "thumbnail", src: slice.thumbnail, alt: sliceCaption(slice) });
-  const figure = el("figure", { class: "slice", tabindex: "0", dataset: {
+  const figure = el("figure", { class: "slice", tabindex: "0", role: "button",
+    "aria-label": `${sliceCaption(slice)}, probability ${slice.probability.toFixed(3)}: ` +
+      "open larger", dataset: {
     name: slice.name, frame: String(slice.frame_index),
     probability: String(slice.probability) } }, [
     image,
@@ -222,7 +224,12 @@ function renderSlice(slice) {
   ]);
   const open = () => openViewer(slice);
   figure.addEventListener("click", open);
-  figure.addEventListener("keydown", (event) => { if (event.key === "Enter") open(); });
+  figure.addEventListener("keydown", (event) => {  // as a button: Enter and Space
+    if (event.key === "Enter" || event.key === " ") {
+      event.preventDefault();
+      open();
+    }
+  });
   return figure;
 }
 
@@ -255,6 +262,7 @@ function renderRejections(rejections) {
 function setUp() {
   $("files").addEventListener("change", (event) => chooseFiles(event.target.files));
   $("folder").addEventListener("change", (event) => chooseFiles(event.target.files));
+  $("choose-folder").addEventListener("click", () => $("folder").click());
   $("clear").addEventListener("click", () => {
     $("upload-form").reset();
     chooseFiles([]);
