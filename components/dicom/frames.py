@@ -18,6 +18,7 @@ import numpy as np
 import pydicom
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.encaps import parse_basic_offsets, parse_fragments
 from pydicom.multival import MultiValue
 from pydicom.pixels import get_decoder, pixel_array
 from pydicom.pixels.utils import get_expected_length
@@ -94,6 +95,7 @@ def read_mr_dataset(data: bytes) -> Dataset:
     frame_count(dataset)  # both validated here, before they size the expected pixel data
     image_shape(dataset)
     check_native_pixel_length(dataset)
+    check_encapsulated_frames(dataset)
     return dataset
 
 
@@ -199,6 +201,38 @@ def check_native_pixel_length(dataset: Dataset) -> None:
     if present < expected:
         raise reject("truncated", f"{tag_name('PixelData')} has {present} bytes, "
                      f"{expected} expected from the image pixel module")
+
+
+def check_encapsulated_frames(dataset: Dataset) -> None:
+    """Compressed pixel data holding fewer frames than NumberOfFrames claims is one rejection.
+
+    Without this, a lying count (100000 on a one-frame JPEG 2000 file) became one decode_error
+    per claimed frame: a ledger of 99,999 rows. The frames present are counted without decoding
+    anything: the Extended or Basic Offset Table has one entry per frame; without either, every
+    frame needs at least one fragment, so fewer fragments than frames is a lie.
+    """
+    if not dataset.file_meta.TransferSyntaxUID.is_compressed or "PixelData" not in dataset:
+        return
+    declared = frame_count(dataset)
+    if declared == 1:
+        return
+    try:
+        present = _encapsulated_frames_at_most(dataset)
+    except Exception as exc:  # a damaged item structure: decoding it would fail the same way
+        raise reject("decode_error", f"encapsulated {tag_name('PixelData')} has no readable "
+                     f"item structure ({safe_exception_text(exc)})")
+    if present < declared:
+        raise reject("truncated", f"{tag_name('NumberOfFrames')} declares {declared} frames; "
+                     f"the encapsulated {tag_name('PixelData')} holds at most {present}")
+
+
+def _encapsulated_frames_at_most(dataset: Dataset) -> int:
+    extended = read_attribute(dataset, "ExtendedOffsetTable")
+    if extended:
+        return len(extended) // 8
+    buffer = io.BytesIO(dataset.PixelData)
+    offsets = parse_basic_offsets(buffer)
+    return len(offsets) if offsets else parse_fragments(buffer)[0]
 
 
 def read_attribute(dataset: Dataset, keyword: str) -> Any:

@@ -1,0 +1,57 @@
+"""Property-based tests of the shared preprocessing (components/dicom/preprocessing.py, frames.py).
+
+Whatever bytes and header values arrive, the promise is: a uint8 [S, S, 1] slice or a Rejection
+whose reason is in REJECT_REASONS, never an exception. Valid MR files are built with pydicom,
+then hypothesis mutates them (lying sizes, odd photometric interpretations, extreme rescale,
+NaN/inf float pixels, bit-depth combinations, lying or textual frame counts) or replaces them
+with arbitrary bytes. Issue 12's rows about misleading or unbounded rejections are pinned first.
+"""
+from __future__ import annotations
+
+import io
+import random
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.uid import RLELossless
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from components.dicom.preprocessing import (REJECT_REASONS, PreprocessedSlice, Rejection,
+                                            preprocess_dicom, preprocess_path)
+
+TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
+SIZE = 16  # a small model input keeps each example cheap; the steps do not depend on it
+
+
+def to_bytes(dataset: pydicom.Dataset) -> bytes:
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+# ---------------------------------------------------------------- issue 12's rows
+
+def test_a_lying_frame_count_on_a_one_frame_jpeg2000_file_is_one_bounded_rejection():
+    dataset = pydicom.dcmread(TEST_FILES / "MR_small_jp2klossless.dcm")
+    dataset.NumberOfFrames = 100000
+    results = preprocess_dicom(to_bytes(dataset), image_size=SIZE)
+    assert len(results) == 1
+    assert isinstance(results[0], Rejection) and results[0].reason == "truncated"
+    assert "NumberOfFrames declares 100000 frames" in results[0].detail
+
+
+@pytest.mark.parametrize("declared, kept", [(3, 3), (4, 0)])
+def test_compressed_multi_frame_data_is_checked_against_its_frame_count(declared, kept):
+    dataset = pydicom.dcmread(TEST_FILES / "MR_small.dcm")
+    frames = np.stack([dataset.pixel_array + index for index in range(3)])
+    dataset.NumberOfFrames = 3
+    dataset.compress(RLELossless, frames, generate_instance_uid=False)
+    dataset.NumberOfFrames = declared
+    results = preprocess_dicom(to_bytes(dataset), image_size=SIZE,
+                               orientations=("axial", "coronal", "sagittal", "oblique"))
+    assert sum(isinstance(result, PreprocessedSlice) for result in results) == kept
+    assert len(results) == (kept or 1)
