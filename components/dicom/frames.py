@@ -88,6 +88,7 @@ def read_mr_dataset(data: bytes) -> Dataset:
     except Exception as exc:  # pydicom raises many types for malformed headers
         raise reject("decode_error",
                      f"DICOM header could not be parsed ({safe_exception_text(exc)})")
+    check_file_meta_present(dataset, data)
     check_not_truncated(dataset, len(data))
     check_sop_class(dataset)
     check_pixel_module(dataset)
@@ -97,6 +98,20 @@ def read_mr_dataset(data: bytes) -> Dataset:
     check_native_pixel_length(dataset)
     check_encapsulated_frames(dataset)
     return dataset
+
+
+def check_file_meta_present(dataset: Dataset, data: bytes) -> None:
+    """Bytes after 'DICM' that do not start a (0002,xxxx) element are not a DICOM header.
+
+    pydicom still "parses" them into nonsense elements, which then read as a truncated file
+    or a missing UID; neither is what happened. A file cut inside its meta information still
+    starts with group 0002 and stays `truncated` (check_not_truncated).
+    """
+    meta_start = data[MAGIC_OFFSET + 4:MAGIC_OFFSET + 6]
+    if not (getattr(dataset, "file_meta", None) or Dataset()) and meta_start \
+            and not b"\x02\x00".startswith(meta_start):
+        raise reject("decode_error", "no file meta information (group 0002) after the 'DICM' "
+                     "marker: the bytes that follow are not a DICOM header")
 
 
 def check_not_truncated(dataset: Dataset, total_bytes: int) -> None:

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from components.dicom.preprocessing import (REJECT_REASONS, PreprocessedSlice, Rejection,
                                             preprocess_dicom, preprocess_path)
+from components.dicom.slices import NamedInput, file_to_slices, labelled_studies_only
 
 TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 SIZE = 16  # a small model input keeps each example cheap; the steps do not depend on it
@@ -55,3 +56,25 @@ def test_compressed_multi_frame_data_is_checked_against_its_frame_count(declared
                                orientations=("axial", "coronal", "sagittal", "oblique"))
     assert sum(isinstance(result, PreprocessedSlice) for result in results) == kept
     assert len(results) == (kept or 1)
+
+
+def random_after_dicm(seed: int, length: int = 2000) -> bytes:
+    return b"\0" * 128 + b"DICM" + random.Random(seed).randbytes(length)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_random_bytes_after_the_dicm_marker_are_undecodable_not_a_missing_study(seed):
+    data = random_after_dicm(seed)
+    assert [result.reason for result in preprocess_dicom(data, image_size=SIZE)] == ["decode_error"]
+    ingest_check = labelled_studies_only(set(), salt="salt")
+    file = file_to_slices(NamedInput("a.dcm", data), image_size=SIZE, study_check=ingest_check,
+                          dicom_only=True)
+    assert [rejection.reason for rejection in file.rejections] == ["decode_error"]
+
+
+def test_a_decodable_file_without_study_uid_is_still_missing_study_uid():
+    dataset = pydicom.dcmread(TEST_FILES / "MR_small.dcm")
+    del dataset.StudyInstanceUID
+    file = file_to_slices(NamedInput("a.dcm", to_bytes(dataset)), image_size=SIZE,
+                          study_check=labelled_studies_only(set(), salt="salt"), dicom_only=True)
+    assert [rejection.reason for rejection in file.rejections] == ["missing_study_uid"]
