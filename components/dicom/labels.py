@@ -98,7 +98,13 @@ def _csv_rows(raw: bytes, name: str) -> Iterator[list[object]]:
         dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
     except csv.Error:
         dialect = csv.excel
-    yield from csv.reader(io.StringIO(text), dialect)
+    reader = csv.reader(io.StringIO(text), dialect)
+    try:
+        yield from reader
+    except csv.Error as error:  # a NUL byte, an oversized field, a stray quote (strict dialect)
+        cause = str(error) if "'" not in str(error) and '"' not in str(error) else "malformed"
+        raise LabelsError(f"labels file {name} line {reader.line_num} is not valid CSV "
+                          f"({cause})") from None
 
 
 class _FormulaWithoutValue:
