@@ -39,6 +39,9 @@ MR_SOP_CLASSES: dict[str, str] = {
 ORIENTATIONS = ("axial", "coronal", "sagittal", "oblique")
 _AXIS_ORIENTATION = ("sagittal", "coronal", "axial")  # normal mostly along x, y, z
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+# No MR matrix comes near this (4096 x 4096 is already exceptional); a compressed file whose
+# Rows x Columns claim more would make the decoder allocate gigabytes before failing.
+MAX_FRAME_PIXELS = 8192 * 8192
 
 
 @dataclass(frozen=True)
@@ -281,6 +284,10 @@ def image_shape(dataset: Dataset) -> tuple[int, int]:
             raise reject("decode_error",
                          f"{tag_name(keyword)} is missing or not a positive integer")
         shape.append(value)
+    if shape[0] * shape[1] > MAX_FRAME_PIXELS:
+        raise reject("decode_error", f"{tag_name('Rows')} x {tag_name('Columns')} is "
+                     f"{shape[0]} x {shape[1]}, over the {MAX_FRAME_PIXELS} pixels of any MR "
+                     "matrix: decoding it would exhaust memory")
     return shape[0], shape[1]
 
 

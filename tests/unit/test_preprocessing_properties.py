@@ -8,15 +8,19 @@ with arbitrary bytes. Issue 12's rows about misleading or unbounded rejections a
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import random
+import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
-from pydicom.uid import RLELossless
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import (ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian,
+                         MRImageStorage, RLELossless)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -56,6 +60,15 @@ def test_compressed_multi_frame_data_is_checked_against_its_frame_count(declared
                                orientations=("axial", "coronal", "sagittal", "oblique"))
     assert sum(isinstance(result, PreprocessedSlice) for result in results) == kept
     assert len(results) == (kept or 1)
+
+
+def test_lying_rows_and_columns_on_compressed_data_are_refused_before_decoding():
+    dataset = pydicom.dcmread(TEST_FILES / "MR_small_RLE.dcm")
+    dataset.Rows = dataset.Columns = 65535
+    started = time.monotonic()
+    [rejection] = preprocess_dicom(to_bytes(dataset), image_size=SIZE)
+    assert rejection.reason == "decode_error" and "exhaust memory" in rejection.detail
+    assert time.monotonic() - started < 5  # it used to allocate 8 GiB and take 20 s
 
 
 def random_after_dicm(seed: int, length: int = 2000) -> bytes:
