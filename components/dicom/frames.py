@@ -392,7 +392,8 @@ def frame_pixels(dataset: Dataset, frame: FrameInfo) -> np.ndarray:
     if raw.ndim != 2 or raw.size == 0:
         raise reject("decode_error", f"{tag_name('PixelData')} decoded to shape {raw.shape}, "
                      "expected one greyscale frame")
-    values = raw.astype(np.float64) * frame.rescale_slope + frame.rescale_intercept
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is caught just below
+        values = raw.astype(np.float64) * frame.rescale_slope + frame.rescale_intercept
     if str(dataset.PhotometricInterpretation).strip() == "MONOCHROME1":
         values = -values
     if not np.all(np.isfinite(values)):

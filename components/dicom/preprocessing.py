@@ -295,6 +295,11 @@ def clip_and_scale(pixels: np.ndarray, low_percentile: float, high_percentile: f
     """
     values = np.asarray(pixels, dtype=np.float64)
     low, high = np.percentile(values, [low_percentile, high_percentile])
+    with np.errstate(over="ignore"):
+        span_overflows = not np.isfinite(high - low)
+    if span_overflows:  # extreme rescale: finite values whose span does not fit; shrink first
+        values = values / max(abs(low), abs(high))
+        low, high = np.percentile(values, [low_percentile, high_percentile])
     if not high > low:
         raise reject("constant_image", f"no contrast between the {low_percentile} and "
                      f"{high_percentile} intensity percentiles (constant or near-constant image)")

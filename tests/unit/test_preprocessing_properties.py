@@ -71,6 +71,26 @@ def test_lying_rows_and_columns_on_compressed_data_are_refused_before_decoding()
     assert time.monotonic() - started < 5  # it used to allocate 8 GiB and take 20 s
 
 
+@pytest.mark.parametrize("slope, intercept, reason", [
+    ("1e308", "0", "decode_error"),        # overflows to inf: rejected, without a numpy warning
+    ("1.5e306", "0", None),                # values +-1.5e308: finite, their span overflows
+])
+def test_extreme_rescale_gives_a_rejection_or_a_finite_slice_without_numpy_warnings(
+        slope, intercept, reason):
+    pixels = np.arange(-100, 100, dtype=np.int16).reshape(10, 20)
+    with lenient_pydicom():
+        dataset = mr_dataset(pixels, ExplicitVRLittleEndian)
+    dataset.RescaleSlope, dataset.RescaleIntercept = slope, intercept
+    data = to_bytes(dataset)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        [result] = preprocess_dicom(data, image_size=SIZE)
+    if reason:
+        assert isinstance(result, Rejection) and result.reason == reason
+    else:
+        assert isinstance(result, PreprocessedSlice) and result.image.max() > 0
+
+
 def random_after_dicm(seed: int, length: int = 2000) -> bytes:
     return b"\0" * 128 + b"DICM" + random.Random(seed).randbytes(length)
 
@@ -91,3 +111,35 @@ def test_a_decodable_file_without_study_uid_is_still_missing_study_uid():
     file = file_to_slices(NamedInput("a.dcm", to_bytes(dataset)), image_size=SIZE,
                           study_check=labelled_studies_only(set(), salt="salt"), dicom_only=True)
     assert [rejection.reason for rejection in file.rejections] == ["missing_study_uid"]
+
+
+@contextlib.contextmanager
+def lenient_pydicom():
+    """Let pydicom write and read values that break their VR: that is the point here."""
+    saved = (pydicom.config.settings.reading_validation_mode,
+             pydicom.config.settings.writing_validation_mode)
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+    pydicom.config.settings.writing_validation_mode = pydicom.config.IGNORE
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            yield
+    finally:
+        (pydicom.config.settings.reading_validation_mode,
+         pydicom.config.settings.writing_validation_mode) = saved
+
+
+def mr_dataset(pixels: np.ndarray, transfer_syntax) -> pydicom.Dataset:
+    """A complete MR Image Storage instance (as components/synthetic/dicom_files.py writes)."""
+    dataset = pydicom.Dataset()
+    dataset.file_meta = FileMetaDataset()
+    dataset.file_meta.MediaStorageSOPClassUID = dataset.SOPClassUID = MRImageStorage
+    dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = "1.2.3.4"
+    dataset.StudyInstanceUID, dataset.SeriesInstanceUID = "1.2.3.5", "1.2.3.6"
+    dataset.PatientName = "Doe^Jane"
+    dataset.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    dataset.set_pixel_data(pixels, "MONOCHROME2", 16, generate_instance_uid=False)
+    if transfer_syntax.is_compressed:
+        dataset.compress(transfer_syntax, generate_instance_uid=False)
+    dataset.file_meta.TransferSyntaxUID = transfer_syntax
+    return dataset
