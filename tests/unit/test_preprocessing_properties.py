@@ -113,6 +113,15 @@ def test_a_decodable_file_without_study_uid_is_still_missing_study_uid():
     assert [rejection.reason for rejection in file.rejections] == ["missing_study_uid"]
 
 
+# ---------------------------------------------------------------- properties
+
+PROPERTY_SETTINGS = settings(max_examples=60, deadline=None, database=None,
+                             suppress_health_check=[HealthCheck.too_slow,
+                                                    HealthCheck.data_too_large])
+ALL_PLANES = ("axial", "coronal", "sagittal", "oblique")
+ENCODINGS = (ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian, RLELossless)
+
+
 @contextlib.contextmanager
 def lenient_pydicom():
     """Let pydicom write and read values that break their VR: that is the point here."""
@@ -143,3 +152,122 @@ def mr_dataset(pixels: np.ndarray, transfer_syntax) -> pydicom.Dataset:
         dataset.compress(transfer_syntax, generate_instance_uid=False)
     dataset.file_meta.TransferSyntaxUID = transfer_syntax
     return dataset
+
+
+def assert_slice_or_named_rejection(results: list, data: bytes) -> None:
+    assert isinstance(results, list) and results
+    assert len(results) <= max(1, 8 * len(data))  # bounded by the bytes, never by a claim
+    for result in results:
+        if isinstance(result, Rejection):
+            assert result.reason in REJECT_REASONS and result.detail
+        else:
+            assert isinstance(result, PreprocessedSlice)
+            assert result.image.dtype == np.uint8 and result.image.shape == (SIZE, SIZE, 1)
+
+
+def preprocess_checked(data: bytes) -> list:
+    """preprocess_path on `data`; no numpy RuntimeWarning (a NaN cast to uint8) either."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with lenient_pydicom():
+            results = preprocess_path(data, image_size=SIZE, orientations=ALL_PLANES)
+    numeric = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert not numeric
+    assert_slice_or_named_rejection(results, data)
+    return results
+
+
+def latin1_text(max_size: int) -> st.SearchStrategy[str]:
+    """Header text as pydicom writes it without a SpecificCharacterSet."""
+    return st.text(st.characters(max_codepoint=255), max_size=max_size)
+
+
+pixel_arrays = st.tuples(st.integers(1, 9), st.integers(1, 9), st.integers(0, 2**32 - 1)).map(
+    lambda spec: np.random.default_rng(spec[2]).integers(0, 4096, spec[:2], dtype=np.uint16))
+ds_values = st.one_of(st.floats(allow_nan=True, allow_infinity=True).map(repr),
+                      st.sampled_from(["1e308", "-1e308", "1e-308", "0", "-0", "", "abc", "1\\2"]),
+                      latin1_text(16))
+is_values = st.one_of(st.integers(-5, 2_000_000).map(str), latin1_text(12),
+                      st.sampled_from(["", "1", "0", "1e3", "100000"]))
+us_values = st.one_of(st.integers(0, 65535), st.sampled_from([0, 1, 8, 12, 16, 32, 64]))
+MUTATIONS = {
+    "Rows": ("US", us_values), "Columns": ("US", us_values),
+    "BitsAllocated": ("US", us_values), "BitsStored": ("US", us_values),
+    "HighBit": ("US", us_values), "PixelRepresentation": ("US", st.integers(0, 3)),
+    "SamplesPerPixel": ("US", st.integers(0, 4)),
+    "PhotometricInterpretation": ("CS", st.one_of(
+        st.sampled_from(["MONOCHROME1", "MONOCHROME2", "RGB", "PALETTE COLOR", "YBR_FULL", "",
+                         "monochrome2", " MONOCHROME2", "MONOCHROME3"]), latin1_text(16))),
+    "RescaleSlope": ("DS", ds_values), "RescaleIntercept": ("DS", ds_values),
+    "NumberOfFrames": ("IS", is_values),
+    "ImageOrientationPatient": ("DS", st.lists(st.floats().map(repr), max_size=7).map(
+        lambda items: "\\".join(items))),
+}
+
+
+@st.composite
+def mutated_mr_files(draw) -> bytes:
+    pixels = draw(pixel_arrays)
+    transfer_syntax = draw(st.sampled_from(ENCODINGS))
+    with lenient_pydicom():
+        dataset = mr_dataset(pixels, transfer_syntax)
+        for keyword in draw(st.lists(st.sampled_from(sorted(MUTATIONS)), max_size=4, unique=True)):
+            vr, values = MUTATIONS[keyword]
+            value = draw(values)
+            tag = pydicom.datadict.tag_for_keyword(keyword)
+            try:
+                dataset[tag] = pydicom.DataElement(tag, vr, value)
+            except (ValueError, OverflowError):  # text no DS/IS holds: write it as LO
+                dataset[tag] = pydicom.DataElement(tag, "LO", value)
+        return to_bytes(dataset)
+
+
+@PROPERTY_SETTINGS
+@given(mutated_mr_files())
+def test_any_header_values_give_slices_or_named_rejections(data):
+    preprocess_checked(data)
+
+
+@PROPERTY_SETTINGS
+@given(pixel_arrays, st.sampled_from(ENCODINGS[:2]), st.data())
+def test_any_byte_flips_and_cuts_of_a_valid_file_give_slices_or_named_rejections(
+        pixels, transfer_syntax, data):
+    raw = bytearray(to_bytes(mr_dataset(pixels, transfer_syntax)))
+    for _ in range(data.draw(st.integers(0, 8))):
+        raw[data.draw(st.integers(132, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(raw)))
+    preprocess_checked(bytes(raw[:cut]))
+
+
+@PROPERTY_SETTINGS
+@given(st.one_of(st.binary(max_size=400),
+                 st.binary(max_size=400).map(lambda tail: b"\0" * 128 + b"DICM" + tail),
+                 st.binary(max_size=200).map(lambda tail: b"\0" * 128 + b"DICM\x02\x00" + tail),
+                 st.binary(max_size=200).map(lambda tail: b"\x89PNG\r\n\x1a\n" + tail),
+                 st.binary(max_size=200).map(lambda tail: b"\xff\xd8\xff" + tail)))
+def test_any_bytes_give_a_named_rejection(data):
+    results = preprocess_checked(data)
+    assert all(isinstance(result, Rejection) for result in results)
+
+
+float_pixels = st.tuples(st.integers(1, 6), st.integers(1, 6)).flatmap(
+    lambda shape: st.lists(st.floats(width=32, allow_nan=True, allow_infinity=True),
+                           min_size=shape[0] * shape[1], max_size=shape[0] * shape[1]).map(
+        lambda values: np.array(values, dtype=np.float32).reshape(shape)))
+
+
+@PROPERTY_SETTINGS
+@given(float_pixels, st.sampled_from(["MONOCHROME1", "MONOCHROME2"]))
+def test_float_pixel_data_with_nan_or_inf_gives_slices_or_named_rejections(pixels, photometric):
+    with lenient_pydicom():
+        dataset = mr_dataset(np.zeros(pixels.shape, np.uint16), ExplicitVRLittleEndian)
+        del dataset.PixelData
+        for keyword in ("BitsStored", "HighBit", "PixelRepresentation"):
+            delattr(dataset, keyword)
+        dataset.BitsAllocated = 32
+        dataset.PhotometricInterpretation = photometric
+        dataset.FloatPixelData = pixels.tobytes()
+        data = to_bytes(dataset)
+    results = preprocess_checked(data)
+    if not np.all(np.isfinite(pixels)):
+        assert all(isinstance(result, Rejection) for result in results)
