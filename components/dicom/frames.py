@@ -18,6 +18,7 @@ import numpy as np
 import pydicom
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.encaps import parse_basic_offsets, parse_fragments
 from pydicom.multival import MultiValue
 from pydicom.pixels import get_decoder, pixel_array
 from pydicom.pixels.utils import get_expected_length
@@ -38,6 +39,9 @@ MR_SOP_CLASSES: dict[str, str] = {
 ORIENTATIONS = ("axial", "coronal", "sagittal", "oblique")
 _AXIS_ORIENTATION = ("sagittal", "coronal", "axial")  # normal mostly along x, y, z
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+# No MR matrix comes near this (4096 x 4096 is already exceptional); a compressed file whose
+# Rows x Columns claim more would make the decoder allocate gigabytes before failing.
+MAX_FRAME_PIXELS = 8192 * 8192
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,7 @@ def read_mr_dataset(data: bytes) -> Dataset:
     except Exception as exc:  # pydicom raises many types for malformed headers
         raise reject("decode_error",
                      f"DICOM header could not be parsed ({safe_exception_text(exc)})")
+    check_file_meta_present(dataset, data)
     check_not_truncated(dataset, len(data))
     check_sop_class(dataset)
     check_pixel_module(dataset)
@@ -94,7 +99,22 @@ def read_mr_dataset(data: bytes) -> Dataset:
     frame_count(dataset)  # both validated here, before they size the expected pixel data
     image_shape(dataset)
     check_native_pixel_length(dataset)
+    check_encapsulated_frames(dataset)
     return dataset
+
+
+def check_file_meta_present(dataset: Dataset, data: bytes) -> None:
+    """Bytes after 'DICM' that do not start a (0002,xxxx) element are not a DICOM header.
+
+    pydicom still "parses" them into nonsense elements, which then read as a truncated file
+    or a missing UID; neither is what happened. A file cut inside its meta information still
+    starts with group 0002 and stays `truncated` (check_not_truncated).
+    """
+    meta_start = data[MAGIC_OFFSET + 4:MAGIC_OFFSET + 6]
+    if not (getattr(dataset, "file_meta", None) or Dataset()) and meta_start \
+            and not b"\x02\x00".startswith(meta_start):
+        raise reject("decode_error", "no file meta information (group 0002) after the 'DICM' "
+                     "marker: the bytes that follow are not a DICOM header")
 
 
 def check_not_truncated(dataset: Dataset, total_bytes: int) -> None:
@@ -201,6 +221,38 @@ def check_native_pixel_length(dataset: Dataset) -> None:
                      f"{expected} expected from the image pixel module")
 
 
+def check_encapsulated_frames(dataset: Dataset) -> None:
+    """Compressed pixel data holding fewer frames than NumberOfFrames claims is one rejection.
+
+    Without this, a lying count (100000 on a one-frame JPEG 2000 file) became one decode_error
+    per claimed frame: a ledger of 99,999 rows. The frames present are counted without decoding
+    anything: the Extended or Basic Offset Table has one entry per frame; without either, every
+    frame needs at least one fragment, so fewer fragments than frames is a lie.
+    """
+    if not dataset.file_meta.TransferSyntaxUID.is_compressed or "PixelData" not in dataset:
+        return
+    declared = frame_count(dataset)
+    if declared == 1:
+        return
+    try:
+        present = _encapsulated_frames_at_most(dataset)
+    except Exception as exc:  # a damaged item structure: decoding it would fail the same way
+        raise reject("decode_error", f"encapsulated {tag_name('PixelData')} has no readable "
+                     f"item structure ({safe_exception_text(exc)})")
+    if present < declared:
+        raise reject("truncated", f"{tag_name('NumberOfFrames')} declares {declared} frames; "
+                     f"the encapsulated {tag_name('PixelData')} holds at most {present}")
+
+
+def _encapsulated_frames_at_most(dataset: Dataset) -> int:
+    extended = read_attribute(dataset, "ExtendedOffsetTable")
+    if extended:
+        return len(extended) // 8
+    buffer = io.BytesIO(dataset.PixelData)
+    offsets = parse_basic_offsets(buffer)
+    return len(offsets) if offsets else parse_fragments(buffer)[0]
+
+
 def read_attribute(dataset: Dataset, keyword: str) -> Any:
     """An attribute's value (None if absent); a malformed value is a decode_error naming it."""
     try:
@@ -232,6 +284,10 @@ def image_shape(dataset: Dataset) -> tuple[int, int]:
             raise reject("decode_error",
                          f"{tag_name(keyword)} is missing or not a positive integer")
         shape.append(value)
+    if shape[0] * shape[1] > MAX_FRAME_PIXELS:
+        raise reject("decode_error", f"{tag_name('Rows')} x {tag_name('Columns')} is "
+                     f"{shape[0]} x {shape[1]}, over the {MAX_FRAME_PIXELS} pixels of any MR "
+                     "matrix: decoding it would exhaust memory")
     return shape[0], shape[1]
 
 
@@ -336,7 +392,8 @@ def frame_pixels(dataset: Dataset, frame: FrameInfo) -> np.ndarray:
     if raw.ndim != 2 or raw.size == 0:
         raise reject("decode_error", f"{tag_name('PixelData')} decoded to shape {raw.shape}, "
                      "expected one greyscale frame")
-    values = raw.astype(np.float64) * frame.rescale_slope + frame.rescale_intercept
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is caught just below
+        values = raw.astype(np.float64) * frame.rescale_slope + frame.rescale_intercept
     if str(dataset.PhotometricInterpretation).strip() == "MONOCHROME1":
         values = -values
     if not np.all(np.isfinite(values)):

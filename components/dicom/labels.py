@@ -24,6 +24,8 @@ LABEL_COLUMN = "sclerosis"
 REQUIRED_COLUMNS = (STUDY_COLUMN, LABEL_COLUMN)
 LABEL_VALUES = (0, 1)
 _XLSX_MAGIC = b"PK\x03\x04"  # XLSX is a zip archive
+_FORMULA_HELP = ("a formula without a cached value (the workbook was saved without "
+                 "calculating it): open and save it in a spreadsheet program, or enter the value")
 
 
 class LabelsError(ValueError):
@@ -96,22 +98,51 @@ def _csv_rows(raw: bytes, name: str) -> Iterator[list[object]]:
         dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
     except csv.Error:
         dialect = csv.excel
-    yield from csv.reader(io.StringIO(text), dialect)
+    reader = csv.reader(io.StringIO(text), dialect)
+    try:
+        yield from reader
+    except csv.Error as error:  # a NUL byte, an oversized field, a stray quote (strict dialect)
+        cause = str(error) if "'" not in str(error) and '"' not in str(error) else "malformed"
+        raise LabelsError(f"labels file {name} line {reader.line_num} is not valid CSV "
+                          f"({cause})") from None
+
+
+class _FormulaWithoutValue:
+    """An XLSX cell holding a formula whose result was never saved (a file written by a script,
+    not recalculated by a spreadsheet program): its value is unknown, not empty."""
+
+    def __str__(self) -> str:
+        return ""
+
+
+FORMULA_WITHOUT_VALUE = _FormulaWithoutValue()
 
 
 def _xlsx_rows(raw: bytes, name: str) -> Iterator[list[object]]:
+    """Cached values (what a spreadsheet shows); a formula without one becomes
+    FORMULA_WITHOUT_VALUE, read from a second, formulas-only view of the same sheet."""
     import openpyxl  # only XLSX users pay for the import
 
     try:
-        workbook = openpyxl.load_workbook(io.BytesIO(raw), read_only=True, data_only=True)
+        values = openpyxl.load_workbook(io.BytesIO(raw), read_only=True, data_only=True)
+        formulas = openpyxl.load_workbook(io.BytesIO(raw), read_only=True, data_only=False)
     except Exception as error:  # openpyxl raises many types for a damaged archive
         raise LabelsError(f"labels file {name} is not a readable XLSX workbook "
                           f"({type(error).__name__})") from None
     try:
-        for row in workbook.worksheets[0].iter_rows(values_only=True):
-            yield list(row)
+        rows = zip(values.worksheets[0].iter_rows(values_only=True),
+                   formulas.worksheets[0].iter_rows(values_only=True))
+        for value_row, formula_row in rows:
+            yield [FORMULA_WITHOUT_VALUE if value is None and _is_formula(formula) else value
+                   for value, formula in zip(value_row, formula_row)]
     finally:
-        workbook.close()
+        values.close()
+        formulas.close()
+
+
+def _is_formula(cell: object) -> bool:
+    return (isinstance(cell, str) and cell.startswith("=")) or \
+        type(cell).__name__ in ("ArrayFormula", "DataTableFormula")
 
 
 def _labels_from_rows(rows: Iterable[list[object]], name: str, salt: str) -> StudyLabels:
@@ -123,6 +154,9 @@ def _labels_from_rows(rows: Iterable[list[object]], name: str, salt: str) -> Stu
         if _is_blank(row):
             continue
         uid = _cell_text(row, study_col)
+        if _cell(row, study_col) is FORMULA_WITHOUT_VALUE:
+            raise LabelsError(f"labels file {name} row {row_number}: '{STUDY_COLUMN}' is "
+                              f"{_FORMULA_HELP}")
         if not uid:
             raise LabelsError(f"labels file {name} row {row_number}: empty '{STUDY_COLUMN}'")
         label = _parse_label(_cell(row, label_col), name, row_number)
@@ -154,6 +188,9 @@ def _parse_label(cell: object, name: str, row_number: int) -> int:
 
     The bad value itself is not echoed: a shifted column could put an ID or a name there.
     """
+    if cell is FORMULA_WITHOUT_VALUE:
+        raise LabelsError(f"labels file {name} row {row_number}: '{LABEL_COLUMN}' is "
+                          f"{_FORMULA_HELP}")
     if isinstance(cell, bool):
         cell = int(cell)
     text = str(cell).strip() if cell is not None else ""

@@ -46,7 +46,7 @@ __all__ = [
     "IMAGE_FILE_ORIENTATION", "ORIENTATIONS", "REJECT_REASONS", "PreprocessSettings",
     "PreprocessedSlice", "RejectedInput", "Rejection", "Source", "classify_orientation",
     "is_dicom", "pixels_to_tensor", "preprocess_dicom", "preprocess_image_file",
-    "preprocess_path", "read_study_identity", "sniff_format",
+    "preprocess_path", "read_study_identity", "sniff_format", "undecodable_header",
 ]
 
 Source = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
@@ -149,6 +149,22 @@ def read_study_identity(source: Source) -> tuple[str | None, str | None] | None:
     except Exception:  # noqa: BLE001 -- preprocessing will name the problem
         return None
     return optional_uid(dataset, "StudyInstanceUID"), optional_uid(dataset, "SeriesInstanceUID")
+
+
+def undecodable_header(source: Source) -> Rejection | None:
+    """Why a DICOM file cannot give any slice, judged from its header without decoding pixels;
+    None when the header is a usable MR image. Callers that refuse a file before decoding it
+    (no StudyInstanceUID) ask this first, so an undecodable file is named undecodable, not
+    "missing_study_uid" (a header that cannot be parsed has no UID to find)."""
+    try:
+        dataset = read_mr_dataset(read_source(source))
+        frame_count(dataset)
+        image_shape(dataset)
+    except RejectedInput as exc:
+        return exc.rejection
+    except Exception as exc:  # see _unexpected
+        return _unexpected(exc, None)
+    return None
 
 
 def sniff_format(head: bytes) -> str | None:
@@ -279,6 +295,11 @@ def clip_and_scale(pixels: np.ndarray, low_percentile: float, high_percentile: f
     """
     values = np.asarray(pixels, dtype=np.float64)
     low, high = np.percentile(values, [low_percentile, high_percentile])
+    with np.errstate(over="ignore"):
+        span_overflows = not np.isfinite(high - low)
+    if span_overflows:  # extreme rescale: finite values whose span does not fit; shrink first
+        values = values / max(abs(low), abs(high))
+        low, high = np.percentile(values, [low_percentile, high_percentile])
     if not high > low:
         raise reject("constant_image", f"no contrast between the {low_percentile} and "
                      f"{high_percentile} intensity percentiles (constant or near-constant image)")

@@ -8,7 +8,8 @@ model tensors here, so the same failure gets the same reason code everywhere:
 - the preprocessing's own codes (`components.dicom.rejections.REJECT_REASONS`) otherwise;
 - `missing_study_uid` / `unlabeled_study` from a caller's `StudyCheck`. The check reads the
   header alone, before any pixel is decoded, so a file of a study the caller does not want
-  (ingest: an unlabelled one) costs no decoding.
+  (ingest: an unlabelled one) costs no decoding. A file without a UID whose header cannot
+  be read is refused with the header's own reason (e.g. `decode_error`), not `missing_study_uid`.
 Each file also carries its study (components.dicom.studies): callers group by it.
 Pure (numpy, pydicom, Pillow): the ingest Beam workers import it, so never TensorFlow.
 """
@@ -21,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from components.dicom.preprocessing import (PreprocessedSlice, Rejection, preprocess_dicom,
-                                            preprocess_path, read_source, read_study_identity)
+                                            preprocess_path, read_source, read_study_identity,
+                                            undecodable_header)
 from components.dicom.studies import StudyRef, study_of
 from components.features import hash_uid
 
@@ -115,6 +117,8 @@ def file_to_slices(item: NamedInput, *, image_size: int,
     if identity is not None and study_check is not None:
         problem = study_check(identity[0])
         if problem is not None:
+            if identity[0] is None:  # no UID found: maybe because the header is unreadable
+                problem = undecodable_header(data) or problem
             return _refused(item, problem, identity)
     preprocess = preprocess_dicom if dicom_only else preprocess_path
     try:
