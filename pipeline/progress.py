@@ -60,13 +60,14 @@ class _ProgressHandler(logging.Handler):
 
 
 @contextlib.contextmanager
-def component_progress(total: int, stream: TextIO = sys.stdout) -> Iterator[None]:
-    """Prints progress lines; absl's own records reach the console from WARNING up only."""
+def component_progress(total: int, stream: TextIO | None = None) -> Iterator[None]:
+    """Prints progress lines (to sys.stdout as it is at the call, not at import); absl's own
+    records reach the console from WARNING up only."""
     absl_logger = logging.getLogger("absl")
     # Through absl's verbosity, not Logger.setLevel: TensorFlow's SavedModel export sets absl's
     # verbosity to FATAL and back, which would undo a level set on the logger directly.
     saved_verbosity, saved_propagate = absl_logging.get_verbosity(), absl_logger.propagate
-    progress = _ProgressHandler(total, stream)
+    progress = _ProgressHandler(total, stream or sys.stdout)
     warnings_only = logging.StreamHandler(sys.stderr)
     warnings_only.setLevel(logging.WARNING)
     warnings_only.setFormatter(logging.Formatter("%(levelname)s:%(name)s:%(message)s"))

@@ -28,7 +28,7 @@ from tfx.types import artifact_utils, standard_component_specs
 
 from components.dicom_example_gen import file_to_examples as fte
 from components.dicom_example_gen import discovery, ledger, properties, splits
-from components.dicom.labels import read_labels
+from components.dicom.labels import LabelsError, read_labels
 from components.features import resolve_salt
 
 LABELS_PATH_KEY = "labels_path"
@@ -51,6 +51,14 @@ DEFAULT_BEAM_ARGS = ("--direct_running_mode=multi_processing", "--direct_num_wor
 
 class NoUsableSlicesError(RuntimeError):
     """Every file was rejected or unlabelled: there is nothing to train on."""
+
+
+class DataFolderError(ValueError):
+    """The data folder given is missing or is not a folder."""
+
+
+# What a run's inputs can be wrong about; commands turn these into one line, not a traceback.
+INPUT_ERRORS: tuple[type[Exception], ...] = (LabelsError, NoUsableSlicesError, DataFolderError)
 
 
 @dataclass(frozen=True)
@@ -90,7 +98,7 @@ def make_plan(exec_properties: Dict[str, Any]) -> IngestPlan:
     ratios = splits.ratios_from_json(exec_properties[SPLIT_RATIOS_KEY])
     study_labels = read_labels(labels_path, salt, fileio)  # fileio: gs:// and friends
     if not fileio.isdir(input_base):
-        raise ValueError(f"data folder {input_base} does not exist or is not a folder")
+        raise DataFolderError(f"data folder {input_base} does not exist or is not a folder")
     listing = discovery.list_tree(input_base, labels_path)
     relative_paths = [found.relative_path for found in listing.files]
     if listing.skipped:

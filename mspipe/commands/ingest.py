@@ -55,13 +55,12 @@ def parse_splits(text: str) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from components.dicom_example_gen.executor import NoUsableSlicesError
-    from components.dicom.labels import LabelsError
+    from components.dicom_example_gen.executor import INPUT_ERRORS
 
     try:
         with _stdout_to_stderr(args.json):
             summary = ingest(args)
-    except (LabelsError, NoUsableSlicesError, ValueError, FileNotFoundError) as error:
+    except (*INPUT_ERRORS, ValueError, FileNotFoundError) as error:
         raise CommandError(str(error)) from error
     if args.json:
         print(json.dumps(summary, sort_keys=True))

@@ -68,8 +68,13 @@ def run(args: argparse.Namespace) -> int:
         path = compile_kubeflow_v2(config, args.kubeflow_v2, image=args.image or DEFAULT_IMAGE)
         print(f"Kubeflow V2 pipeline spec written to {path}")
         return 0
+    from components.dicom_example_gen.executor import INPUT_ERRORS
     from pipeline.local_runner import run_local
-    summary = run_local(config)
+
+    try:
+        summary = run_local(config)
+    except INPUT_ERRORS as error:  # the data or labels given: one line, as `mspipe ingest`
+        raise CommandError(str(error)) from error
     if args.json:
         print(summary.to_json())
         return 0

@@ -121,3 +121,23 @@ def test_progress_lines_name_each_component():
     assert lines[2] == "[2/2] Pusher skipped"
     assert lines[4].startswith("[1/1] StatisticsGen done (cached")
     assert logging.getLogger("absl").propagate
+
+
+@pytest.mark.parametrize("case", ["missing labels", "missing data folder"])
+def test_pipeline_run_names_bad_inputs_in_one_line(case, tmp_path, capsys):
+    """Like `mspipe ingest`: exit 1 and `mspipe pipeline run: error: ...`, no traceback."""
+    from mspipe.main import main
+
+    data, labels = tmp_path / "export", tmp_path / "labels.csv"
+    if case == "missing labels":
+        data.mkdir()
+    else:
+        labels.write_text("study_uid,sclerosis\n1.2.3,1\n", encoding="utf-8")
+    code = main(["pipeline", "run", "--data", str(data), "--labels", str(labels),
+                 "--out", str(tmp_path / "out"), "--beam-arg=--direct_running_mode=in_memory"])
+    err = capsys.readouterr().err
+    assert code == 1
+    wanted = "labels file" if case == "missing labels" else "data folder"
+    (line,) = [line for line in err.splitlines() if line.startswith("mspipe pipeline run: error:")]
+    assert wanted in line and "does not exist" in line
+    assert "Traceback" not in err
