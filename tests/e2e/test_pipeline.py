@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import json
 import os
 import re
 from collections import defaultdict
