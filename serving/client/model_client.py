@@ -103,12 +103,21 @@ class ModelClient:
 
     # ------------------------------------------------------------------ metadata / status
     def metadata(self, *, label: str | None = None, version: int | None = None) -> ModelMetadata:
+        response, signature_map = self._signature_defs(label, version)
+        return _metadata_from(response, signature_map, self.signature_name)
+
+    def signature_defs(self, *, label: str | None = None, version: int | None = None):
+        """The version's whole SignatureDefMap (every signature, input and output), for
+        comparing two versions (the rollout's pre-flight)."""
+        return self._signature_defs(label, version)[1]
+
+    def _signature_defs(self, label: str | None, version: int | None):
         request = get_model_metadata_pb2.GetModelMetadataRequest(
             model_spec=self._model_spec(label, version), metadata_field=[SIGNATURE_DEF_FIELD])
         response = self._call(self._predict_stub.GetModelMetadata, request)
         signature_map = get_model_metadata_pb2.SignatureDefMap()
         response.metadata[SIGNATURE_DEF_FIELD].Unpack(signature_map)
-        return _metadata_from(response, signature_map, self.signature_name)
+        return response, signature_map
 
     def model_status(self, *, label: str | None = None,
                      version: int | None = None) -> list[VersionState]:
@@ -195,7 +204,8 @@ def _retry_service_config(settings: ClientSettings) -> str:
 
 def channel_options(settings: ClientSettings) -> list[tuple[str, object]]:
     """The gRPC channel arguments: message limits, the retry policy, the reconnect back-off."""
-    return [("grpc.max_send_message_length", settings.max_message_bytes),
+    balancing = [("grpc.lb_policy_name", settings.lb_policy)] if settings.lb_policy else []
+    return balancing + [("grpc.max_send_message_length", settings.max_message_bytes),
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.enable_retries", 1),
             ("grpc.service_config", _retry_service_config(settings)),

@@ -14,6 +14,10 @@ class ClientSettings:
     backoff_s: float = 0.2           # first retry delay; doubles, with jitter
     max_batch: int = 32              # images per Predict request
     max_message_bytes: int = 64 << 20
+    # gRPC load balancing over the addresses of one target (`ipv4:a:p,b:p`, a DNS name with
+    # several A records): None keeps gRPC's pick_first (one replica, the next on failure);
+    # "round_robin" spreads calls over every replica (a fleet behind a headless Service).
+    lb_policy: str | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.retries <= MAX_RETRIES:

@@ -1,4 +1,4 @@
-"""Canary rollout of a model version, through the TF Serving API only.
+"""Canary rollout of a model version over a fleet of replicas, through the TF Serving API only.
 
 The controller talks to the server with nothing but HandleReloadConfigRequest, GetModelStatus
 and GetModelMetadata, so it drives the real `tensorflow/serving` image and the local server
@@ -6,6 +6,18 @@ alike. Every change is written to models.config first (atomically) and then sent
 TF Serving re-applies its config file on every poll, and reads it again after a restart, so
 the file must always say what the server should be doing. A refused reload restores the
 previous file and config.
+
+Fleet (serving/rollout/fleet.py): models.config is the one file every replica reads. Each
+change is written atomically, pushed to every reachable replica (unless `push_reload` is off:
+then replicas pick it up at their next `--model_config_file_poll_wait_seconds` poll), and done
+only when every replica reports it (GetModelStatus / GetModelMetadata by label); a replica that
+lags past `converge_timeout_s`, or fails to load, is named. Labels move only once every
+replica has the version AVAILABLE, and a version unloads only once every replica answers the
+labels without it, so a request sent by label to any replica never fails.
+
+Before the candidate gets a label (so before any routed request), `start` runs the pre-flight
+(serving/rollout/preflight.py): signatures compatible with stable, finite probabilities in
+[0, 1] on a probe batch; a refusal unloads it again and says why.
 
 TF Serving's label rule shapes every step: a label may only point at a loaded (AVAILABLE)
 version. So `start` first loads the candidate beside the stable version (specific version
@@ -25,9 +37,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+import numpy as np
 
 from serving.api.errors import ServingError
 from serving.client.model_client import ModelClient, VersionState
+from serving.rollout.fleet import Convergence, Fleet, FleetError
+from serving.rollout.preflight import preflight_problems
 from serving.api.model_config import (ModelConfigError, ModelServerConfig, find_model,
                                   read_model_config,
                                   set_version_labels, set_version_policy, version_policy,
@@ -55,6 +70,7 @@ class RolloutStatus:
     served_labels: dict[str, int | str]    # label -> version the server resolves it to
     rollout: ModelRollout
     warnings: list[str] = field(default_factory=list)
+    replicas: dict[str, str] = field(default_factory=dict)  # replica -> what it serves
 
     @property
     def canary_version(self) -> int | None:
@@ -71,15 +87,25 @@ class RolloutController:
     """start / promote / rollback / set_weight / status for one model of one models.config."""
 
     def __init__(self, settings: RolloutSettings, client: ModelClient | None = None,
-                 log: Callable[[str], None] = lambda message: None):
+                 log: Callable[[str], None] = lambda message: None,
+                 fleet: Fleet | None = None):
         self.settings = settings
-        self.client = client or ModelClient(settings.server, settings.model_name)
+        replicas = settings.replica_addresses
+        # Metadata, pre-flight and analysis calls: any replica will do, the next on failure.
+        self.client = client or ModelClient(fleet_target(replicas), settings.model_name,
+                                            tls_ca=settings.tls_ca)
         self._owns_client = client is None
+        self.fleet = fleet or Fleet(replicas, settings.model_name, tls_ca=settings.tls_ca,
+                                    poll_interval_s=settings.poll_interval_s, log=log)
+        self._owns_fleet = fleet is None
         self.log = log
+        self.last_convergence: Convergence | None = None
 
     def close(self) -> None:
         if self._owns_client:
             self.client.close()
+        if self._owns_fleet:
+            self.fleet.close()
 
     def __enter__(self) -> "RolloutController":
         return self
@@ -92,8 +118,10 @@ class RolloutController:
         return state_path_for(self.settings.model_config)
 
     # ------------------------------------------------------------------ commands
-    def start(self, version: int, weight: float = 0.1) -> RolloutStatus:
-        """Load `version` beside stable, wait until AVAILABLE, label it canary at `weight`."""
+    def start(self, version: int, weight: float = 0.1,
+              probe: np.ndarray | None = None) -> RolloutStatus:
+        """Load `version` beside stable on every replica, pre-flight it (on `probe`, uint8
+        slices, when given), then label it canary at `weight`."""
         version, weight = int(version), _checked_weight(weight)
         with rollout_lock(self.settings.model_config):
             labels = self._labels()
@@ -108,21 +136,30 @@ class RolloutController:
             if labels.get(STABLE) != stable:
                 self._label_stable(stable, others)
             self.log(f"loading version {version} beside stable version {stable}")
+            before = self.fleet.version_states(version)
             self._apply({stable, version}, {**others, STABLE: stable})
             try:
-                self._wait_available(version)
-            except RolloutError:
-                self.log(f"version {version} did not load; unloading it again")
-                self._apply({stable}, {**others, STABLE: stable})
-                update_model_state(self.settings.model_config, self.settings.model_name,
-                                   lambda s: s.add_event("start_failed", version=version))
+                self._wait_available(version, before)
+            except RolloutError as error:
+                self._abandon(version, stable, others, "start_failed", str(error))
                 raise
-            self.log(f"version {version} is AVAILABLE; labelling it '{CANARY}'")
+            problems = preflight_problems(self.client, stable, version, probe)
+            if problems:
+                reason = "; ".join(problems)
+                self._abandon(version, stable, others, "preflight_refused", reason)
+                raise RolloutError(f"pre-flight refused version {version}: {reason}")
+            self.log(f"pre-flight passed (signatures match stable version {stable}"
+                     + (f"; {len(probe)} probe slices finite in [0, 1])" if probe is not None
+                        else "; outputs not probed: no held-out data given)"))
+            self.log(f"version {version} is AVAILABLE on every replica; labelling it "
+                     f"'{CANARY}'")
             self._apply({stable, version}, {**others, STABLE: stable, CANARY: version})
+            self._converge_labels({STABLE: stable, CANARY: version})
 
             def begin(state: ModelRollout) -> None:
                 state.stable_version, state.canary_version, state.weight = stable, version, weight
                 state.salt, state.analysis = secrets.token_hex(8), None
+                state.steps, state.step = [], 0
                 state.add_event("start", stable=stable, canary=version, weight=weight)
                 state.started_at = state.history[-1]["at"]
             update_model_state(self.settings.model_config, self.settings.model_name, begin)
@@ -150,12 +187,17 @@ class RolloutController:
                                    f"'{CANARY}' label for model {self.settings.model_name}")
             old, new = self._stable_version(labels), labels[CANARY]
             others = _other_labels(labels)
-            self._wait_available(new)
+            self._wait_available(new, {})
             self.log(f"pointing '{STABLE}' and '{CANARY}' at version {new}")
             self._apply({old, new}, {**others, STABLE: new, CANARY: new})
-            self._end_rollout("promote", old_stable=old, stable=new, reason=reason)
+            converged = self._converge_labels({STABLE: new, CANARY: new})
+            self.log(f"every replica serves version {new} as '{STABLE}' "
+                     f"(slowest after {converged.slowest_s():.1f} s)")
+            self._end_rollout("promote", old_stable=old, stable=new, reason=reason,
+                              converged_s=_rounded(converged))
             self.log(f"unloading version {old}")
             self._apply({new}, {**others, STABLE: new})
+            self._converge_labels({STABLE: new})
             self._wait_unloaded([old] if old not in others.values() else [])
         return self.status()
 
@@ -173,13 +215,17 @@ class RolloutController:
             if CANARY not in labels and not dropped:
                 raise RolloutError("no canary to roll back: models.config has no "
                                    f"'{CANARY}' label and no version besides stable {stable}")
+            converged = None
             if labels.get(CANARY, stable) != stable:
                 self.log(f"pointing '{CANARY}' at stable version {stable}")
                 self._apply(set(self._policy_versions()) | keep,
                             {**others, STABLE: stable, CANARY: stable})
-            self._end_rollout("rollback", stable=stable, dropped=dropped, reason=reason)
+                converged = self._converge_labels({STABLE: stable, CANARY: stable})
+            self._end_rollout("rollback", stable=stable, dropped=dropped, reason=reason,
+                              converged_s=converged and _rounded(converged))
             self.log(f"unloading version(s) {dropped}" if dropped else "dropping the label")
             self._apply(keep, {**others, STABLE: stable})
+            self._converge_labels({STABLE: stable})
             self._wait_unloaded(dropped)
         return self.status()
 
@@ -204,7 +250,31 @@ class RolloutController:
             except ServingError as error:
                 status.served_labels[label] = f"{error.code.name}: {error.details}"
         status.warnings.extend(_consistency_warnings(status))
+        if len(self.fleet.replicas) > 1:
+            status.replicas = self._replica_views(labels)
+            status.warnings.extend(f"replica {replica}: {view}" for replica, view
+                                   in status.replicas.items() if not view.startswith("ok"))
         return status
+
+    def _replica_views(self, labels: Mapping[str, int]) -> dict[str, str]:
+        """Per replica: 'ok: <versions>' when it serves every label as models.config says."""
+        views = {}
+        for replica, client in self.fleet.clients.items():
+            try:
+                states = ", ".join(f"{s.version} {s.state}" for s in client.model_status())
+                wrong = []
+                for label, version in sorted(labels.items()):
+                    try:
+                        served = client.metadata(label=label).model_version
+                    except ServingError as error:
+                        served = error.code.name
+                    if served != version:
+                        wrong.append(f"{label} -> {served}")
+            except ServingError as error:
+                views[replica] = f"unreachable ({error.code.name})"
+                continue
+            views[replica] = (f"lags: answers {', '.join(wrong)}; " if wrong else "ok: ") + states
+        return views
 
     def record_analysis(self, report: dict) -> None:
         """Store the (partial or final) analysis so `status` can show it."""
@@ -239,8 +309,10 @@ class RolloutController:
         return tuple(s.version for s in self._states() if s.state == "AVAILABLE")
 
     def _apply(self, versions: Iterable[int], labels: Mapping[str, int]) -> None:
-        """Write models.config, then HandleReloadConfigRequest; undo both if refused. Every
-        labelled version stays in the policy: a label must point at a loaded version."""
+        """Write models.config atomically, then push it to every replica (unless the fleet
+        polls); undo both if a replica refuses it. An unreachable replica is no refusal: it
+        reads the file when it is back. Every labelled version stays in the policy: a label
+        must point at a loaded version."""
         path = self.settings.model_config
         versions = sorted(set(versions) | set(labels.values()))
         config = self._config()
@@ -250,17 +322,37 @@ class RolloutController:
         set_version_policy(entry, versions=versions)
         set_version_labels(entry, dict(sorted(labels.items())))
         write_model_config(path, config)
-        try:
-            self.client.reload_config(config)
-        except ServingError as error:
+        if not self.settings.push_reload:
+            return
+        errors = self.fleet.push(config)
+        refused = {r: e for r, e in errors.items() if e.code != grpc.StatusCode.UNAVAILABLE}
+        for replica, error in errors.items():
+            if replica not in refused:
+                self.log(f"replica {replica} is unreachable ({error.code.name}); it reads "
+                         f"{path} when it is back")
+        if refused:
             write_model_config(path, previous)
-            try:
-                self.client.reload_config(previous)
-            except ServingError:
-                pass  # the server keeps whatever it had; the file is back to the old config
+            self.fleet.push(previous)  # replicas keep whatever they had; the file is restored
+            who = "; ".join(f"replica {r}: {e}" for r, e in refused.items())
             raise RolloutError(f"the server refused the new config (versions "
-                               f"{versions}, labels {dict(labels)}): {error}; "
-                               f"{path} was restored") from None
+                               f"{versions}, labels {dict(labels)}): {who}; "
+                               f"{path} was restored")
+
+    def _abandon(self, version: int, stable: int, others: Mapping[str, int], event: str,
+                 reason: str) -> None:
+        """Unload a candidate that never got a label, and record why."""
+        self.log(f"unloading version {version} again: {reason}")
+        self._apply({stable}, {**others, STABLE: stable})
+        update_model_state(self.settings.model_config, self.settings.model_name,
+                           lambda s: s.add_event(event, version=version, reason=reason[:500]))
+
+    def _converge_labels(self, labels: Mapping[str, int]) -> Convergence:
+        try:
+            self.last_convergence = self.fleet.wait_labels(labels,
+                                                           self.settings.converge_timeout_s)
+        except FleetError as error:
+            raise RolloutError(str(error)) from None
+        return self.last_convergence
 
     def _label_stable(self, stable: int, others: Mapping[str, int]) -> None:
         """Name the stable version before another version loads: TF Serving answers
@@ -268,6 +360,7 @@ class RolloutController:
         for `stable` (routers switch to it once the state file exists) first."""
         self.log(f"labelling version {stable} '{STABLE}'")
         self._apply({stable}, {**others, STABLE: stable})
+        self._converge_labels({STABLE: stable})
 
         def change(state: ModelRollout) -> None:
             state.stable_version = stable
@@ -278,6 +371,7 @@ class RolloutController:
         def change(state: ModelRollout) -> None:
             state.stable_version = details.get("stable")
             state.canary_version, state.weight = None, 0.0
+            state.steps, state.step = [], 0
             state.add_event(event, **{k: v for k, v in details.items() if v not in ("", None)})
         update_model_state(self.settings.model_config, self.settings.model_name, change)
 
@@ -311,42 +405,35 @@ class RolloutController:
             raise RolloutError(f"version {version} is not under the model's base_path "
                                f"(versions there: {present})")
 
-    def _wait_available(self, version: int) -> None:
-        """Poll GetModelStatus until `version` is AVAILABLE; fail on a load error."""
-        deadline = time.monotonic() + self.settings.load_timeout_s
-        last = "not known to the server yet"
-        while time.monotonic() < deadline:
-            try:
-                (state,) = self.client.model_status(version=version)
-            except ServingError as error:
-                if error.code != grpc.StatusCode.NOT_FOUND:
-                    raise RolloutError(f"GetModelStatus for version {version}: {error}") from None
-            else:
-                last = _state_text(state)
-                if state.state == "AVAILABLE":
-                    return
-                if state.state == "END" and state.error_code != 0:
-                    raise RolloutError(f"version {version} failed to load: "
-                                       f"{state.error_message}")
-            time.sleep(self.settings.poll_interval_s)
-        raise RolloutError(f"version {version} did not become AVAILABLE within "
-                           f"{self.settings.load_timeout_s:.0f} s (last state: {last})")
+    def _wait_available(self, version: int, before: Mapping[str, VersionState | None]
+                        ) -> None:
+        """Every replica has `version` AVAILABLE; a failed load (of this attempt) ends it."""
+        try:
+            self.last_convergence = self.fleet.wait_available(version, before,
+                                                              self.settings.load_timeout_s)
+        except FleetError as error:
+            raise RolloutError(str(error)) from None
 
     def _wait_unloaded(self, versions: list[int]) -> None:
         """Wait for dropped versions to reach END; a slow unload is reported, not fatal."""
-        deadline = time.monotonic() + self.settings.unload_timeout_s
-        pending = set(versions)
-        while pending and time.monotonic() < deadline:
-            try:
-                states = {s.version: s.state for s in self._states()}
-            except ServingError:
-                states = {}
-            pending = {v for v in pending if states.get(v, "END") != "END"}
-            if pending:
-                time.sleep(self.settings.poll_interval_s)
-        if pending:
-            self.log(f"version(s) {sorted(pending)} still unloading after "
-                     f"{self.settings.unload_timeout_s:.0f} s")
+        if not versions:
+            return
+        try:
+            self.fleet.wait_unloaded(versions, self.settings.unload_timeout_s)
+        except FleetError as error:
+            self.log(str(error))
+
+
+def fleet_target(replicas: list[str]) -> str:
+    """One gRPC target for several replicas: `ipv4:a:p,b:p` (or ipv6:), else the address."""
+    if len(replicas) == 1:
+        return replicas[0]
+    scheme = "ipv6" if all(r.startswith("[") for r in replicas) else "ipv4"
+    return f"{scheme}:{','.join(replicas)}"
+
+
+def _rounded(convergence: Convergence) -> dict[str, float]:
+    return {replica: round(seconds, 2) for replica, seconds in convergence.seconds.items()}
 
 
 def _checked_weight(weight: float) -> float:

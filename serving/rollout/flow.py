@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from serving.api.errors import ServingError
 from serving.client.model_client import ModelClient
 from serving.rollout.analysis import AnalysisReport, run_shadow_analysis
+from serving.rollout.checks import CheckResult
 from serving.rollout.controller import CANARY, STABLE, RolloutController, RolloutError
 from serving.rollout.data import batched, open_eval_data
 from serving.rollout.settings import AnalysisSettings, AnalysisThresholds, RolloutSettings
@@ -25,7 +26,7 @@ from serving.rollout.settings import AnalysisSettings, AnalysisThresholds, Rollo
 @dataclass(frozen=True)
 class AnalysisOutcome:
     report: AnalysisReport
-    action: str | None      # "promoted" | "rolled back" | None (auto off)
+    action: str | None      # "promoted" | "rolled back" | None (auto off, or no decision)
 
 
 def analyze_canary(controller: RolloutController, data: str | os.PathLike, *,
@@ -55,6 +56,8 @@ def analyze_canary(controller: RolloutController, data: str | os.PathLike, *,
         client, batched(slices, settings.batch_size, summary, settings.max_slices),
         settings=settings, thresholds=thresholds, expected_versions=expected,
         on_progress=progress, data_summary=summary.to_dict)
+    if analysis_verdict(report).verdict == "inconclusive":
+        report.decision = "inconclusive"  # an outage: never a rollback (nor a promote)
     controller.record_analysis(report.to_dict())
     if report.slices == 0:  # a wrong folder or labels file must not decide anything
         raise RolloutError(f"{data}: the held-out set gave no usable labelled slice "
@@ -67,9 +70,25 @@ def analyze_canary(controller: RolloutController, data: str | os.PathLike, *,
     return AnalysisOutcome(report, _act(controller, report, log))
 
 
+def analysis_verdict(report: AnalysisReport, name: str = "labelled analysis") -> CheckResult:
+    """The report as a step check's verdict. Stable failing too means an outage (a replica or
+    the network down), which says nothing about the canary: inconclusive, never fail."""
+    stable = report.labels[STABLE]
+    if stable["error_slices"]:
+        return CheckResult(name, "inconclusive", (
+            f"stable failed too on {stable['error_slices']} of {report.slices} slices "
+            f"({'; '.join(stable['errors'])[:200]}): an outage, not a verdict on the canary",))
+    failed = tuple(check.short() for check in report.checks if not check.passed)
+    return CheckResult(name, "fail" if failed else "pass", failed)
+
+
 def _act(controller: RolloutController, report: AnalysisReport,
-         log: Callable[[str], None]) -> str:
-    failed = [check.short() for check in report.checks if not check.passed]
+         log: Callable[[str], None]) -> str | None:
+    verdict = analysis_verdict(report)
+    if verdict.verdict == "inconclusive":
+        log(f"no decision: {'; '.join(verdict.reasons)}; run the analysis again")
+        return None
+    failed = list(verdict.reasons)
     if not failed:
         log(f"every check passed: promoting version {report.canary_version}")
         controller.promote(reason="analysis: every check passed")

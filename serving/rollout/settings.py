@@ -11,12 +11,20 @@ from serving.api.settings import option_field
 
 @dataclass(frozen=True)
 class RolloutSettings:
-    model_config: str                  # the models.config the server reads
-    server: str                        # gRPC HOST:PORT of the model server
+    model_config: str                  # the models.config every replica reads
+    server: str                        # gRPC HOST:PORT of the model server (first replica)
     model_name: str = DEFAULT_MODEL_NAME
-    load_timeout_s: float = 300.0      # for a new version to become AVAILABLE
+    load_timeout_s: float = 300.0      # for a new version to become AVAILABLE everywhere
     unload_timeout_s: float = 60.0     # for a dropped version to reach END
     poll_interval_s: float = 0.2       # GetModelStatus polling period
+    replicas: tuple[str, ...] = ()     # every replica's gRPC address (default: `server`)
+    push_reload: bool = True           # also HandleReloadConfigRequest (else: replicas poll)
+    converge_timeout_s: float = 120.0  # for every replica to answer the new labels
+    tls_ca: str | None = None
+
+    @property
+    def replica_addresses(self) -> list[str]:
+        return list(self.replicas) or [self.server]
 
 
 @dataclass(frozen=True)

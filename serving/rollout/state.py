@@ -3,7 +3,8 @@
 models.config is the source of truth for versions and labels: it is what TF Serving (or the
 local server) reads after a restart. What TF Serving has no field for lives here, in
 `<models.config>.rollout.json`: the canary's traffic weight, the salt that makes the split
-sticky per study, what the shadow analysis has seen, and a short history of the rollout.
+sticky per study, what the shadow analysis has seen, the stepped release's plan and the step
+it reached (so a crashed tool resumes there), and a short history of the rollout.
 
 The file is replaced atomically (temp file + rename) so a router re-reading it never parses
 half of it, and every read-modify-write happens under `rollout_lock`, an advisory lock on
@@ -43,6 +44,8 @@ class ModelRollout:
     salt: str = ""               # per rollout, so different rollouts expose different studies
     started_at: str | None = None
     analysis: dict | None = None  # rollout_analysis.AnalysisReport.to_dict(), partial or final
+    steps: list[float] = field(default_factory=list)  # the stepped release's weights
+    step: int = 0                # index into `steps` of the step running (or to run next)
     history: list[dict] = field(default_factory=list)
 
     @property
@@ -130,6 +133,12 @@ def _model_from_dict(value: object, where: str) -> ModelRollout:
         raise RolloutStateError(f"{where}.weight: must be a number in [0, 1]")
     if not isinstance(state.salt, str):
         raise RolloutStateError(f"{where}.salt: must be a string")
+    if not isinstance(state.steps, list) or not all(
+            isinstance(w, (int, float)) and not isinstance(w, bool) and 0 <= w <= 1
+            for w in state.steps):
+        raise RolloutStateError(f"{where}.steps: must be a list of weights in [0, 1]")
+    if isinstance(state.step, bool) or not isinstance(state.step, int) or state.step < 0:
+        raise RolloutStateError(f"{where}.step: must be a step index (>= 0)")
     if not isinstance(state.history, list):
         raise RolloutStateError(f"{where}.history: must be a list")
     state.weight = float(state.weight)

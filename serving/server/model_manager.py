@@ -19,7 +19,8 @@ availability_preserving_policy.cc) so the rollout tool behaves the same against 
   The version stays LOADING meanwhile; after the last attempt it is END with that attempt's
   error. Retries stop early when the version leaves the policy or the server stops.
   Our extension: a version that ended in error is tried again (with retries) when its
-  saved_model.pb changes on disk; TF Serving needs the version re-aspired for that.
+  saved_model.pb changes on disk; TF Serving needs the version re-aspired for that (which
+  retries it here too: leaving the policy forgets the failure).
 - request resolution: version > version_label > latest available; unknown model or version ->
   NOT_FOUND, unknown label -> INVALID_ARGUMENT ("Unrecognized servable version label").
 - GetModelStatus (get_model_status_impl.cc) answers one version when the spec names one, else
@@ -202,6 +203,8 @@ class ModelManager:
         if not on_disk:
             LOG.warning("No versions of servable %s found under base path %s", name,
                         entry.base_path)
+        for key in [k for k in self._failed_loads if k[0] == name and k[1] not in aspired]:
+            del self._failed_loads[key]  # re-aspired later: a new attempt, as TF Serving
         for version in sorted(aspired - set(self._serving.get(name, {})), reverse=True):
             self._load(name, version, on_disk[version])
         serving_now = set(self._serving.get(name, {}))
