@@ -3,6 +3,7 @@ the local TF-Serving-compatible server, driven only through the TF Serving API."
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -208,15 +209,25 @@ def test_broken_canaries_are_rolled_back_and_stable_never_stops(tmp_path, model_
             assert state.analysis["labels"]["stable"]["error_rate"] == 0.0
             assert state.history[-1]["event"] == "rollback"
 
-            controller.start(4)
-            code, out, err = mspipe("analyze", *common(server, config), "--data",
-                                    str(eval_dir), "--auto", "--json")
-            report = json.loads(out)
-            assert code == 3 and report["action"] == "rolled back", err
-            canary = report["labels"]["canary"]
-            assert canary["error_rate"] == 1.0 and canary["failed_requests"] == canary["requests"]
-            assert any(reason.startswith("INVALID_ARGUMENT") for reason in canary["errors"])
-            assert report["agreement"]["agreement"] is None  # nothing to compare: n/a
+            # pre-flight, before any label: a renamed input, NaN outputs on a probe batch
+            with pytest.raises(RolloutError, match=r"pre-flight refused version 4: signature "
+                               r"'serving_default': inputs \['pixels'\] in version 4, stable "
+                               r"version 1 takes \['image'\]"):
+                controller.start(4)
+            assert served_entry(config) == ((1,), {"stable": 1})
+            with pytest.raises(RolloutError, match=r"pre-flight refused version 3: output "
+                               r"'probability': 4 of 4 probe slices are not finite"):
+                controller.start(3, probe=random_images(4))
+            assert served_entry(config) == ((1,), {"stable": 1})
+            events = read_model_state(state_path_for(config), MODEL_NAME).history
+            assert [e["event"] for e in events[-2:]] == ["preflight_refused"] * 2
+
+            # the broken version 5 replaced by a good one: its earlier failure is not reported
+            shutil.rmtree(broken)
+            model_source.good(5, logit_shift=0.1)
+            controller.start(5, weight=0.0, probe=random_images(4))
+            assert served_entry(config) == ((1, 5), {"stable": 1, "canary": 5})
+            controller.rollback(reason="test")
             assert served_entry(config) == ((1,), {"stable": 1})
             code, _, err = mspipe("promote", *common(server, config))
             assert code == 1 and "no canary to promote" in err
