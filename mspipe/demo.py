@@ -46,12 +46,18 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+REPLICAS = 2  # model server replicas sharing one models.config, as serving/deploy/ runs them
+CONFIG_POLL_SECONDS = 2  # each replica re-reads models.config this often (TF Serving's flag)
+
+
 def serve_arguments(model_config: Path, port: int) -> list[str]:
     """`mspipe serve`'s arguments for the demo's models.config, the ones it runs and prints.
     The config has version labels (stable, canary), which TF Serving (and so `mspipe serve`)
-    refuses at startup, before anything loaded, unless the labels flag is on."""
+    refuses at startup, before anything loaded, unless the labels flag is on. Every replica
+    polls the shared models.config, the fleet's one source of truth."""
     return ["--model_config_file", str(model_config), "--port", str(port),
-            "--allow_version_labels_for_unavailable_models=true"]
+            "--allow_version_labels_for_unavailable_models=true",
+            f"--model_config_file_poll_wait_seconds={CONFIG_POLL_SECONDS}"]
 
 
 def serve_command_line(model_config: Path, port: int) -> str:
@@ -62,21 +68,36 @@ def serve_command_line(model_config: Path, port: int) -> str:
 @contextlib.contextmanager
 def model_server(model_config: Path, port: int, log_path: Path) -> Iterator[str]:
     """`mspipe serve` in its own process, as a deployment would run it; drained on exit."""
-    log = open(log_path, "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mspipe", "serve", *serve_arguments(model_config, port),
-         "--log-level", "WARNING"], stdout=log, stderr=subprocess.STDOUT)
-    target = f"127.0.0.1:{port}"
+    with model_servers(model_config, [port], [log_path]) as targets:
+        yield targets[0]
+
+
+@contextlib.contextmanager
+def model_servers(model_config: Path, ports: list[int], log_paths: list[Path]
+                  ) -> Iterator[list[str]]:
+    """One `mspipe serve` process per port, all reading `model_config`, started together
+    (they load in parallel); every one drained on exit."""
+    logs, processes = [], []
     try:
-        _wait_until_serving(target, process, log_path)
-        yield target
+        for port, log_path in zip(ports, log_paths):
+            logs.append(open(log_path, "w"))
+            processes.append(subprocess.Popen(
+                [sys.executable, "-m", "mspipe", "serve", *serve_arguments(model_config, port),
+                 "--log-level", "WARNING"], stdout=logs[-1], stderr=subprocess.STDOUT))
+        targets = [f"127.0.0.1:{port}" for port in ports]
+        for target, process, log_path in zip(targets, processes, log_paths):
+            _wait_until_serving(target, process, log_path)
+        yield targets
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        for log in logs:
+            log.close()
 
 
 def _wait_until_serving(target: str, process: subprocess.Popen, log_path: Path,
@@ -160,16 +181,20 @@ def run_demo(settings: DemoSettings) -> None:
         raise CommandError("the first model was not blessed, so there is nothing to serve; "
                            "see the report")
 
-    _step(3, total, "local model server (TF Serving gRPC API) and the thin client")
+    _step(3, total, f"{REPLICAS} local model server replicas (TF Serving gRPC API) and the "
+                    "thin client")
     model_config = out / "serving" / "models.config"
     write_model_config(model_config, build_model_config([model_entry(
         config.model_name, config.model_base_path, versions=[summary.pushed_version],
         labels={"stable": summary.pushed_version})]))
-    port = _free_port()
-    with model_server(model_config, port, out / "server.log") as target:
+    ports = [_free_port() for _ in range(REPLICAS)]
+    logs = [out / f"server-{index + 1}.log" for index in range(REPLICAS)]
+    with model_servers(model_config, ports, logs) as targets:
+        target, port = targets[0], ports[0]
         print(f"serving {config.model_name} version {summary.pushed_version} (label stable) "
-              f"at {target}; config {model_config}")
-        print(f"(the same server: {serve_command_line(model_config, port)})")
+              f"on {REPLICAS} replicas at {', '.join(targets)}; one shared config "
+              f"{model_config}")
+        print(f"(each replica: {serve_command_line(model_config, port)}, on its own port)")
         _predict_examples(target, manifest, data_dir, resolve_salt(config.salt))
 
         _step(4, total, f"retrain for {RETRAIN_EXTRA_EPOCHS} more epochs: a candidate version 2")
@@ -182,8 +207,8 @@ def run_demo(settings: DemoSettings) -> None:
             print("version 2 was not blessed, so no canary starts; stable keeps serving.")
         else:
             eval_dir = os.path.join(summary_v2.examples_uri, "Split-eval")
-            run_canary_demo(target, model_config, config.model_name, summary_v2.pushed_version,
-                            eval_dir)
+            run_canary_demo(targets, model_config, config.model_name,
+                            summary_v2.pushed_version, eval_dir)
 
         _step(6, total, "evaluation reports")
         print(f"first run : {summary.report_path}")

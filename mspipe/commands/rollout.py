@@ -162,8 +162,8 @@ def _probe(controller, args):
 
 def _run(controller, args, log) -> int:
     from serving.rollout.controller import RolloutError
-    from serving.rollout.steps import (LabelledAnalysisCheck, StepPlan, live_check,
-                                       parse_weights, read_plan, run_steps)
+    from serving.rollout.flow import LabelledAnalysisCheck
+    from serving.rollout.steps import StepPlan, live_check, parse_weights, read_plan, run_steps
     from serving.rollout.settings import AnalysisSettings, AnalysisThresholds
 
     plan = (read_plan(args.steps_file) if args.steps_file else

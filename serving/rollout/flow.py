@@ -5,22 +5,23 @@ stable version declares, runs the shadow analysis while storing partial results 
 rollout state (so `mspipe rollout status` shows what it has seen so far), stores the final
 report, and with `auto=True` promotes or rolls back, giving the failed checks as the reason.
 
-`run_canary_demo` is what `make demo` calls after the pipeline pushed a new version:
-start -> analyze (auto) -> promote or roll back, printing each step as it happens.
+`run_canary_demo` is what `make demo` calls after the pipeline pushed a new version: the
+stepped release (serving/rollout/steps.py) over the demo's replicas, printing each step and
+each replica's convergence as it happens.
 """
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from serving.api.errors import ServingError
-from serving.client.model_client import ModelClient
 from serving.rollout.analysis import AnalysisReport, run_shadow_analysis
 from serving.rollout.checks import CheckResult
 from serving.rollout.controller import CANARY, STABLE, RolloutController, RolloutError
 from serving.rollout.data import batched, open_eval_data
 from serving.rollout.settings import AnalysisSettings, AnalysisThresholds, RolloutSettings
+from serving.rollout.steps import StepOutcome
 
 
 @dataclass(frozen=True)
@@ -99,25 +100,62 @@ def _act(controller: RolloutController, report: AnalysisReport,
     return "rolled back"
 
 
-def run_canary_demo(server_target: str, model_config_path: str | os.PathLike,
+class LabelledAnalysisCheck:
+    """The shadow analysis on labelled held-out data (serving/rollout/flow.py), as a step
+    check: failed checks -> fail; an outage of stable too, or no usable data -> inconclusive."""
+    name = "labelled analysis"
+
+    def __init__(self, controller: RolloutController, data: str | os.PathLike, *,
+                 labels: str | os.PathLike | None = None, settings=None, thresholds=None,
+                 log: Callable[[str], None] = lambda message: None):
+        self.controller, self.data, self.labels = controller, data, labels
+        self.settings, self.thresholds, self.log = settings, thresholds, log
+
+    def begin(self) -> None:
+        """Nothing to snapshot: the shadow analysis sends its own requests."""
+
+    def judge(self, stable_version: int, canary_version: int) -> CheckResult:
+        options = {k: v for k, v in (("settings", self.settings),
+                                     ("thresholds", self.thresholds)) if v is not None}
+        try:
+            outcome = analyze_canary(self.controller, self.data, labels=self.labels,
+                                     log=self.log, **options)
+        except (RolloutError, ServingError) as error:
+            return CheckResult(self.name, "inconclusive", (str(error),))
+        return analysis_verdict(outcome.report, self.name)
+
+
+def run_canary_demo(server_target: str | Sequence[str], model_config_path: str | os.PathLike,
                     model_name: str, new_version: int,
                     eval_tfrecords_dir: str | os.PathLike, print_fn: Callable[[str], None] = print,
-                    *, weight: float = 0.1,
+                    *, weights: tuple[float, ...] = (0.0, 0.5, 1.0), step_seconds: float = 1.0,
                     thresholds: AnalysisThresholds = AnalysisThresholds(),
-                    settings: AnalysisSettings = AnalysisSettings()) -> AnalysisOutcome:
-    """start canary `new_version` -> shadow analysis on the eval TFRecords -> promote or
-    roll back. Every step is printed as it happens; returns the analysis and the action."""
+                    settings: AnalysisSettings = AnalysisSettings()) -> StepOutcome:
+    """Stepped release of `new_version` over every replica in `server_target`: pre-flight on
+    a probe of the eval TFRecords -> shadow (weight 0) -> the weights, with the labelled
+    analysis between steps -> promote or roll back. Every step, and each replica's
+    convergence, is printed as it happens; returns the last checks and the action."""
+    from serving.rollout.preflight import probe_batch
+    from serving.rollout.steps import StepPlan, run_steps
+
+    replicas = [server_target] if isinstance(server_target, str) else list(server_target)
     rollout_settings = RolloutSettings(model_config=os.fspath(model_config_path),
-                                       server=server_target, model_name=model_name)
-    with ModelClient(server_target, model_name) as client:
-        controller = RolloutController(rollout_settings, client,
-                                       log=lambda message: print_fn(f"[rollout] {message}"))
-        print_fn(f"[rollout] starting canary: version {new_version} at weight {weight:.0%}")
-        controller.start(new_version, weight=weight)
-        outcome = analyze_canary(controller, eval_tfrecords_dir, auto=True, settings=settings,
-                                 thresholds=thresholds,
-                                 log=lambda message: print_fn(f"[rollout] {message}"))
+                                       server=replicas[0], model_name=model_name,
+                                       replicas=tuple(replicas))
+    log = lambda message: print_fn(f"[rollout] {message}")  # noqa: E731
+    plan = StepPlan(weights=weights, step_seconds=step_seconds)
+    with RolloutController(rollout_settings, log=log) as controller:
+        print_fn(f"[rollout] starting canary: version {new_version} on {len(replicas)} "
+                 f"replica(s), steps {' -> '.join(f'{w:.0%}' for w in weights)}")
+        image_size = controller.client.metadata(label=STABLE).image_size
+        controller.start(new_version, weight=weights[0],
+                         probe=probe_batch(eval_tfrecords_dir, image_size))
+        check = LabelledAnalysisCheck(controller, eval_tfrecords_dir, settings=settings,
+                                      thresholds=thresholds, log=log)
+        outcome = run_steps(controller, plan, [check], log=log)
         final = controller.status()
         print_fn(f"[rollout] {outcome.action}: labels now {final.labels}, "
                  f"versions {final.versions}")
+        for replica, view in sorted(final.replicas.items()):
+            print_fn(f"[rollout]   replica {replica}: {view}")
         return outcome

@@ -17,7 +17,7 @@ Each step: set the weight, `begin()` every check, let the step's traffic run for
 The plan and the step reached are kept in the rollout state (models.config.rollout.json), so a
 crashed or interrupted tool resumes at the step it was in (judging it again from its start).
 
-The checks: the labelled shadow analysis on held-out data (`LabelledAnalysisCheck`), and the
+The checks: the labelled shadow analysis on held-out data (flow.LabelledAnalysisCheck), and the
 live analysis of the replicas' metrics when `serving/rollout/live.py` is installed
 (`live_check`, the one seam where it plugs in).
 """
@@ -89,34 +89,6 @@ def read_plan(path: str | os.PathLike) -> StepPlan:
 
 
 # ------------------------------------------------------------------------------ the checks
-class LabelledAnalysisCheck:
-    """The shadow analysis on labelled held-out data (serving/rollout/flow.py), as a step
-    check: failed checks -> fail; an outage of stable too, or no usable data -> inconclusive."""
-    name = "labelled analysis"
-
-    def __init__(self, controller: RolloutController, data: str | os.PathLike, *,
-                 labels: str | os.PathLike | None = None, settings=None, thresholds=None,
-                 log: Callable[[str], None] = lambda message: None):
-        self.controller, self.data, self.labels = controller, data, labels
-        self.settings, self.thresholds, self.log = settings, thresholds, log
-
-    def begin(self) -> None:
-        """Nothing to snapshot: the shadow analysis sends its own requests."""
-
-    def judge(self, stable_version: int, canary_version: int) -> CheckResult:
-        from serving.api.errors import ServingError
-        from serving.rollout.flow import analysis_verdict, analyze_canary
-
-        options = {k: v for k, v in (("settings", self.settings),
-                                     ("thresholds", self.thresholds)) if v is not None}
-        try:
-            outcome = analyze_canary(self.controller, self.data, labels=self.labels,
-                                     log=self.log, **options)
-        except (RolloutError, ServingError) as error:
-            return CheckResult(self.name, "inconclusive", (str(error),))
-        return analysis_verdict(outcome.report, self.name)
-
-
 def live_check(rest_urls: Sequence[str], model_name: str) -> StepCheck | None:
     """The live analysis of the replicas' Prometheus metrics, when serving/rollout/live.py
     (another part of the project) is installed; None otherwise. `rest_urls`: each replica's

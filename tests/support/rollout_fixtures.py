@@ -134,13 +134,15 @@ class RoutedLoop(threading.Thread):
     fixed label); records (study key, routed label, answering version) and every failure."""
 
     def __init__(self, address: str, config: Path, *, label: str | None = None,
-                 study_keys: int = 1000):
+                 study_keys: int = 1000, images: np.ndarray | None = None,
+                 **client_settings):
         super().__init__(daemon=True)
-        self.client = ModelClient(address, retries=0, timeout_s=10)
+        client_settings = {"retries": 0, "timeout_s": 10, **client_settings}
+        self.client = ModelClient(address, **client_settings)
         self.router = CanaryRouter.from_rollout_state(self.client, config)
         self.label = label
         self.keys = [f"study-{i}" for i in range(study_keys)]
-        self.images = random_images(2)
+        self.images = random_images(2) if images is None else images
         self.answers: list[tuple[str, str, int]] = []
         self.failures: list[str] = []
         self.stop_event = threading.Event()
