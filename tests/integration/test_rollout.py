@@ -18,7 +18,9 @@ from serving.rollout.settings import AnalysisThresholds, RolloutSettings
 from components.dicom.records import RecordError, read_tfrecords
 from serving.rollout.data import (DataSummary, EvalDataError, eval_split_files,
                                   slices_from_tfrecords)
-from serving.rollout.flow import run_canary_demo
+from serving.rollout.checks import CheckResult
+from serving.rollout.flow import analysis_verdict, run_canary_demo
+from serving.rollout.steps import StepPlan, run_steps
 from serving.rollout.state import (ModelRollout, RolloutStateError, read_model_state,
                                    state_path_for, write_states)
 from serving.client.predict import predict_routed, read_studies
@@ -120,6 +122,72 @@ def test_decide_reports_each_check_with_value_and_threshold():
                                               "canary": metrics(auc=float("nan"))},
                                {"agreement": 1.0, "compared_slices": 4})
     assert not {c.name: c for c in decide(undefined, limits)}["study AUC drop"].passed
+
+
+
+def test_an_outage_of_stable_too_is_inconclusive_never_a_rollback():
+    """The server dying during the analysis fails stable's requests as well as the canary's:
+    that says nothing about the canary."""
+    def metrics(error_slices, errors=None):
+        return {"error_rate": error_slices / 10, "error_slices": error_slices,
+                "errors": errors or {}, "latency_p99_ms": 10.0, "study_auc": 0.8,
+                "auc_studies": 10, "versions": {}}
+    outage = {"UNAVAILABLE: Socket closed": 10}
+    report = AnalysisReport(1, 2, 10, 5, 2, {"stable": metrics(10, outage),
+                                             "canary": metrics(10, outage)},
+                            {"agreement": float("nan"), "compared_slices": 0})
+    report.checks = decide(report, AnalysisThresholds())
+    verdict = analysis_verdict(report)
+    assert verdict.verdict == "inconclusive"
+    assert "stable failed too on 10 of 10 slices (UNAVAILABLE: Socket closed)" in \
+        verdict.reasons[0]
+    report.labels["stable"] = metrics(0)
+    assert analysis_verdict(report).verdict == "fail"
+
+
+class ScriptedCheck:
+    """A step check answering the verdicts given, in order (the live check's seam)."""
+    name = "scripted"
+
+    def __init__(self, *verdicts):
+        self.verdicts, self.begun = list(verdicts), 0
+
+    def begin(self):
+        self.begun += 1
+
+    def judge(self, stable_version, canary_version):
+        return CheckResult(self.name, self.verdicts.pop(0), (f"v{canary_version}",))
+
+
+def test_steps_wait_on_inconclusive_resume_after_a_stop_and_roll_back_on_fail(tmp_path,
+                                                                              model_source):
+    model_source.good(1)
+    model_source.good(2, logit_shift=0.3)
+    config = initial_config(tmp_path, model_source)
+    plan = StepPlan((0.0, 0.5, 1.0), step_seconds=0, inconclusive_retries=1,
+                    retry_wait_seconds=0)
+    with running_server(config, **FAST) as server:
+        settings = RolloutSettings(str(config), server.address, load_timeout_s=60)
+        with RolloutController(settings) as controller:
+            controller.start(2, weight=0.0)
+            lines: list[str] = []
+            check = ScriptedCheck("pass", "inconclusive", "inconclusive")
+            with pytest.raises(RolloutError, match="stayed inconclusive after 2 tries"):
+                run_steps(controller, plan, [check], log=lines.append)
+            state = read_model_state(state_path_for(config), MODEL_NAME)
+            assert (state.step, state.weight, state.steps) == (1, 0.5, [0.0, 0.5, 1.0])
+            assert served_entry(config) == ((1, 2), {"stable": 1, "canary": 2})  # no rollback
+
+            # the tool comes back (a crash looks the same): it resumes at step 2
+            check = ScriptedCheck("pass", "fail")
+            outcome = run_steps(controller, StepPlan((0.0, 1.0)), [check], log=lines.append)
+            assert outcome.action == "rolled back" and check.begun == 2
+            assert "resuming at step 2 of 3" in lines
+            assert any("recorded steps 0 % -> 50 % -> 100 %" in line for line in lines)
+            assert served_entry(config) == ((1,), {"stable": 1})
+            last = read_model_state(state_path_for(config), MODEL_NAME).history[-1]
+            assert last["event"] == "rollback"
+            assert last["reason"] == "step 3 (100%): scripted: v2"
 
 
 # ------------------------------------------------------------------ against the server
