@@ -108,3 +108,31 @@ def test_preflight_signature_comparison_names_what_breaks_callers():
     assert signature_problems(stable, other, 1, 2) == [
         "signature 'serving_default' of stable version 1 is missing in version 2 (it has "
         "['predict'])"]
+
+
+def test_k8s_replicas_share_one_writable_models_config_and_a_headless_service():
+    """What the rollout tool relies on in serving/deploy/k8s.yaml: every replica mounts the
+    same ReadWriteMany claim at /config (seeded once from the ConfigMap, never overwritten),
+    and a headless Service lists every replica for --server."""
+    import yaml
+    from pathlib import Path
+
+    documents = list(yaml.safe_load_all(
+        (Path(__file__).resolve().parents[2] / "serving/deploy/k8s.yaml").read_text()))
+    by_name = {(d["kind"], d["metadata"]["name"]): d for d in documents}
+    claim = by_name[("PersistentVolumeClaim", "ms-mri-serving-config")]
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    pod = by_name[("Deployment", "ms-mri-serving")]["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["config"]["persistentVolumeClaim"]["claimName"] == "ms-mri-serving-config"
+    assert volumes["seed"]["configMap"]["name"] == "ms-mri-serving-config"
+    (seed,) = pod["initContainers"]
+    assert {m["mountPath"]: m["name"] for m in seed["volumeMounts"]} == {"/config": "config",
+                                                                       "/seed": "seed"}
+    assert '[ -e "/config/${f##*/}" ] || cp' in seed["command"][-1]  # never overwrites
+    server = pod["containers"][0]
+    assert "--model_config_file=/config/models.config" in server["args"]
+    assert {m["mountPath"]: m["name"] for m in server["volumeMounts"]}["/config"] == "config"
+    headless = by_name[("Service", "ms-mri-serving-replicas")]["spec"]
+    assert headless["clusterIP"] == "None" or headless["clusterIP"] is None
+    assert headless["selector"] == by_name[("Service", "ms-mri-serving")]["spec"]["selector"]
