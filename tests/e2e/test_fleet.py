@@ -19,7 +19,8 @@ import pytest
 from serving.client.model_client import ModelClient
 from serving.rollout.state import read_model_state, state_path_for
 from serving.api.model_config import build_model_config, model_entry, write_model_config
-from support.fleet_fixtures import (Replica, publish_broken, publish_pushed, start_replicas)
+from support.fleet_fixtures import (Replica, publish_nan_copy, publish_pushed,
+                                    publish_renamed_input, start_replicas)
 from support.rollout_fixtures import RoutedLoop, mspipe, served_entry, wait_until
 from support.serving_fixtures import MODEL_NAME
 
@@ -71,8 +72,8 @@ def fleet(tmp_path_factory, trained_pipeline, retrained_pipeline):
     second = retrained_pipeline.summary
     publish_pushed(second.pushed_path or _serving_dir(second.model_uri), base, 2)
     image_size = trained_pipeline.config.model.image_size
-    publish_broken(base, 3, image_size, "nan")
-    publish_broken(base, 4, image_size, "signature")
+    publish_nan_copy(trained_pipeline.summary.pushed_path, base, 3)
+    publish_renamed_input(base, 4, image_size)
     publish_pushed(trained_pipeline.summary.pushed_path, base, 5)  # a third candidate
     config = root / "models.config"
     write_model_config(config, build_model_config([model_entry(

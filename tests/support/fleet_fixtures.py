@@ -5,7 +5,7 @@ Each replica is a `mspipe serve` process started with exactly the demo's argumen
 allowed at startup), so it can be killed with SIGKILL and restarted as a deployment would.
 The versions they serve are the models the real pipeline pushed (tests/conftest.py's session
 runs), copied as version folders into a base path this fleet owns; the broken candidates are
-contract models at the pipeline's image size with NaN outputs or a renamed input.
+the pushed model with NaN outputs, and a contract model whose input is renamed.
 """
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ from components import contract
 from mspipe.demo import serve_arguments
 from serving.api.errors import ServingError
 from serving.client.model_client import ModelClient
-from support.rollout_fixtures import CandidateModel, MismatchedSignatureModel
-from support.serving_fixtures import contract_signatures, copy_version, free_port
+from support.rollout_fixtures import MismatchedSignatureModel
+from support.serving_fixtures import copy_version, free_port
 
 REPLICA_READY_S = 240.0
 
@@ -100,17 +100,30 @@ def publish_pushed(pushed_dir: str | os.PathLike, base: Path, version: int) -> P
     return copy_version(pushed_dir, base, version)
 
 
-def publish_broken(base: Path, version: int, image_size: int, kind: str) -> Path:
-    """'nan': the contract model with NaN outputs; 'signature': serving_default takes float32
-    `pixels` instead of uint8 `image`."""
-    if kind == "nan":
-        model = CandidateModel(image_size, seed=1, produce_nan=True)
-        signatures = contract_signatures(model)
-    elif kind == "signature":
-        model = MismatchedSignatureModel(image_size)
-        signatures = {contract.SERVING_DEFAULT: model.serve}
-    else:
-        raise ValueError(kind)
-    staging = Path(tempfile.mkdtemp(prefix=".broken-"))
-    tf.saved_model.save(model, str(staging), signatures=signatures)
+def publish_nan_copy(pushed_dir: str | os.PathLike, base: Path, version: int) -> Path:
+    """The pushed model with every signature kept (names, inputs, outputs) but every float
+    output multiplied by NaN: a candidate only the pre-flight's probe can catch."""
+    loaded = tf.saved_model.load(os.fspath(pushed_dir))
+    module = tf.Module()
+    module.base = loaded
+    signatures = {}
+    for name, function in loaded.signatures.items():
+        (key, spec), = function.structured_input_signature[1].items()
+
+        def nan_outputs(tensor, function=function, key=key):
+            outputs = function(**{key: tensor})
+            return {k: v * float("nan") if v.dtype.is_floating else v
+                    for k, v in outputs.items()}
+        signatures[name] = tf.function(nan_outputs).get_concrete_function(
+            tf.TensorSpec(spec.shape, spec.dtype, name=key))
+    staging = Path(tempfile.mkdtemp(prefix=".nan-"))
+    tf.saved_model.save(module, str(staging), signatures=signatures)
+    return copy_version(staging, base, version)
+
+
+def publish_renamed_input(base: Path, version: int, image_size: int) -> Path:
+    """serving_default takes float32 `pixels` instead of uint8 `image`."""
+    model = MismatchedSignatureModel(image_size)
+    staging = Path(tempfile.mkdtemp(prefix=".renamed-"))
+    tf.saved_model.save(model, str(staging), signatures={contract.SERVING_DEFAULT: model.serve})
     return copy_version(staging, base, version)
