@@ -22,8 +22,8 @@ from mspipe.errors import EXIT_ROLLED_BACK, CommandError, file_error
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from serving.rollout.settings import AnalysisSettings, AnalysisThresholds, RolloutSettings
-    from serving.rollout.steps import StepPlan
+    from serving.rollout.settings import (AnalysisSettings, AnalysisThresholds,
+                                          RolloutSettings, StepPlan)
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--server", required=True, action="append", metavar="HOST:PORT",
@@ -163,7 +163,8 @@ def _probe(controller, args):
 def _run(controller, args, log) -> int:
     from serving.rollout.controller import RolloutError
     from serving.rollout.flow import LabelledAnalysisCheck
-    from serving.rollout.steps import StepPlan, live_check, parse_weights, read_plan, run_steps
+    from serving.rollout.settings import StepPlan
+    from serving.rollout.steps import live_check, parse_weights, read_plan, run_steps
     from serving.rollout.settings import AnalysisSettings, AnalysisThresholds
 
     plan = (read_plan(args.steps_file) if args.steps_file else

@@ -136,7 +136,8 @@ def run_canary_demo(server_target: str | Sequence[str], model_config_path: str |
     analysis between steps -> promote or roll back. Every step, and each replica's
     convergence, is printed as it happens; returns the last checks and the action."""
     from serving.rollout.preflight import probe_batch
-    from serving.rollout.steps import StepPlan, run_steps
+    from serving.rollout.settings import StepPlan
+    from serving.rollout.steps import run_steps
 
     replicas = [server_target] if isinstance(server_target, str) else list(server_target)
     rollout_settings = RolloutSettings(model_config=os.fspath(model_config_path),

@@ -33,30 +33,8 @@ from pathlib import Path
 
 from serving.rollout.checks import CheckResult, StepCheck, combined_verdict
 from serving.rollout.controller import RolloutController, RolloutError
+from serving.rollout.settings import StepPlan
 from serving.rollout.state import ModelRollout, read_model_state, update_model_state
-
-
-@dataclass(frozen=True)
-class StepPlan:
-    weights: tuple[float, ...] = (0.0, 0.1, 0.5, 1.0)  # canary share at each step; 0 = shadow
-    step_seconds: float = 30.0          # live traffic at each step before it is judged
-    inconclusive_retries: int = 3       # judge again this often before stopping undecided
-    retry_wait_seconds: float = 10.0
-
-    def __post_init__(self) -> None:
-        weights = tuple(float(w) for w in self.weights)
-        if not weights:
-            raise ValueError("steps: give at least one step")
-        if any(not 0.0 <= w <= 1.0 for w in weights):
-            raise ValueError(f"steps: every weight must be within 0..100 %, got "
-                             f"{[w * 100 for w in weights]}")
-        if list(weights) != sorted(weights):
-            raise ValueError(f"steps: weights must not decrease (a study routed to the canary "
-                             f"stays there), got {[w * 100 for w in weights]}")
-        if self.step_seconds < 0 or self.retry_wait_seconds < 0 or self.inconclusive_retries < 0:
-            raise ValueError("steps: step_seconds, retry_wait_seconds and inconclusive_retries "
-                             "must not be negative")
-        object.__setattr__(self, "weights", weights)
 
 
 def parse_weights(text: str) -> tuple[float, ...]:

@@ -20,7 +20,8 @@ from serving.rollout.data import (DataSummary, EvalDataError, eval_split_files,
                                   slices_from_tfrecords)
 from serving.rollout.checks import CheckResult
 from serving.rollout.flow import analysis_verdict, run_canary_demo
-from serving.rollout.steps import StepPlan, run_steps
+from serving.rollout.settings import StepPlan
+from serving.rollout.steps import run_steps
 from serving.rollout.state import (ModelRollout, RolloutStateError, read_model_state,
                                    state_path_for, write_states)
 from serving.client.predict import predict_routed, read_studies

@@ -10,7 +10,8 @@ from serving.api.protos import get_model_metadata_pb2, types_pb2
 from serving.rollout.checks import CheckResult, combined_verdict
 from serving.rollout.fleet import FleetError, resolve_replicas
 from serving.rollout.preflight import signature_problems
-from serving.rollout.steps import StepPlan, parse_weights, read_plan
+from serving.rollout.settings import StepPlan
+from serving.rollout.steps import parse_weights, read_plan
 
 
 def _resolver(table):
