@@ -147,16 +147,13 @@ def _start(controller, args, log) -> int:
 
 def _probe(controller, args):
     from serving.api.errors import ServingError
-    from serving.rollout.controller import STABLE, RolloutError
-    from serving.rollout.preflight import probe_batch
+    from serving.rollout.controller import RolloutError
+    from serving.rollout.preflight import probe_batch, stable_image_size
 
     try:
-        image_size = controller.client.metadata(label=STABLE).image_size
-    except ServingError:
-        try:
-            image_size = controller.client.metadata().image_size
-        except ServingError as error:
-            raise RolloutError(f"stable version metadata: {error}") from None
+        image_size = stable_image_size(controller.client)
+    except ServingError as error:
+        raise RolloutError(f"stable version metadata: {error}") from None
     return probe_batch(args.data, image_size, labels=args.labels)
 
 

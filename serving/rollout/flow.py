@@ -135,7 +135,7 @@ def run_canary_demo(server_target: str | Sequence[str], model_config_path: str |
     a probe of the eval TFRecords -> shadow (weight 0) -> the weights, with the labelled
     analysis between steps -> promote or roll back. Every step, and each replica's
     convergence, is printed as it happens; returns the last checks and the action."""
-    from serving.rollout.preflight import probe_batch
+    from serving.rollout.preflight import probe_batch, stable_image_size
     from serving.rollout.settings import StepPlan
     from serving.rollout.steps import run_steps
 
@@ -148,7 +148,7 @@ def run_canary_demo(server_target: str | Sequence[str], model_config_path: str |
     with RolloutController(rollout_settings, log=log) as controller:
         print_fn(f"[rollout] starting canary: version {new_version} on {len(replicas)} "
                  f"replica(s), steps {' -> '.join(f'{w:.0%}' for w in weights)}")
-        image_size = controller.client.metadata(label=STABLE).image_size
+        image_size = stable_image_size(controller.client)
         controller.start(new_version, weight=weights[0],
                          probe=probe_batch(eval_tfrecords_dir, image_size))
         check = LabelledAnalysisCheck(controller, eval_tfrecords_dir, settings=settings,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 
+import grpc
 import numpy as np
 
 from components.contract import PROBABILITY
@@ -24,6 +25,17 @@ from serving.client.model_client import ModelClient
 from serving.rollout.data import EvalDataError, batched, open_eval_data
 
 PROBE_SLICES = 16
+
+
+def stable_image_size(client: ModelClient) -> int:
+    """The input size the `stable` label's version declares (the served version when no
+    label exists yet: a first rollout)."""
+    try:
+        return client.metadata(label="stable").image_size
+    except ServingError as error:
+        if error.code != grpc.StatusCode.INVALID_ARGUMENT:  # unknown label
+            raise
+        return client.metadata().image_size
 
 
 def probe_batch(data: str | os.PathLike, image_size: int, *,
