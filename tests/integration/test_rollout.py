@@ -181,7 +181,8 @@ def test_steps_wait_on_inconclusive_resume_after_a_stop_and_roll_back_on_fail(tm
 
             # the tool comes back (a crash looks the same): it resumes at step 2
             check = ScriptedCheck("pass", "fail")
-            outcome = run_steps(controller, StepPlan((0.0, 1.0)), [check], log=lines.append)
+            outcome = run_steps(controller, StepPlan((0.0, 1.0), step_seconds=0), [check],
+                                log=lines.append)
             assert outcome.action == "rolled back" and check.begun == 2
             assert "resuming at step 2 of 3" in lines
             assert any("recorded steps 0 % -> 50 % -> 100 %" in line for line in lines)
