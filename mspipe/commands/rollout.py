@@ -4,7 +4,8 @@ Drives any TF Serving API server (the local one or tensorflow/serving) through
 HandleReloadConfigRequest, keeping models.config on disk in step; the rollout's own state
 (weight, analysis) lives in `<models.config>.rollout.json`.
 
-Exit status (mspipe/main.py): 0 done; 1 the step failed; 3 `analyze --auto` rolled back.
+Exit status (mspipe/main.py): 0 done; 1 the step failed; 3 `analyze --auto` rolled back;
+4 `analyze` inconclusive (an outage hit stable too; nothing changed).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import json
 import sys
 
 from mspipe import options
-from mspipe.errors import EXIT_ROLLED_BACK, CommandError, file_error
+from mspipe.errors import EXIT_INCONCLUSIVE, EXIT_ROLLED_BACK, CommandError, file_error
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -126,10 +127,14 @@ def _analyze(controller, args, log) -> int:
         json.dump({**outcome.report.to_dict(), "action": outcome.action}, sys.stdout,
                   indent=2, default=str)
         print()
+    elif outcome.report.decision == "inconclusive":
+        print(f"verdict: inconclusive, nothing changed ({outcome.report.inconclusive_reason})")
     elif not args.auto:
         verdict = "promote" if outcome.report.decision == "promote" else "roll back"
         print(f"verdict: {verdict} (run `mspipe rollout promote` or `rollback`, or analyze "
               "with --auto)")
+    if outcome.report.decision == "inconclusive":
+        return EXIT_INCONCLUSIVE
     return EXIT_ROLLED_BACK if outcome.action == "rolled back" else 0
 
 

@@ -25,7 +25,7 @@ from serving.rollout.settings import AnalysisSettings, AnalysisThresholds, Rollo
 @dataclass(frozen=True)
 class AnalysisOutcome:
     report: AnalysisReport
-    action: str | None      # "promoted" | "rolled back" | None (auto off)
+    action: str | None      # "promoted" | "rolled back" | "inconclusive" | None (auto off)
 
 
 def analyze_canary(controller: RolloutController, data: str | os.PathLike, *,
@@ -69,6 +69,10 @@ def analyze_canary(controller: RolloutController, data: str | os.PathLike, *,
 
 def _act(controller: RolloutController, report: AnalysisReport,
          log: Callable[[str], None]) -> str:
+    if report.decision == "inconclusive":  # an outage: nothing is changed, the canary stays
+        log(f"inconclusive, canary version {report.canary_version} kept: "
+            f"{report.inconclusive_reason}")
+        return "inconclusive"
     failed = [check.short() for check in report.checks if not check.passed]
     if not failed:
         log(f"every check passed: promoting version {report.canary_version}")
