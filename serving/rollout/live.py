@@ -12,8 +12,10 @@ per study, and a failed canary request is asked again of `stable`).
 So the estimate is made from windows, all replicas summed (each replica's counters are read at
 `begin()` and at `judge()`; the window is the difference):
 - baseline: a window at weight 0 (the shadow step) is stable alone. It gives stable's error
-  rate e_s and latency distribution; `LiveAnalysis.baseline` can be stored and given back to a
-  new LiveAnalysis, so a tool that restarts mid-rollout keeps it.
+  rate e_s and latency distribution; `LiveAnalysis.baseline` (JSON-safe) can be stored and
+  given back to a new LiveAnalysis, so a tool that restarts mid-rollout keeps it. The baseline
+  window must not overlap the labelled shadow analysis (analysis.py), whose requests to
+  `canary` the counters would book as stable's.
 - step at weight w: N requests, E errors. Canary errors x and canary requests C solve
   E = x + (N - C) e_s and C = w (N - x) (a failed canary request is retried on stable, so it
   adds a request). Canary error rate x / C, compared with e_s: the excess must stay within

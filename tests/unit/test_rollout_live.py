@@ -6,6 +6,8 @@ series and format) after recording the requests a fleet would have served, plus 
 copied in TF Serving's text format; a replica that is down raises what fetching it raises."""
 from __future__ import annotations
 
+import json
+
 import grpc
 import numpy as np
 import pytest
@@ -221,7 +223,8 @@ def test_without_baseline_latency_cannot_be_judged():
 def test_baseline_survives_a_new_instance():
     fleet = Fleet()
     first = with_baseline(fleet, live(fleet))
-    resumed = LiveAnalysis(list(fleet.metrics), MODEL, THRESHOLDS, baseline=first.baseline,
+    stored = json.loads(json.dumps(first.baseline))  # e.g. in the rollout state file
+    resumed = LiveAnalysis(list(fleet.metrics), MODEL, THRESHOLDS, baseline=stored,
                            fetch=fleet.fetch)
     resumed.begin()
     fleet.studies(400, 0.5, canary_ms=200.0)
