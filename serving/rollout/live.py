@@ -48,15 +48,20 @@ inconclusive even when only the metrics endpoint is down.
 """
 from __future__ import annotations
 
+import os
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from serving.api.errors import OUTAGE_CODES
+from serving.rollout.checks import CheckResult
 from serving.rollout.settings import AnalysisThresholds
+from serving.rollout.state import RolloutStateError, read_model_state, state_path_for
 from serving.server.metrics import DEFAULT_PATH
 
 REQUEST_COUNT = ":tensorflow:serving:request_count"
@@ -64,22 +69,18 @@ REQUEST_LATENCY = ":tensorflow:serving:request_latency"
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
 
 
-# ---- CheckResult: replaced at merge by `from serving.rollout.checks import CheckResult` ----
-@dataclass(frozen=True)
-class CheckResult:
-    name: str
-    verdict: str  # "pass" | "fail" | "inconclusive"
-    reasons: tuple[str, ...]
-# ---- end of the block to replace ----------------------------------------------------------
-
-
 class MetricsUnavailable(RuntimeError):
     """A replica's metrics page could not be read (the message says which and why)."""
 
 
 def metrics_url(replica: str, path: str = DEFAULT_PATH) -> str:
-    """A replica given as HOST:REST_PORT, or as the full URL of its metrics page."""
-    return replica if "://" in replica else f"http://{replica}{path}"
+    """A replica given as HOST:REST_PORT, as its REST base URL (http://HOST:8501), or as the
+    full URL of its metrics page (a path other than the default one)."""
+    if "://" not in replica:
+        return f"http://{replica}{path}"
+    if urllib.parse.urlsplit(replica).path in ("", "/"):
+        return replica.rstrip("/") + path
+    return replica
 
 
 def fetch_page(url: str, timeout_s: float = 2.0) -> str:
@@ -199,20 +200,33 @@ def parse_counts(text: str, model_name: str) -> Counts:
 
 
 # ---------------------------------------------------------------------------- analysis
+class StepJudgement(NamedTuple):
+    verdict: str
+    reasons: list[str]
+    too_few: bool = False   # inconclusive for want of requests: the window keeps growing
+
+
 class LiveAnalysis:
-    """begin() at the start of a step, judge() at its end; one instance per rollout."""
+    """begin() at the start of a step, judge() at its end; one instance per rollout.
+
+    The step's canary weight is given to begin() or judge(), or read at begin() from the
+    rollout state beside `model_config` (where the router reads it: traffic.py). judge()
+    starts the next window (a judge() again without begin() looks at the traffic since the
+    last one), except when it lacked requests: then the window goes on growing."""
 
     name = "live analysis"
 
     def __init__(self, replicas: Sequence[str], model_name: str,
-                 thresholds: AnalysisThresholds = AnalysisThresholds(), *,
+                 thresholds: AnalysisThresholds | None = None, *,
+                 model_config: str | os.PathLike | None = None,
                  baseline: dict | None = None,
                  fetch: Callable[[str], str] = fetch_page):
         if not replicas:
             raise ValueError("live analysis needs at least one replica's metrics address")
         self.urls = {replica: metrics_url(replica) for replica in replicas}
         self.model_name = model_name
-        self.thresholds = thresholds
+        self.thresholds = thresholds or AnalysisThresholds()
+        self.model_config = model_config
         self.baseline: dict | None = baseline  # Counts.to_dict() of a weight-0 window
         self._fetch = fetch
         self._start: dict[str, Counts | str] | None = None
@@ -233,7 +247,16 @@ class LiveAnalysis:
     def begin(self, canary_weight: float | None = None) -> None:
         """Snapshot every replica's counters: the step's window starts now."""
         self._start = self._read()
-        self._weight = canary_weight
+        self._weight = canary_weight if canary_weight is not None else self._state_weight()
+
+    def _state_weight(self) -> float | None:
+        if self.model_config is None:
+            return None
+        try:
+            state = read_model_state(state_path_for(self.model_config), self.model_name)
+        except RolloutStateError:
+            return None  # judge() says the weight is unknown
+        return state.weight if state.active else 0.0
 
     def judge(self, stable_version: int, canary_version: int,
               canary_weight: float | None = None) -> CheckResult:
@@ -246,15 +269,20 @@ class LiveAnalysis:
         if weight is None or not 0.0 <= weight <= 1.0:
             raise ValueError(f"live analysis needs the step's canary weight in [0, 1], "
                              f"got {weight}")
-        window, problems, per_replica = self._window(self._read())
+        end = self._read()
+        window, problems, per_replica = self._window(end)
         what = f"stable v{stable_version} vs canary v{canary_version} at weight {weight:.0%}"
         if problems:
-            return self._result(INCONCLUSIVE, [f"{what}: replica outage, retry the step",
-                                               *problems, *per_replica])
-        if weight == 0.0:
-            return self._judge_baseline(window, what, per_replica)
-        verdict, reasons = judge_step(window, weight, self._baseline_counts(), self.thresholds)
-        return self._result(verdict, [f"{what}: {reasons[0]}", *reasons[1:], *per_replica])
+            judgement = StepJudgement(INCONCLUSIVE, [f"{what}: replica outage, retry the step",
+                                                     *problems])
+        elif weight == 0.0:
+            judgement = self._judge_baseline(window, what)
+        else:
+            judgement = judge_step(window, weight, self._baseline_counts(), self.thresholds)
+            judgement.reasons[0] = f"{what}: {judgement.reasons[0]}"
+        if not judgement.too_few:
+            self._start = end
+        return CheckResult(self.name, judgement.verdict, (*judgement.reasons, *per_replica))
 
     def _window(self, end: dict[str, Counts | str]
                 ) -> tuple[Counts, list[str], list[str]]:
@@ -277,32 +305,28 @@ class LiveAnalysis:
             total = total.plus(delta)
         return total, problems, per_replica
 
-    def _judge_baseline(self, window: Counts, what: str, per_replica: list[str]) -> CheckResult:
+    def _judge_baseline(self, window: Counts, what: str) -> StepJudgement:
         minimum = self.thresholds.live_min_requests
         summary = (f"{window.requests:.0f} requests, error rate {_rate(window)}, "
                    f"p50 {_ms(window.quantile_us(0.5))}, p99 {_ms(window.quantile_us(0.99))}")
         if window.requests < minimum:
-            return self._result(INCONCLUSIVE, [f"{what}: baseline window too small: {summary} "
-                                               f"(needs {minimum})", *per_replica])
+            return StepJudgement(INCONCLUSIVE, [f"{what}: baseline window too small: "
+                                                f"{summary} (needs {minimum})"], too_few=True)
         outages = window.errors_of(OUTAGE_CODES)
         if outages:
-            return self._result(INCONCLUSIVE, [
+            return StepJudgement(INCONCLUSIVE, [
                 f"{what}: stable-only window met {outages:.0f} outage error(s)"
-                f"{_statuses(window)}; not kept as baseline, retry", *per_replica])
+                f"{_statuses(window)}; not kept as baseline, retry"])
         self.baseline = window.to_dict()
-        return self._result(PASS, [f"{what}: stable-only baseline kept: {summary}",
-                                   *per_replica])
+        return StepJudgement(PASS, [f"{what}: stable-only baseline kept: {summary}"])
 
     def _baseline_counts(self) -> Counts | None:
         return None if self.baseline is None else Counts.from_dict(self.baseline)
 
-    def _result(self, verdict: str, reasons: list[str]) -> CheckResult:
-        return CheckResult(self.name, verdict, tuple(reasons))
-
 
 def judge_step(window: Counts, weight: float, baseline: Counts | None,
-               thresholds: AnalysisThresholds) -> tuple[str, list[str]]:
-    """(verdict, reasons) for a step window at canary weight 0 < weight <= 1; pure."""
+               thresholds: AnalysisThresholds) -> StepJudgement:
+    """The verdict on a step window at canary weight 0 < weight <= 1; pure."""
     N, E = window.requests, window.errors
     stable_rate = baseline.errors / baseline.requests if baseline and baseline.requests else 0.0
     canary_errors = max(0.0, (E - N * stable_rate * (1 - weight)) / (1 + weight * stable_rate))
@@ -313,16 +337,17 @@ def judge_step(window: Counts, weight: float, baseline: Counts | None,
         if baseline and baseline.requests else 0.0
     outages = window.errors_of(OUTAGE_CODES)
     if outages > outage_rate * N and outages > 0:
-        return INCONCLUSIVE, [f"outage: {outages:.0f} request(s) failed with "
+        return StepJudgement(INCONCLUSIVE, [f"outage: {outages:.0f} request(s) failed with "
                               f"{'/'.join(sorted(OUTAGE_CODES & set(window.by_status)))}; "
-                              f"stable may have failed too, retry the step ({summary})"]
+                              f"stable may have failed too, retry the step ({summary})"])
     spread = 3.0 * (canary_requests * (1 - weight)) ** 0.5  # the study hash's binomial noise
     if canary_errors > canary_requests + spread:
-        return INCONCLUSIVE, [f"more failures than the canary's share of requests can "
-                              f"explain: stable failed too, retry the step ({summary})"]
+        return StepJudgement(INCONCLUSIVE, [
+            f"more failures than the canary's share of requests can explain: stable failed "
+            f"too, retry the step ({summary})"])
     if canary_requests < thresholds.live_min_requests:
-        return INCONCLUSIVE, [f"too few canary requests: {summary} (needs "
-                              f"{thresholds.live_min_requests})"]
+        return StepJudgement(INCONCLUSIVE, [f"too few canary requests: {summary} (needs "
+                                            f"{thresholds.live_min_requests})"], too_few=True)
     checks = [_error_check(canary_errors / canary_requests, stable_rate, baseline,
                            thresholds)]
     timed_canary = max(0.0, canary_requests - canary_errors)
@@ -334,7 +359,7 @@ def judge_step(window: Counts, weight: float, baseline: Counts | None,
                                      thresholds.latency_slack_ms))
     verdicts = [verdict for verdict, _ in checks]
     verdict = FAIL if FAIL in verdicts else INCONCLUSIVE if INCONCLUSIVE in verdicts else PASS
-    return verdict, [summary, *(reason for _, reason in checks)]
+    return StepJudgement(verdict, [summary, *(reason for _, reason in checks)])
 
 
 def _error_check(canary_rate: float, stable_rate: float, baseline: Counts | None,

@@ -18,6 +18,7 @@ from serving.rollout.analysis import (CANARY, STABLE, AnalysisReport, Check, Lab
                                       verdict)
 from serving.rollout.live import (LiveAnalysis, MetricsUnavailable, metrics_url, parse_counts)
 from serving.rollout.settings import AnalysisThresholds
+from serving.rollout.state import update_model_state
 from serving.server.metrics import ServerMetrics
 
 MODEL = "ms"
@@ -270,3 +271,37 @@ def test_canary_only_failures_still_roll_back():
     down = ServingError(grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses")
     assert verdict(report_of(None, down)) == ("rollback", "")  # stable answered: not an outage
     assert verdict(report_of(None, None)) == ("promote", "")
+
+
+def test_replica_addresses_and_default_thresholds():
+    page = "/monitoring/prometheus/metrics"
+    assert metrics_url("10.0.0.7:8501") == f"http://10.0.0.7:8501{page}"
+    assert metrics_url("http://10.0.0.7:8501/") == f"http://10.0.0.7:8501{page}"
+    assert metrics_url("https://r1.svc/custom/path") == "https://r1.svc/custom/path"
+    assert LiveAnalysis(["r1:8501"], MODEL, None).thresholds == AnalysisThresholds()
+
+
+def test_weight_is_read_from_the_rollout_state_and_judge_starts_the_next_window(tmp_path):
+    config = tmp_path / "models.config"
+
+    def set_weight(weight):
+        def change(state):
+            state.stable_version, state.canary_version, state.weight = 1, 2, weight
+        update_model_state(config, MODEL, change)
+
+    fleet = Fleet()
+    analysis = LiveAnalysis(list(fleet.metrics), MODEL, THRESHOLDS, model_config=config,
+                            fetch=fleet.fetch)
+    set_weight(0.0)
+    analysis.begin()
+    fleet.studies(200, 0.0)
+    assert analysis.judge(1, 2).reasons[0].startswith("stable v1 vs canary v2 at weight 0%")
+    set_weight(0.5)
+    analysis.begin()
+    fleet.studies(30, 0.5)
+    first = analysis.judge(1, 2)  # ~15 canary requests: too few, the window goes on
+    assert first.verdict == "inconclusive" and "at weight 50%" in first.reasons[0]
+    fleet.studies(400, 0.5, canary_status="INVALID_ARGUMENT")
+    assert analysis.judge(1, 2).verdict == "fail"
+    fleet.studies(400, 0.5)  # judged again without begin(): only the traffic since
+    assert analysis.judge(1, 2).verdict == "pass"
