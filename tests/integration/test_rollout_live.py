@@ -47,14 +47,16 @@ def test_live_analysis_over_two_replicas_and_a_replica_stopped_mid_step(tmp_path
         for loop in loops:
             loop.start()
         stopped_replica = second.rest_address
-        live = LiveAnalysis([first.rest_address, second.rest_address], MODEL_NAME, THRESHOLDS)
+        # as the step loop builds it: REST base URLs, the weight from the rollout state
+        live = LiveAnalysis([f"http://{first.rest_address}", f"http://{stopped_replica}"],
+                            MODEL_NAME, THRESHOLDS, model_config=config)
 
         def step(answers: int) -> None:
             sent = [len(loop.answers) for loop in loops]
             wait_until(lambda: sum(len(loop.answers) - n for loop, n in zip(loops, sent))
                        >= answers, timeout_s=60, what=f"{answers} answers")
 
-        live.begin(canary_weight=0.0)  # shadow step: stable alone, the baseline
+        live.begin()  # shadow step (weight 0): stable alone, the baseline
         step(60)
         baseline = live.judge(1, 2)
         assert baseline.verdict == "pass", baseline
@@ -62,20 +64,22 @@ def test_live_analysis_over_two_replicas_and_a_replica_stopped_mid_step(tmp_path
 
         with RolloutController(settings) as controller:
             controller.set_weight(0.5)
-        live.begin(canary_weight=0.5)
+        live.begin()
         step(120)
         healthy = live.judge(1, 2)
         assert healthy.verdict == "pass", healthy
-        assert any(r.startswith(f"replica {second.rest_address}: ") for r in healthy.reasons)
+        assert "at weight 50%" in healthy.reasons[0]
+        assert any(r.startswith(f"replica http://{stopped_replica}: ") for r in healthy.reasons)
 
-        live.begin(canary_weight=0.5)
+        live.begin()
         step(20)
         second.stop(grace_s=0.5)
         stopped = live.judge(1, 2)
         for loop in loops:
             loop.finish()
     assert stopped.verdict == "inconclusive", stopped
-    assert f"replica {stopped_replica} unreachable at the step's end" in stopped.reasons[1]
+    assert f"replica http://{stopped_replica} unreachable at the step's end" \
+        in stopped.reasons[1]
     assert loops[0].failures == []
 
 
