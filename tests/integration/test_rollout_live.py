@@ -17,7 +17,7 @@ from serving.rollout.state import read_model_state, state_path_for
 from serving.server.metrics import DEFAULT_PATH
 from support.rollout_fixtures import (FAST, RoutedLoop, initial_config, served_entry,
                                       wait_until, write_eval_tfrecords)
-from support.serving_fixtures import MODEL_NAME, free_port, random_images, running_server
+from support.serving_fixtures import MODEL_NAME, free_port, running_server
 
 THRESHOLDS = AnalysisThresholds(live_min_requests=20, latency_slack_ms=200.0)
 
@@ -41,8 +41,8 @@ def test_live_analysis_over_two_replicas_and_a_replica_stopped_mid_step(tmp_path
                                    model_name=MODEL_NAME, load_timeout_s=60)
         with RolloutController(settings) as controller:
             controller.start(2, weight=0.0)
-        with ModelClient(second.address) as client:  # the other replica polls models.config
-            wait_until(lambda: _serves_canary(client), what="second replica's canary label")
+        second_client = ModelClient(second.address)  # the other replica polls models.config
+        wait_until(lambda: _canary_version(second_client) == 2, what="second replica's canary")
         loops = [RoutedLoop(server.address, config) for server in (first, second)]
         for loop in loops:
             loop.start()
@@ -71,6 +71,18 @@ def test_live_analysis_over_two_replicas_and_a_replica_stopped_mid_step(tmp_path
         assert "at weight 50%" in healthy.reasons[0]
         assert any(r.startswith(f"replica http://{stopped_replica}: ") for r in healthy.reasons)
 
+        with RolloutController(settings) as controller:  # a canary every request of which
+            controller.rollback(reason="test")          # fails (input renamed)
+            model_source.bad_signature(3)
+            controller.start(3, weight=0.5)
+        wait_until(lambda: _canary_version(second_client) == 3, what="second replica's canary")
+        second_client.close()
+        live.begin()
+        step(120)
+        broken = live.judge(1, 3)
+        assert broken.verdict == "fail", broken
+        assert any(r.startswith("FAIL canary error rate") for r in broken.reasons), broken
+
         live.begin()
         step(20)
         second.stop(grace_s=0.5)
@@ -83,11 +95,13 @@ def test_live_analysis_over_two_replicas_and_a_replica_stopped_mid_step(tmp_path
     assert loops[0].failures == []
 
 
-def _serves_canary(client: ModelClient) -> bool:
+def _canary_version(client: ModelClient) -> int | None:
+    """The version the replica resolves `canary` to, once AVAILABLE there."""
     try:
-        return client.predict_tensors(random_images(1), label="canary").model_version == 2
+        states = client.model_status(label="canary")
     except ServingError:  # not yet: the label or the version is still loading
-        return False
+        return None
+    return next((s.version for s in states if s.state == "AVAILABLE"), None)
 
 
 def test_server_dying_during_analysis_is_inconclusive_and_saved(tmp_path, model_source):
