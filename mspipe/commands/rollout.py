@@ -163,7 +163,9 @@ def print_status(status) -> None:
         canary = analysis.get("labels", {}).get("canary", {})
         print(f"  analysis   {state}: {analysis.get('slices', 0)} slices, "
               f"{analysis.get('studies', 0)} studies; canary error rate "
-              f"{canary.get('error_rate', 'n/a')}; decision {analysis.get('decision') or 'n/a'}")
+              f"{canary.get('error_rate', 'n/a')}; decision {analysis.get('decision') or 'n/a'}"
+              + (f" ({analysis['inconclusive_reason']})"
+                 if analysis.get("inconclusive_reason") else ""))
         for check in analysis.get("checks", []):
             value = "n/a" if check.get("value") is None else f"{check['value']:.4g}"
             print(f"             {'PASS' if check['passed'] else 'FAIL'} {check['name']} = "

@@ -15,8 +15,8 @@ from serving.rollout.live import LiveAnalysis
 from serving.rollout.settings import AnalysisSettings, AnalysisThresholds, RolloutSettings
 from serving.rollout.state import read_model_state, state_path_for
 from serving.server.metrics import DEFAULT_PATH
-from support.rollout_fixtures import (FAST, RoutedLoop, initial_config, served_entry,
-                                      wait_until, write_eval_tfrecords)
+from support.rollout_fixtures import (FAST, RoutedLoop, common, initial_config, mspipe,
+                                      served_entry, wait_until, write_eval_tfrecords)
 from support.serving_fixtures import MODEL_NAME, free_port, running_server
 
 THRESHOLDS = AnalysisThresholds(live_min_requests=20, latency_slack_ms=200.0)
@@ -133,3 +133,9 @@ def test_server_dying_during_analysis_is_inconclusive_and_saved(tmp_path, model_
     assert saved.canary_version == 2  # nothing rolled back
     assert served_entry(config) == ((1, 2), {"stable": 1, "canary": 2})
     assert any(line.startswith("inconclusive, canary version 2 kept") for line in log)
+    with running_server(config, allow_version_labels_for_unavailable_models=True,
+                        **FAST) as restarted:  # as the issue saw it: after a restart
+        code, out, err = mspipe("status", *common(restarted, config))
+    assert code == 0, err
+    assert "decision inconclusive (stable failed too (" in out
+    assert "canary     version 2 at weight 0.10" in out
