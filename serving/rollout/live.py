@@ -266,9 +266,12 @@ class LiveAnalysis:
         if self._start is None:
             raise RuntimeError("LiveAnalysis.judge() before begin()")
         weight = self._weight if canary_weight is None else canary_weight
-        if weight is None or not 0.0 <= weight <= 1.0:
-            raise ValueError(f"live analysis needs the step's canary weight in [0, 1], "
-                             f"got {weight}")
+        if weight is None:  # a wiring bug, not bad input
+            raise RuntimeError("live analysis needs the step's canary weight: give it to "
+                               "begin() or judge(), or give LiveAnalysis the model_config "
+                               "whose rollout state holds it")
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError(f"canary weight must be within [0, 1], got {weight}")
         end = self._read()
         window, problems, per_replica = self._window(end)
         what = f"stable v{stable_version} vs canary v{canary_version} at weight {weight:.0%}"

@@ -230,7 +230,7 @@ def test_baseline_survives_a_new_instance():
     resumed.begin()
     fleet.studies(400, 0.5, canary_ms=200.0)
     assert resumed.judge(1, 2, canary_weight=0.5).verdict == "fail"
-    with pytest.raises(ValueError, match="canary weight"):
+    with pytest.raises(RuntimeError, match="canary weight"):
         resumed.begin()
         resumed.judge(1, 2)
 
