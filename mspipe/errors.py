@@ -5,6 +5,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1         # the operation failed; one line on stderr says why
 EXIT_USAGE = 2          # argparse's own code, and arguments that cannot be acted on
 EXIT_ROLLED_BACK = 3    # `mspipe rollout analyze --auto` rolled the canary back
+EXIT_INCONCLUSIVE = 4   # `mspipe rollout analyze` could not decide (an outage hit stable too)
 
 
 class CommandError(Exception):

@@ -16,6 +16,8 @@ Exit status and errors, the same for every command (constants in mspipe/errors.p
      arguments that cannot be acted on: options that conflict, an --out that is not empty,
      inputs in which nothing could be used (`mspipe predict` when every file was rejected).
   3  `mspipe rollout analyze --auto` rolled the canary back.
+  4  `mspipe rollout analyze` was inconclusive: an outage hit stable too; nothing changed,
+     run it again.
 Messages name options, configuration files, counts and salted hashes, never patient data
 (raw UIDs, names, the paths of input images).
 """

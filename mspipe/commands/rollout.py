@@ -8,8 +8,8 @@ state. Replicas: repeated --server, or one name resolving to several addresses (
 Service). The rollout's own state (weight, steps, analysis) lives in
 `<models.config>.rollout.json`.
 
-Exit status (mspipe/main.py): 0 done; 1 the step failed; 3 `analyze --auto` or `run` rolled
-back.
+Exit status (mspipe/main.py): 0 done; 1 the step failed; 3 `analyze --auto` or `run`
+rolled back; 4 `analyze` inconclusive (an outage hit stable too; nothing changed).
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import json
 import sys
 
 from mspipe import options
-from mspipe.errors import EXIT_ROLLED_BACK, CommandError, file_error
+from mspipe.errors import EXIT_INCONCLUSIVE, EXIT_ROLLED_BACK, CommandError, file_error
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,9 +71,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "%(default)s; with --steps)")
     run.add_argument("--rest-url", action="append", metavar="URL",
                      help="each replica's REST base URL for the live metrics, in --server "
-                          "order (default: http://REPLICA-HOST:--rest-port)")
-    run.add_argument("--rest-port", type=int, default=8501,
-                     help="replicas' --rest_api_port (default: %(default)s)")
+                          "order (or give --rest-port); without either, no live analysis")
+    run.add_argument("--rest-port", type=int, default=None,
+                     help="replicas' --rest_api_port: live analysis at "
+                          "http://REPLICA-HOST:PORT (the replicas need a "
+                          "--monitoring_config_file enabling Prometheus)")
     options.add_settings_options(run, AnalysisSettings)
     options.add_settings_options(run, AnalysisThresholds)
 
@@ -174,15 +176,17 @@ def _run(controller, args, log) -> int:
                            "promote or roll it back first")
     else:
         log(f"version {args.version} is already the canary: resuming its rollout")
-    checks = [LabelledAnalysisCheck(
-        controller, args.data, labels=args.labels, log=log,
-        settings=options.settings_from_args(AnalysisSettings, args),
-        thresholds=options.settings_from_args(AnalysisThresholds, args))]
-    live = live_check(_rest_urls(controller.fleet.replicas, args), controller.settings.model_name)
-    if live is not None:
-        checks.append(live)
+    thresholds = options.settings_from_args(AnalysisThresholds, args)
+    checks = []
+    rest_urls = _rest_urls(controller.fleet.replicas, args)
+    if rest_urls:   # judged first: the labelled analysis's own requests must not count as live
+        checks.append(live_check(rest_urls, controller.settings.model_name, thresholds,
+                                 controller.settings.model_config))
     else:
-        log("live analysis: not installed (serving/rollout/live.py); labelled analysis only")
+        log("live analysis off (give --rest-url or --rest-port); labelled analysis only")
+    checks.append(LabelledAnalysisCheck(
+        controller, args.data, labels=args.labels, log=log,
+        settings=options.settings_from_args(AnalysisSettings, args), thresholds=thresholds))
     outcome = run_steps(controller, plan, checks, log=log)
     print_status(controller.status())
     return EXIT_ROLLED_BACK if outcome.action == "rolled back" else 0
@@ -194,6 +198,8 @@ def _rest_urls(replicas: list[str], args) -> list[str]:
             raise ValueError(f"--rest-url given {len(args.rest_url)} times for "
                              f"{len(replicas)} replicas ({', '.join(replicas)})")
         return [url.rstrip("/") for url in args.rest_url]
+    if args.rest_port is None:
+        return []
     return [f"http://{replica.rpartition(':')[0]}:{args.rest_port}" for replica in replicas]
 
 
@@ -234,11 +240,14 @@ def _analyze(controller, args, log) -> int:
         json.dump({**outcome.report.to_dict(), "action": outcome.action}, sys.stdout,
                   indent=2, default=str)
         print()
+    elif outcome.report.decision == "inconclusive":
+        print(f"verdict: inconclusive, nothing changed ({outcome.report.inconclusive_reason})")
     elif not args.auto:
-        verdict = {"promote": "promote", "inconclusive": "inconclusive (stable failed too: "
-                   "an outage; analyze again)"}.get(outcome.report.decision, "roll back")
+        verdict = "promote" if outcome.report.decision == "promote" else "roll back"
         print(f"verdict: {verdict} (run `mspipe rollout promote` or `rollback`, or analyze "
               "with --auto)")
+    if outcome.report.decision == "inconclusive":
+        return EXIT_INCONCLUSIVE
     return EXIT_ROLLED_BACK if outcome.action == "rolled back" else 0
 
 
@@ -267,7 +276,9 @@ def print_status(status) -> None:
         canary = analysis.get("labels", {}).get("canary", {})
         print(f"  analysis   {state}: {analysis.get('slices', 0)} slices, "
               f"{analysis.get('studies', 0)} studies; canary error rate "
-              f"{canary.get('error_rate', 'n/a')}; decision {analysis.get('decision') or 'n/a'}")
+              f"{canary.get('error_rate', 'n/a')}; decision {analysis.get('decision') or 'n/a'}"
+              + (f" ({analysis['inconclusive_reason']})"
+                 if analysis.get("inconclusive_reason") else ""))
         for check in analysis.get("checks", []):
             value = "n/a" if check.get("value") is None else f"{check['value']:.4g}"
             print(f"             {'PASS' if check['passed'] else 'FAIL'} {check['name']} = "

@@ -10,6 +10,12 @@ from __future__ import annotations
 
 import grpc
 
+# Codes that say the server (or the way to it) failed, not the model version that was asked:
+# when the stable version meets them too, a canary comparison has nothing to compare
+# (serving/rollout/analysis.py and live.py then say "inconclusive", never "rollback").
+OUTAGE_CODES = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "CANCELLED",
+                          "ABORTED"})
+
 
 class ServingError(RuntimeError):
     def __init__(self, code: grpc.StatusCode, details: str):

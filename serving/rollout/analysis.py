@@ -14,7 +14,10 @@ without a usable answer (a gRPC error, a missing or non-finite probability, or o
 
 `decide` turns those into checks with values and thresholds; all must pass to promote. An
 AUC that cannot be computed (one class only, or no study answered) fails its check: an
-analysis that saw nothing must not promote.
+analysis that saw nothing must not promote. When checks fail but stable itself met an outage
+(a request failed with UNAVAILABLE, DEADLINE_EXCEEDED, ...: serving/api/errors.py
+OUTAGE_CODES), the server failed, not the canary: the decision is "inconclusive" (analyze
+again), never "rollback".
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from components.dicom.metrics import UndefinedAUCWarning, aggregate_by_study, roc_auc
-from serving.api.errors import ServingError
+from serving.api.errors import OUTAGE_CODES, ServingError
 from serving.client.model_client import ModelClient
 from serving.rollout.data import SliceBatch
 from serving.rollout.settings import AnalysisSettings, AnalysisThresholds
@@ -63,6 +66,7 @@ class LabelRecord:
         self.latencies_ms: list[float] = []          # successful requests only
         self.failed_requests = 0
         self.errors: Counter = Counter()             # short reason -> slices
+        self.failed_codes: Counter = Counter()       # status code name -> failed requests
         self.versions: Counter = Counter()           # version that answered -> requests
 
     def add(self, batch_size: int, call: Callable[[], object]) -> None:
@@ -71,6 +75,7 @@ class LabelRecord:
             result = call()
         except ServingError as error:
             self.failed_requests += 1
+            self.failed_codes[error.code.name] += 1
             self.errors[f"{error.code.name}: {error.details.splitlines()[0][:160]}"] += batch_size
             self.probabilities.append(np.full(batch_size, np.nan))
             return
@@ -104,7 +109,8 @@ class AnalysisReport:
     data: dict = field(default_factory=dict)      # DataSummary.to_dict()
     complete: bool = False
     checks: list[Check] = field(default_factory=list)
-    decision: str | None = None                   # "promote" | "rollback" once decided
+    decision: str | None = None                   # "promote" | "rollback" | "inconclusive"
+    inconclusive_reason: str = ""                 # why, when the decision is "inconclusive"
     elapsed_s: float = 0.0
 
     def to_dict(self) -> dict:
@@ -128,7 +134,8 @@ class AnalysisReport:
                    f"slices, mean |p_canary - p_stable| {_num(a['mean_abs_difference'])}")
         out.extend(f"  {check.describe()}" for check in self.checks)
         if self.decision:
-            out.append(f"  decision: {self.decision}")
+            out.append(f"  decision: {self.decision}" + (
+                f" ({self.inconclusive_reason})" if self.inconclusive_reason else ""))
         return out
 
 
@@ -161,8 +168,24 @@ def run_shadow_analysis(client: ModelClient, batches: Iterable[SliceBatch], *,
                        data_summary(), time.monotonic() - started)
     report.complete = True
     report.checks = decide(report, thresholds)
-    report.decision = "promote" if all(c.passed for c in report.checks) else "rollback"
+    report.decision, report.inconclusive_reason = verdict(report)
     return report
+
+
+def verdict(report: AnalysisReport) -> tuple[str, str]:
+    """(decision, why inconclusive): promote when every check passed; when some failed,
+    rollback, unless stable met an outage too: then nothing tells the canary's failures from
+    the server's, and the analysis must be run again."""
+    if all(check.passed for check in report.checks):
+        return "promote", ""
+    stable = report.labels[STABLE]
+    outages = {code: n for code, n in stable.get("failed_codes", {}).items()
+               if code in OUTAGE_CODES}
+    if not outages:
+        return "rollback", ""
+    codes = ", ".join(f"{n} {code}" for code, n in sorted(outages.items()))
+    return "inconclusive", (f"stable failed too ({codes} of {stable['requests']} requests): "
+                            "an outage, not the canary; analyze again")
 
 
 def _warm_up(client: ModelClient, batch: SliceBatch, requests: int) -> None:
@@ -217,6 +240,7 @@ def _label_metrics(record: LabelRecord, probabilities: np.ndarray, both: np.ndar
         "error_slices": errors,
         "error_rate": errors / probabilities.size if probabilities.size else 0.0,
         "errors": dict(record.errors.most_common(5)),
+        "failed_codes": dict(record.failed_codes),
         "latency_p50_ms": float(np.percentile(latencies, 50)) if latencies.size else None,
         "latency_p99_ms": float(np.percentile(latencies, 99)) if latencies.size else None,
         "study_auc": auc,

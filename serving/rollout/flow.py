@@ -27,7 +27,7 @@ from serving.rollout.steps import StepOutcome
 @dataclass(frozen=True)
 class AnalysisOutcome:
     report: AnalysisReport
-    action: str | None      # "promoted" | "rolled back" | None (auto off, or no decision)
+    action: str | None      # "promoted" | "rolled back" | "inconclusive" | None (auto off)
 
 
 def analyze_canary(controller: RolloutController, data: str | os.PathLike, *,
@@ -74,22 +74,19 @@ def analyze_canary(controller: RolloutController, data: str | os.PathLike, *,
 def analysis_verdict(report: AnalysisReport, name: str = "labelled analysis") -> CheckResult:
     """The report as a step check's verdict. Stable failing too means an outage (a replica or
     the network down), which says nothing about the canary: inconclusive, never fail."""
-    stable = report.labels[STABLE]
-    if stable["error_slices"]:
-        return CheckResult(name, "inconclusive", (
-            f"stable failed too on {stable['error_slices']} of {report.slices} slices "
-            f"({'; '.join(stable['errors'])[:200]}): an outage, not a verdict on the canary",))
+    if report.decision == "inconclusive":   # analysis.verdict: stable hit by an outage too
+        return CheckResult(name, "inconclusive", (report.inconclusive_reason,))
     failed = tuple(check.short() for check in report.checks if not check.passed)
     return CheckResult(name, "fail" if failed else "pass", failed)
 
 
 def _act(controller: RolloutController, report: AnalysisReport,
-         log: Callable[[str], None]) -> str | None:
-    verdict = analysis_verdict(report)
-    if verdict.verdict == "inconclusive":
-        log(f"no decision: {'; '.join(verdict.reasons)}; run the analysis again")
-        return None
-    failed = list(verdict.reasons)
+         log: Callable[[str], None]) -> str:
+    if report.decision == "inconclusive":  # an outage: nothing is changed, the canary stays
+        log(f"inconclusive, canary version {report.canary_version} kept: "
+            f"{report.inconclusive_reason}")
+        return "inconclusive"
+    failed = [check.short() for check in report.checks if not check.passed]
     if not failed:
         log(f"every check passed: promoting version {report.canary_version}")
         controller.promote(reason="analysis: every check passed")

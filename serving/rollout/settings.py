@@ -44,6 +44,22 @@ class AnalysisThresholds:
         "--min-agreement", "share of slices whose thresholded call agrees with stable", 0.9)
     decision_threshold: float = option_field(
         "--decision-threshold", "a slice is called positive when p > this", DECISION_THRESHOLD)
+    # Live analysis (serving/rollout/live.py): the replicas' Prometheus counters over one step.
+    live_max_error_excess: float = option_field(
+        "--live-max-error-excess", "live traffic: canary error rate minus stable's, estimated "
+        "from the step's request counts and weight", 0.01)
+    live_max_p50_latency_ratio: float = option_field(
+        "--live-max-p50-latency-ratio", "live traffic: canary p50 <= ratio * stable p50 + "
+        "slack (stable's from the weight-0 baseline step)", 1.5)
+    live_max_p99_latency_ratio: float = option_field(
+        "--live-max-p99-latency-ratio", "live traffic: canary p99 <= ratio * stable p99 + "
+        "slack", 2.0)
+    live_min_requests: int = option_field(
+        "--live-min-requests", "live traffic: fewer requests (to the canary in a step, to "
+        "stable in the baseline) make the step inconclusive", 20)
+    live_min_p99_requests: int = option_field(
+        "--live-min-p99-requests", "live traffic: canary requests needed to judge its p99 "
+        "(below, p99 is reported, not judged)", 200)
 
 
 @dataclass(frozen=True)

@@ -18,12 +18,11 @@ The plan and the step reached are kept in the rollout state (models.config.rollo
 crashed or interrupted tool resumes at the step it was in (judging it again from its start).
 
 The checks: the labelled shadow analysis on held-out data (flow.LabelledAnalysisCheck), and the
-live analysis of the replicas' metrics when `serving/rollout/live.py` is installed
-(`live_check`, the one seam where it plugs in).
+live analysis of the replicas' metrics (`serving/rollout/live.py`), when the replicas' REST
+ports are given (`live_check`).
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import time
@@ -33,7 +32,7 @@ from pathlib import Path
 
 from serving.rollout.checks import CheckResult, StepCheck, combined_verdict
 from serving.rollout.controller import RolloutController, RolloutError
-from serving.rollout.settings import StepPlan
+from serving.rollout.settings import AnalysisThresholds, StepPlan
 from serving.rollout.state import ModelRollout, read_model_state, update_model_state
 
 
@@ -67,15 +66,13 @@ def read_plan(path: str | os.PathLike) -> StepPlan:
 
 
 # ------------------------------------------------------------------------------ the checks
-def live_check(rest_urls: Sequence[str], model_name: str) -> StepCheck | None:
-    """The live analysis of the replicas' Prometheus metrics, when serving/rollout/live.py
-    (another part of the project) is installed; None otherwise. `rest_urls`: each replica's
-    REST base URL (serving/rollout/checks.py)."""
-    if importlib.util.find_spec("serving.rollout.live") is None:
-        return None
-    from serving.rollout import live  # import errors inside it are real errors: not caught
-    thresholds = live.LiveThresholds() if hasattr(live, "LiveThresholds") else None
-    return live.LiveAnalysis(list(rest_urls), model_name, thresholds)
+def live_check(rest_urls: Sequence[str], model_name: str, thresholds: AnalysisThresholds,
+               model_config: str | os.PathLike) -> StepCheck:
+    """The live analysis of the replicas' Prometheus metrics (serving/rollout/live.py).
+    `rest_urls`: each replica's REST base URL (serving/rollout/checks.py); the step's weight
+    is read from the rollout state beside `model_config`."""
+    from serving.rollout.live import LiveAnalysis
+    return LiveAnalysis(list(rest_urls), model_name, thresholds, model_config=model_config)
 
 
 # ------------------------------------------------------------------------------ the loop
