@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from serving.api.errors import ServingError
-from serving.rollout.analysis import AnalysisReport, run_shadow_analysis
+from serving.rollout.analysis import AnalysisReport, run_shadow_analysis, verdict
 from serving.rollout.checks import CheckResult
 from serving.rollout.controller import CANARY, STABLE, RolloutController, RolloutError
 from serving.rollout.data import batched, open_eval_data
@@ -74,8 +74,9 @@ def analyze_canary(controller: RolloutController, data: str | os.PathLike, *,
 def analysis_verdict(report: AnalysisReport, name: str = "labelled analysis") -> CheckResult:
     """The report as a step check's verdict. Stable failing too means an outage (a replica or
     the network down), which says nothing about the canary: inconclusive, never fail."""
-    if report.decision == "inconclusive":   # analysis.verdict: stable hit by an outage too
-        return CheckResult(name, "inconclusive", (report.inconclusive_reason,))
+    decision, why = verdict(report)
+    if decision == "inconclusive":   # stable hit by an outage too
+        return CheckResult(name, "inconclusive", (why,))
     failed = tuple(check.short() for check in report.checks if not check.passed)
     return CheckResult(name, "fail" if failed else "pass", failed)
 

@@ -72,8 +72,8 @@ def test_live_analysis_over_two_replicas_and_a_replica_stopped_mid_step(tmp_path
         assert any(r.startswith(f"replica http://{stopped_replica}: ") for r in healthy.reasons)
 
         with RolloutController(settings) as controller:  # a canary every request of which
-            controller.rollback(reason="test")          # fails (input renamed)
-            model_source.bad_signature(3)
+            controller.rollback(reason="test")          # fails at run time
+            model_source.failing(3)
             controller.start(3, weight=0.5)
         wait_until(lambda: _canary_version(second_client) == 3, what="second replica's canary")
         second_client.close()

@@ -132,7 +132,8 @@ def test_an_outage_of_stable_too_is_inconclusive_never_a_rollback():
     def metrics(error_slices, errors=None):
         return {"error_rate": error_slices / 10, "error_slices": error_slices,
                 "errors": errors or {}, "latency_p99_ms": 10.0, "study_auc": 0.8,
-                "auc_studies": 10, "versions": {}}
+                "auc_studies": 10, "versions": {}, "requests": 10,
+                "failed_codes": {"UNAVAILABLE": error_slices} if error_slices else {}}
     outage = {"UNAVAILABLE: Socket closed": 10}
     report = AnalysisReport(1, 2, 10, 5, 2, {"stable": metrics(10, outage),
                                              "canary": metrics(10, outage)},
@@ -140,8 +141,7 @@ def test_an_outage_of_stable_too_is_inconclusive_never_a_rollback():
     report.checks = decide(report, AnalysisThresholds())
     verdict = analysis_verdict(report)
     assert verdict.verdict == "inconclusive"
-    assert "stable failed too on 10 of 10 slices (UNAVAILABLE: Socket closed)" in \
-        verdict.reasons[0]
+    assert "stable failed too (10 UNAVAILABLE of 10 requests)" in verdict.reasons[0]
     report.labels["stable"] = metrics(0)
     assert analysis_verdict(report).verdict == "fail"
 

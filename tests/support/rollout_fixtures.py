@@ -46,6 +46,18 @@ class CandidateModel(ContractModel):
         return logit * float("nan") if self.produce_nan else logit
 
 
+class FailingModel(CandidateModel):
+    """The contract's signatures (so it passes a signature-only pre-flight) and it answers a
+    blank warm-up image, but every call on a real image fails with INVALID_ARGUMENT: a canary
+    that only live traffic shows broken."""
+
+    def logits(self, image):
+        check = tf.debugging.assert_less(tf.reduce_sum(tf.cast(image, tf.float32)), 1.0,
+                                         message="this canary fails every request")
+        with tf.control_dependencies([check]):
+            return tf.identity(super().logits(image))
+
+
 class MismatchedSignatureModel(tf.Module):
     """Loads fine, but serving_default wants float32 `pixels`: every client call fails."""
 
@@ -75,6 +87,10 @@ class ModelSource:
 
     def nan(self, version: int) -> Path:
         model = CandidateModel(IMAGE_SIZE, seed=1, produce_nan=True)
+        return self._publish(model, contract_signatures(model), version)
+
+    def failing(self, version: int) -> Path:
+        model = FailingModel(IMAGE_SIZE, seed=1)
         return self._publish(model, contract_signatures(model), version)
 
     def bad_signature(self, version: int) -> Path:
