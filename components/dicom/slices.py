@@ -24,6 +24,7 @@ from pathlib import Path
 from components.dicom.preprocessing import (PreprocessedSlice, Rejection, preprocess_dicom,
                                             preprocess_path, read_source, read_study_identity,
                                             undecodable_header)
+from components.dicom.scanner import UNKNOWN_SCANNER, read_scanner
 from components.dicom.studies import StudyRef, study_of
 from components.features import hash_uid
 
@@ -57,6 +58,7 @@ class FileSlices:
     rejections: tuple[Rejection, ...]
     study_uid: str | None      # raw: callers hash it before storing or showing it
     series_uid: str | None
+    scanner: str = UNKNOWN_SCANNER  # components.dicom.scanner's token, from the header
 
     @property
     def frames(self) -> int:
@@ -114,12 +116,13 @@ def file_to_slices(item: NamedInput, *, image_size: int,
         return _refused(item, Rejection(UNREADABLE_FILE, "the file could not be read "
                                                          f"({type(error).__name__})"), None)
     identity = read_study_identity(data)  # header only: None when not a readable DICOM
+    scanner = read_scanner(data) if identity is not None else UNKNOWN_SCANNER
     if identity is not None and study_check is not None:
         problem = study_check(identity[0])
         if problem is not None:
             if identity[0] is None:  # no UID found: maybe because the header is unreadable
                 problem = undecodable_header(data) or problem
-            return _refused(item, problem, identity)
+            return _refused(item, problem, identity, scanner)
     preprocess = preprocess_dicom if dicom_only else preprocess_path
     try:
         entries = preprocess(data, image_size=image_size, orientations=orientations)
@@ -127,7 +130,8 @@ def file_to_slices(item: NamedInput, *, image_size: int,
         LOG.warning("preprocessing raised %s on one input; recorded as %s",
                     type(error).__name__, INTERNAL_ERROR)
         return _refused(item, Rejection(INTERNAL_ERROR,
-                                        f"preprocessing raised {type(error).__name__}"), identity)
+                                        f"preprocessing raised {type(error).__name__}"), identity,
+                        scanner)
     slices = tuple(entry for entry in entries if isinstance(entry, PreprocessedSlice))
     rejections = tuple(entry for entry in entries if isinstance(entry, Rejection))
     if identity is None and slices:  # a JPEG/PNG, or the header reader failed where
@@ -135,7 +139,7 @@ def file_to_slices(item: NamedInput, *, image_size: int,
         problem = study_check(identity[0]) if study_check is not None else None
         if problem is not None:
             return FileSlices(item, (), rejections + (problem,), *identity)
-    return FileSlices(item, slices, rejections, *(identity or (None, None)))
+    return FileSlices(item, slices, rejections, *(identity or (None, None)), scanner)
 
 
 def labelled_studies_only(labelled: Container[str], salt: str) -> StudyCheck:
@@ -151,5 +155,6 @@ def labelled_studies_only(labelled: Container[str], salt: str) -> StudyCheck:
 
 
 def _refused(item: NamedInput, rejection: Rejection,
-             identity: tuple[str | None, str | None] | None) -> FileSlices:
-    return FileSlices(item, (), (rejection,), *(identity or (None, None)))
+             identity: tuple[str | None, str | None] | None,
+             scanner: str = UNKNOWN_SCANNER) -> FileSlices:
+    return FileSlices(item, (), (rejection,), *(identity or (None, None)), scanner)
