@@ -15,6 +15,7 @@ Pure (numpy, pydicom, Pillow): the ingest Beam workers import it, so never Tenso
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Callable, Collection, Container, Iterable, Iterator
@@ -24,6 +25,7 @@ from pathlib import Path
 from components.dicom.preprocessing import (PreprocessedSlice, Rejection, preprocess_dicom,
                                             preprocess_path, read_source, read_study_identity,
                                             undecodable_header)
+from components.dicom.file_tree import ALREADY_LISTED, WalkMemory, file_key, walk_local
 from components.dicom.scanner import UNKNOWN_SCANNER, read_scanner
 from components.dicom.studies import StudyRef, study_of
 from components.features import hash_uid
@@ -75,19 +77,50 @@ class FileSlices:
 
 
 def expand_paths(paths: Iterable[str | os.PathLike]) -> list[NamedInput]:
-    """Files stay files (no container); a folder becomes all regular, non-hidden files below
-    it, in name order, each with the folder as given for its container."""
+    """Files stay files (no container); a folder becomes all non-hidden files below it, in
+    name order, each with the folder as given for its container.
+
+    Listed by components.dicom.file_tree, ingest's walk: a file reached twice (a symbolic or
+    hard link, a file given twice, a folder given inside another) is read once, folder cycles
+    are never followed; links may lead outside the folder (the user chose it). An entry the
+    walk cannot list (dangling link, loop, unreadable folder) stays an input, so reading it
+    gives its `unreadable_file` rejection instead of vanishing.
+    """
     inputs: list[NamedInput] = []
+    seen = WalkMemory()
     for given in map(os.fspath, paths):
         if not Path(given).is_dir():
-            inputs.append(NamedInput(given, given))
+            key = file_key(given)
+            if key is None or key not in seen.files:
+                inputs.append(NamedInput(given, given))
+            if key is not None:
+                seen.files.add(key)
             continue
-        for dirpath, dirnames, filenames in os.walk(given):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            inputs.extend(NamedInput(path, path, given)
-                          for path in (os.path.join(dirpath, name) for name in sorted(filenames)
-                                       if not name.startswith(".")))
+        listing = walk_local(given, root_files=True, skip_hidden=True, follow_outside=True,
+                             seen=seen)
+        unreadable = [entry.relative_path for entry in listing.skipped
+                      if entry.reason != ALREADY_LISTED]
+        inputs.extend(NamedInput(path, path, given) for path in
+                      [os.path.join(given, found.relative_path) for found in listing.files]
+                      + [os.path.join(given, relative) for relative in unreadable])
     return inputs
+
+
+def distinct_contents(inputs: Iterable[NamedInput]) -> Iterator[NamedInput]:
+    """The inputs given as bytes, each content once (lazy: one input read at a time).
+
+    For uploads, where no (device, inode) exists: a browser uploading a folder reads a linked
+    file under each of its names, so identical bytes are the same file reached twice. Inputs
+    given by path pass through (expand_paths already read each file once).
+    """
+    seen: set[bytes] = set()
+    for item in inputs:
+        if isinstance(item.source, (bytes, bytearray, memoryview)):
+            digest = hashlib.sha256(item.source).digest()
+            if digest in seen:
+                continue
+            seen.add(digest)
+        yield item
 
 
 def files_to_slices(inputs: Iterable[NamedInput], *, image_size: int,
