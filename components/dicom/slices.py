@@ -10,7 +10,9 @@ model tensors here, so the same failure gets the same reason code everywhere:
   header alone, before any pixel is decoded, so a file of a study the caller does not want
   (ingest: an unlabelled one) costs no decoding. A file without a UID whose header cannot
   be read is refused with the header's own reason (e.g. `decode_error`), not `missing_study_uid`.
-Each file also carries its study (components.dicom.studies): callers group by it.
+Each file also carries its study (components.dicom.studies): callers group by it, and its
+scanner token from the header (components.dicom.scanner). Folders become files through
+`expand_paths` (the walk of components.dicom.file_tree: a file reached twice is read once).
 Pure (numpy, pydicom, Pillow): the ingest Beam workers import it, so never TensorFlow.
 """
 from __future__ import annotations

@@ -112,7 +112,8 @@ def list_input_files(input_base: str, labels_path: str = "") -> list[str]:
 
 
 def make_plan(exec_properties: Dict[str, Any]) -> IngestPlan:
-    """Validates inputs and decides the splits; raises ValueError naming what is wrong."""
+    """Validates inputs (splits are decided after reading); raises ValueError naming what is
+    wrong."""
     input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
     labels_path = exec_properties[LABELS_PATH_KEY]
     salt = resolve_salt(exec_properties[SALT_KEY])

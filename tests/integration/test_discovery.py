@@ -105,7 +105,7 @@ def _plant_header_value(good_file: Path, target: Path, tag: int, vr: str, value:
 
 @pytest.fixture(scope="module")
 def export(tmp_path_factory) -> Export:
-    dataset = generate_dataset(tmp_path_factory.mktemp("export") / "data", studies=2,
+    dataset = generate_dataset(tmp_path_factory.mktemp("export") / "data", studies=4,
                                slices_per_series=2, plant_defects=False)
     patient = dataset.out_dir / PATIENT_FOLDER
     patient.mkdir()
