@@ -14,7 +14,8 @@ folders (Beam temp files, staged examples) would stay forever beside the real ou
 2. Holding the lock, every execution of this pipeline still NEW or RUNNING in MLMD belongs to a
    run that died: it is marked CANCELED (custom property `interrupted`), and its folders are
    deleted: its outputs (`<pipeline_root>/<node>/<output>/<execution id>`), its executor temp
-   and output folder (`.system/executor_execution/<id>`) and its stateful working folder.
+   and output folder (`.system/executor_execution/<id>`) and the node's stateful working
+   folders (LocalDagRunner removes its own after success and records no name for them).
 Nothing of a finished execution is touched, so caching and lineage are unchanged.
 """
 from __future__ import annotations
@@ -29,7 +30,6 @@ from absl import logging
 LOCK_FILE_NAME = ".run.lock"
 INTERRUPTED_PROPERTY = "interrupted"
 INTERRUPTED_NOTE = "the run holding this execution ended without finishing it (killed)"
-_STATEFUL_INDEX_PROPERTY = "__stateful_working_dir_index__"  # tfx outputs_utils' key
 
 
 class RunInProgressError(RuntimeError):
@@ -96,18 +96,19 @@ def cancel_interrupted_executions(metadata_path: str, pipeline_name: str,
 
 
 def _execution_folders(node_dir: str, execution) -> list[str]:
+    """Where LocalDagRunner puts an execution's files (tfx.orchestration.portable.outputs_utils:
+    <node>/<output key>/<id>, <node>/.system/executor_execution/<id>, and the node's
+    stateful working folders)."""
     from tfx.dsl.io import fileio
 
-    """Where LocalDagRunner puts an execution's files (tfx.orchestration.portable.outputs_utils:
-    <node>/<output key>/<id>, <node>/.system/executor_execution/<id>, and the stateful
-    working folder named by the execution's index property)."""
     execution_id = str(execution.id)
     folders = [os.path.join(node_dir, ".system", "executor_execution", execution_id)]
     if fileio.isdir(node_dir):
         folders += [os.path.join(node_dir, key.rstrip("/"), execution_id)
                     for key in sorted(fileio.listdir(node_dir)) if key.rstrip("/") != ".system"]
-    if _STATEFUL_INDEX_PROPERTY in execution.custom_properties:
-        index = execution.custom_properties[_STATEFUL_INDEX_PROPERTY].string_value
-        if index:
-            folders.append(os.path.join(node_dir, ".system", "stateful_working_dir", index))
+    # LocalDagRunner does not record which stateful folder (a random name) an execution got,
+    # and removes its own after success: under the lock, every one left is a dead run's.
+    stateful = os.path.join(node_dir, ".system", "stateful_working_dir")
+    if fileio.isdir(stateful):
+        folders += [os.path.join(stateful, name.rstrip("/")) for name in fileio.listdir(stateful)]
     return folders

@@ -88,6 +88,7 @@ def test_kill_9_during_ingest_then_rerun_cleans_up(tmp_path):
         metadata_store_pb2.Execution.NEW, metadata_store_pb2.Execution.RUNNING)]
     assert not any(path.exists() for path in partial)
     assert not _beam_temp_folders(out)
+    assert not list((node_dir / ".system" / "stateful_working_dir").iterdir())
     assert "marked CANCELED" in rerun.stderr.decode(errors="replace")
 
 
