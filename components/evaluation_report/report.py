@@ -2,7 +2,8 @@
 
 Written for someone new to the project: what was measured, on how much data, whether the
 model was blessed and pushed and why, with every number labelled per slice or per study.
-No patient data: only scanner tokens (vendor_model from the header) and aggregate counts (study hashes are not shown).
+No patient data: only scanner tokens (vendor_model from the header) and aggregate counts
+(study hashes are not shown).
 """
 from __future__ import annotations
 
