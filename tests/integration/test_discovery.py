@@ -1,13 +1,14 @@
 """File discovery never stops or hangs a run (issue 12, item 1 and the table's name/link rows).
 
 A small synthetic export, under a folder named like a patient, gets one bad entry per row of
-the issue's table, planted in a real series folder so every path carries raw UIDs: a non-UTF-8 name, a file symlink loop, a folder
-symlink loop, a dangling link, an unreadable folder, a symlink to a good file, plus a link
-leaving the data folder (the documented `outside_root` policy), and two files whose header
-values pydicom's validation would echo. The listing is checked alone
-(fast, with a timeout so a hang fails) and through one in-process `mspipe ingest` run
-(in-memory Beam), whose ledger must hold each entry's reason and whose output, stdout, stderr
-and ledger must hold no raw UID and no planted name.
+the issue's table, planted in a real series folder so every path carries raw UIDs: a
+non-UTF-8 name, a file symlink loop, a folder symlink loop, a dangling link, an unreadable
+folder, a symlink to a good file, plus a link leaving the data folder (the documented
+`outside_root` policy), and two files whose header values pydicom's validation would echo.
+The listing is checked alone (fast, with a timeout so a hang fails) and through one
+in-process `mspipe ingest` run (in-memory Beam), whose ledger must hold each entry's reason
+and whose stdout, stderr, logs, ledger, TFRecords and ML Metadata must hold no raw UID, no
+planted name and not the patient folder's name.
 
 Unreadable folder: root ignores permissions, so under root the listing's one folder-opening
 seam (`file_tree._scandir`) is patched to raise PermissionError for that folder, as
