@@ -98,22 +98,19 @@ def child_loop(data: str, labels: str, out: str, image_size: int) -> dict:
     import tensorflow as tf
 
     from components.dicom_example_gen import file_to_examples as fte
-    from components.dicom_example_gen import splits
     from components.dicom_example_gen.executor import list_input_files
     from components.dicom.labels import read_labels
 
     started = time.perf_counter()
     labels = read_labels(labels, SALT)
-    assignment = splits.assign_splits(labels.labels, splits.DEFAULT_SPLIT_RATIOS)
-    settings = fte.IngestSettings(data, image_size, ("axial",), SALT,
-                                  {s: (assignment[s], v) for s, v in labels.labels.items()})
+    settings = fte.IngestSettings(data, image_size, ("axial",), SALT, dict(labels.labels))
     kept = 0
     os.makedirs(out, exist_ok=True)
     with tf.io.TFRecordWriter(os.path.join(out, "loop.tfrecord.gz"), options="GZIP") as writer:
         for relative_path in list_input_files(data):
             outcome = fte.file_outcome(relative_path, fte.read_file_bytes(
                 os.path.join(data, relative_path)), settings)
-            for _, example in outcome.examples:
+            for example in outcome.examples:
                 writer.write(example)
                 kept += 1
     return {"slices": kept, "seconds": time.perf_counter() - started}

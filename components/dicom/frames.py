@@ -26,6 +26,13 @@ from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from components.dicom.rejections import RejectedInput, reject
 
+# pydicom's value validation warns with the raw value ("Invalid value for VR UI: '<the UID>'"),
+# and Beam's workers forward warnings to stderr: a non-conformant StudyInstanceUID or a
+# patient name would reach the console and the logs. Set here, at import, so every process that
+# reads DICOM through this package (the driver, each Beam worker, the client, the web page) has
+# it; values that matter are checked by this module, whose messages name the tag, never the value.
+pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+
 MAGIC_OFFSET = 128
 DICOM_MAGIC = b"DICM"
 UNDEFINED_LENGTH = 0xFFFFFFFF

@@ -10,11 +10,14 @@ model tensors here, so the same failure gets the same reason code everywhere:
   header alone, before any pixel is decoded, so a file of a study the caller does not want
   (ingest: an unlabelled one) costs no decoding. A file without a UID whose header cannot
   be read is refused with the header's own reason (e.g. `decode_error`), not `missing_study_uid`.
-Each file also carries its study (components.dicom.studies): callers group by it.
+Each file also carries its study (components.dicom.studies): callers group by it, and its
+scanner token from the header (components.dicom.scanner). Folders become files through
+`expand_paths` (the walk of components.dicom.file_tree: a file reached twice is read once).
 Pure (numpy, pydicom, Pillow): the ingest Beam workers import it, so never TensorFlow.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Callable, Collection, Container, Iterable, Iterator
@@ -24,6 +27,8 @@ from pathlib import Path
 from components.dicom.preprocessing import (PreprocessedSlice, Rejection, preprocess_dicom,
                                             preprocess_path, read_source, read_study_identity,
                                             undecodable_header)
+from components.dicom.file_tree import ALREADY_LISTED, WalkMemory, file_key, walk_local
+from components.dicom.scanner import UNKNOWN_SCANNER, read_scanner
 from components.dicom.studies import StudyRef, study_of
 from components.features import hash_uid
 
@@ -57,6 +62,7 @@ class FileSlices:
     rejections: tuple[Rejection, ...]
     study_uid: str | None      # raw: callers hash it before storing or showing it
     series_uid: str | None
+    scanner: str = UNKNOWN_SCANNER  # components.dicom.scanner's token, from the header
 
     @property
     def frames(self) -> int:
@@ -73,19 +79,50 @@ class FileSlices:
 
 
 def expand_paths(paths: Iterable[str | os.PathLike]) -> list[NamedInput]:
-    """Files stay files (no container); a folder becomes all regular, non-hidden files below
-    it, in name order, each with the folder as given for its container."""
+    """Files stay files (no container); a folder becomes all non-hidden files below it, in
+    name order, each with the folder as given for its container.
+
+    Listed by components.dicom.file_tree, ingest's walk: a file reached twice (a symbolic or
+    hard link, a file given twice, a folder given inside another) is read once, folder cycles
+    are never followed; links may lead outside the folder (the user chose it). An entry the
+    walk cannot list (dangling link, loop, unreadable folder) stays an input, so reading it
+    gives its `unreadable_file` rejection instead of vanishing.
+    """
     inputs: list[NamedInput] = []
+    seen = WalkMemory()
     for given in map(os.fspath, paths):
         if not Path(given).is_dir():
-            inputs.append(NamedInput(given, given))
+            key = file_key(given)
+            if key is None or key not in seen.files:
+                inputs.append(NamedInput(given, given))
+            if key is not None:
+                seen.files.add(key)
             continue
-        for dirpath, dirnames, filenames in os.walk(given):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            inputs.extend(NamedInput(path, path, given)
-                          for path in (os.path.join(dirpath, name) for name in sorted(filenames)
-                                       if not name.startswith(".")))
+        listing = walk_local(given, root_files=True, skip_hidden=True, follow_outside=True,
+                             seen=seen)
+        unreadable = [entry.relative_path for entry in listing.skipped
+                      if entry.reason != ALREADY_LISTED]
+        inputs.extend(NamedInput(path, path, given) for path in
+                      [os.path.join(given, found.relative_path) for found in listing.files]
+                      + [os.path.join(given, relative) for relative in unreadable])
     return inputs
+
+
+def distinct_contents(inputs: Iterable[NamedInput]) -> Iterator[NamedInput]:
+    """The inputs given as bytes, each content once (lazy: one input read at a time).
+
+    For uploads, where no (device, inode) exists: a browser uploading a folder reads a linked
+    file under each of its names, so identical bytes are the same file reached twice. Inputs
+    given by path pass through (expand_paths already read each file once).
+    """
+    seen: set[bytes] = set()
+    for item in inputs:
+        if isinstance(item.source, (bytes, bytearray, memoryview)):
+            digest = hashlib.sha256(item.source).digest()
+            if digest in seen:
+                continue
+            seen.add(digest)
+        yield item
 
 
 def files_to_slices(inputs: Iterable[NamedInput], *, image_size: int,
@@ -114,12 +151,13 @@ def file_to_slices(item: NamedInput, *, image_size: int,
         return _refused(item, Rejection(UNREADABLE_FILE, "the file could not be read "
                                                          f"({type(error).__name__})"), None)
     identity = read_study_identity(data)  # header only: None when not a readable DICOM
+    scanner = read_scanner(data) if identity is not None else UNKNOWN_SCANNER
     if identity is not None and study_check is not None:
         problem = study_check(identity[0])
         if problem is not None:
             if identity[0] is None:  # no UID found: maybe because the header is unreadable
                 problem = undecodable_header(data) or problem
-            return _refused(item, problem, identity)
+            return _refused(item, problem, identity, scanner)
     preprocess = preprocess_dicom if dicom_only else preprocess_path
     try:
         entries = preprocess(data, image_size=image_size, orientations=orientations)
@@ -127,7 +165,8 @@ def file_to_slices(item: NamedInput, *, image_size: int,
         LOG.warning("preprocessing raised %s on one input; recorded as %s",
                     type(error).__name__, INTERNAL_ERROR)
         return _refused(item, Rejection(INTERNAL_ERROR,
-                                        f"preprocessing raised {type(error).__name__}"), identity)
+                                        f"preprocessing raised {type(error).__name__}"), identity,
+                        scanner)
     slices = tuple(entry for entry in entries if isinstance(entry, PreprocessedSlice))
     rejections = tuple(entry for entry in entries if isinstance(entry, Rejection))
     if identity is None and slices:  # a JPEG/PNG, or the header reader failed where
@@ -135,7 +174,7 @@ def file_to_slices(item: NamedInput, *, image_size: int,
         problem = study_check(identity[0]) if study_check is not None else None
         if problem is not None:
             return FileSlices(item, (), rejections + (problem,), *identity)
-    return FileSlices(item, slices, rejections, *(identity or (None, None)))
+    return FileSlices(item, slices, rejections, *(identity or (None, None)), scanner)
 
 
 def labelled_studies_only(labelled: Container[str], salt: str) -> StudyCheck:
@@ -151,5 +190,6 @@ def labelled_studies_only(labelled: Container[str], salt: str) -> StudyCheck:
 
 
 def _refused(item: NamedInput, rejection: Rejection,
-             identity: tuple[str | None, str | None] | None) -> FileSlices:
-    return FileSlices(item, (), (rejection,), *(identity or (None, None)))
+             identity: tuple[str | None, str | None] | None,
+             scanner: str = UNKNOWN_SCANNER) -> FileSlices:
+    return FileSlices(item, (), (rejection,), *(identity or (None, None)), scanner)

@@ -1,20 +1,26 @@
 """DicomExampleGen's executor: plan in the driver process, preprocess in Beam, write and count.
 
-Before Beam starts: read the labels file, assign each labelled study a split (splits.py, by
-the component's `split_ratios`) and
-list the input files, so a missing labels file or an empty folder fails in seconds. The Beam
-graph is Create(file list) -> Reshuffle -> ParDo(file_to_examples) -> one TFRecord sink per
-split, the ledger and a small counts file. Afterwards the counts become artifact properties
-(properties.py), and a run without a single usable slice fails. It is a plain Beam executor,
-not TFX's BaseExampleGenExecutor: that one splits by hashing each record, this one splits by
-study before any record exists.
+Before Beam starts: read the labels file and list the input files, so a missing labels file
+or an empty folder fails in seconds. The Beam graph runs in two passes:
+1. Create(file list) -> Reshuffle -> ParDo(file_to_examples): examples keyed by study_id are
+   staged, uncompressed, in the execution's temp folder; ledger lines; counts per study.
+2. The studies with at least one usable slice get their splits (splits.assign_usable_studies,
+   by the component's `split_ratios`, a side input); the staged files are read back and each
+   example goes to its study's split: one TFRecord sink per split.
+Splits are chosen after reading because a study whose files are all rejected must not take a
+split's place (an eval split of such studies would be empty). Staging on disk keeps memory
+flat: a side input computed from the same pass would make the runner hold every image.
+Afterwards the counts become artifact properties (properties.py); a run without a usable
+slice, or with a split no study reached, fails with one line saying how many studies each
+split got. It is a plain Beam executor, not TFX's BaseExampleGenExecutor: that one splits by
+hashing each record, this one splits by study.
 """
 from __future__ import annotations
 
 import json
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterable, Iterator, List
 
 import apache_beam as beam
 from absl import logging
@@ -58,7 +64,8 @@ class DataFolderError(ValueError):
 
 
 # What a run's inputs can be wrong about; commands turn these into one line, not a traceback.
-INPUT_ERRORS: tuple[type[Exception], ...] = (LabelsError, NoUsableSlicesError, DataFolderError)
+INPUT_ERRORS: tuple[type[Exception], ...] = (LabelsError, NoUsableSlicesError, DataFolderError,
+                                             splits.EmptySplitError)
 
 
 @dataclass(frozen=True)
@@ -66,10 +73,23 @@ class IngestPlan:
     """Decided before Beam: settings for the workers, the split names, and the file list."""
 
     settings: fte.IngestSettings
-    split_names: tuple[str, ...]
+    split_ratios: dict[str, float]
     relative_paths: tuple[str, ...]
-    labelled_studies: int
     skipped: tuple[discovery.Skipped, ...] = ()  # entries not read: ledger rows, no worker
+
+    @property
+    def split_names(self) -> tuple[str, ...]:
+        return tuple(self.split_ratios)
+
+    @property
+    def labelled_studies(self) -> int:
+        return len(self.settings.study_labels)
+
+    def assign(self, usable_studies: Iterable[str]) -> dict[str, str]:
+        """study_id -> split for the studies that gave usable slices (the same in Beam and
+        in the summary: deterministic)."""
+        return splits.assign_usable_studies(self.settings.study_labels, usable_studies,
+                                            self.split_ratios)
 
 
 @dataclass(frozen=True)
@@ -79,6 +99,7 @@ class IngestSummary:
     sizes: dict[str, properties.SplitSize]
     rejects: dict[str, int]
     labelled_studies_without_slices: tuple[str, ...]  # salted study ids
+    assignment: dict[str, str]  # study_id -> split, studies with usable slices only
 
     @property
     def total_examples(self) -> int:
@@ -91,7 +112,8 @@ def list_input_files(input_base: str, labels_path: str = "") -> list[str]:
 
 
 def make_plan(exec_properties: Dict[str, Any]) -> IngestPlan:
-    """Validates inputs and decides the splits; raises ValueError naming what is wrong."""
+    """Validates inputs (splits are decided after reading); raises ValueError naming what is
+    wrong."""
     input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
     labels_path = exec_properties[LABELS_PATH_KEY]
     salt = resolve_salt(exec_properties[SALT_KEY])
@@ -111,17 +133,14 @@ def make_plan(exec_properties: Dict[str, Any]) -> IngestPlan:
         raise NoUsableSlicesError(f"data folder {input_base} has no readable files inside "
                                   f"folders{skipped}; expected the layout "
                                   "scanner/study/series/<DICOM files>")
-    assignment = splits.assign_splits(study_labels.labels, ratios)
     settings = fte.IngestSettings(
         input_base=input_base,
         image_size=int(exec_properties[IMAGE_SIZE_KEY]),
         orientations=tuple(json.loads(exec_properties[ORIENTATIONS_KEY])),
         salt=salt,
-        study_splits={study: (assignment[study], label)
-                      for study, label in study_labels.labels.items()},
+        study_labels=dict(study_labels.labels),
     )
-    return IngestPlan(settings, tuple(ratios), tuple(relative_paths), len(study_labels),
-                      listing.skipped)
+    return IngestPlan(settings, ratios, tuple(relative_paths), listing.skipped)
 
 
 @dataclass(frozen=True)
@@ -131,8 +150,9 @@ class IngestOutputs:
     counts: beam.PCollection                # (key, count), see file_to_examples.FileOutcome
 
 
-def expand_ingest(pipeline: beam.Pipeline, plan: IngestPlan) -> IngestOutputs:
-    """The Beam graph. Reshuffle spreads files over workers (Create alone keeps one bundle).
+def expand_ingest(pipeline: beam.Pipeline, plan: IngestPlan, staging_prefix: str) -> IngestOutputs:
+    """The Beam graph (module docstring). Reshuffle spreads files over workers (Create alone
+    keeps one bundle). `staging_prefix`: where pass 1 stages examples (a temp folder).
 
     Entries the listing skipped become ledger lines and counts here, in the driver process:
     they cost no reading, and their paths never reach a worker.
@@ -141,7 +161,7 @@ def expand_ingest(pipeline: beam.Pipeline, plan: IngestPlan) -> IngestOutputs:
               | "ListFiles" >> beam.Create(plan.relative_paths)
               | "SpreadFiles" >> beam.Reshuffle()
               | "Preprocess" >> beam.ParDo(fte.FileToExamplesDoFn(plan.settings)).with_outputs(
-                  fte.LEDGER_TAG, fte.COUNTS_TAG, *plan.split_names))
+                  fte.EXAMPLES_TAG, fte.LEDGER_TAG, fte.COUNTS_TAG))
     skipped = [fte.skipped_outcome(entry, plan.settings) for entry in plan.skipped]
     ledger_lines = ((tagged[fte.LEDGER_TAG],
                      pipeline | "SkippedLedger" >> beam.Create(
@@ -150,8 +170,31 @@ def expand_ingest(pipeline: beam.Pipeline, plan: IngestPlan) -> IngestOutputs:
     counts = ((tagged[fte.COUNTS_TAG],
                pipeline | "SkippedCounts" >> beam.Create(
                    [item for outcome in skipped for item in outcome.counts().items()]))
-              | "AllCounts" >> beam.Flatten())
-    return IngestOutputs({name: tagged[name] for name in plan.split_names}, ledger_lines, counts)
+              | "AllCounts" >> beam.Flatten()
+              | "SumCounts" >> beam.CombinePerKey(sum))
+    assignment = (counts
+                  | "UsableStudies" >> beam.FlatMapTuple(
+                      lambda key, _: [key[len(fte.STUDY_COUNT_PREFIX):]]
+                      if key.startswith(fte.STUDY_COUNT_PREFIX) else [])
+                  | "AllUsableStudies" >> beam.combiners.ToList()
+                  | "AssignSplits" >> beam.Map(plan.assign))
+    routed = (tagged[fte.EXAMPLES_TAG]
+              | "StageExamples" >> beam.io.WriteToTFRecord(staging_prefix,
+                                                           compression_type="uncompressed")
+              | "ReadStaged" >> beam.io.ReadAllFromTFRecord(compression_type="uncompressed")
+              | "RouteToSplits" >> beam.ParDo(_RouteToSplit(),
+                                              beam.pvalue.AsSingleton(assignment)
+                                              ).with_outputs(*plan.split_names))
+    return IngestOutputs({name: routed[name] for name in plan.split_names}, ledger_lines, counts)
+
+
+class _RouteToSplit(beam.DoFn):
+    """A staged (keyed) example -> the serialized example, tagged with its study's split."""
+
+    def process(self, record: bytes, assignment: Dict[str, str]
+                ) -> Iterator[beam.pvalue.TaggedOutput]:
+        study_id, example = fte.split_keyed_example(record)
+        yield beam.pvalue.TaggedOutput(assignment[study_id], example)
 
 
 class Executor(BaseBeamExecutor):
@@ -176,10 +219,11 @@ class Executor(BaseBeamExecutor):
         rejects = artifact_utils.get_single_instance(output_dict[REJECTS_KEY])
         examples.split_names = artifact_utils.encode_split_names(list(plan.split_names))
         counts_prefix = os.path.join(self._get_tmp_dir(), "dicom_example_gen_counts")
+        staging_prefix = os.path.join(self._get_tmp_dir(), "staged_examples", "examples")
         logging.info("DicomExampleGen: %d files, %d labelled studies, splits %s",
                      len(plan.relative_paths), plan.labelled_studies, ", ".join(plan.split_names))
         with self._make_beam_pipeline() as pipeline:
-            outputs = expand_ingest(pipeline, plan)
+            outputs = expand_ingest(pipeline, plan, staging_prefix)
             for name, split in outputs.examples.items():
                 _ = split | f"WriteSplit[{name}]" >> beam.io.WriteToTFRecord(
                     os.path.join(artifact_utils.get_split_uri([examples], name),
@@ -188,7 +232,6 @@ class Executor(BaseBeamExecutor):
             _ = outputs.ledger_lines | "WriteLedger" >> _write_single_text_file(
                 os.path.join(rejects.uri, ledger.LEDGER_FILE_NAME))
             _ = (outputs.counts
-                 | "SumCounts" >> beam.CombinePerKey(sum)
                  | "CountsToJson" >> beam.MapTuple(lambda key, count: json.dumps([key, count]))
                  | "WriteCounts" >> _write_single_text_file(counts_prefix))
         summary = _read_summary(counts_prefix, plan)
@@ -199,6 +242,7 @@ class Executor(BaseBeamExecutor):
                 f"no usable slices: all {len(plan.relative_paths)} files were rejected "
                 f"({_format_counts(summary.rejects) or 'no reasons recorded'}); see the ledger "
                 f"{os.path.join(rejects.uri, ledger.LEDGER_FILE_NAME)}")
+        splits.require_every_split(summary.assignment, plan.split_ratios, plan.labelled_studies)
 
 
 def _write_single_text_file(path: str) -> beam.PTransform:
@@ -211,18 +255,20 @@ def _read_summary(counts_path: str, plan: IngestPlan) -> IngestSummary:
         counts = dict(json.loads(line) for line in handle if line.strip())
     study_slices = {key[len(fte.STUDY_COUNT_PREFIX):]: value for key, value in counts.items()
                     if key.startswith(fte.STUDY_COUNT_PREFIX)}
-    studies = {name: [0, 0] for name in plan.split_names}  # [studies, positive studies]
-    for study in study_slices:
-        split, label = plan.settings.study_splits[study]
-        studies[split][0] += 1
-        studies[split][1] += int(label == 1)
+    assignment = plan.assign(study_slices)
+    sizes = {name: [0, 0, 0] for name in plan.split_names}  # slices, studies, positive studies
+    for study, split in assignment.items():
+        sizes[split][0] += study_slices[study]
+        sizes[split][1] += 1
+        sizes[split][2] += int(plan.settings.study_labels[study] == 1)
     return IngestSummary(
-        sizes={name: properties.SplitSize(counts.get(fte.EXAMPLES_COUNT_PREFIX + name, 0),
-                                          *studies[name]) for name in plan.split_names},
+        sizes={name: properties.SplitSize(*sizes[name]) for name in plan.split_names},
         rejects=dict(sorted((key[len(fte.REJECTS_COUNT_PREFIX):], value)
                             for key, value in counts.items()
                             if key.startswith(fte.REJECTS_COUNT_PREFIX))),
-        labelled_studies_without_slices=tuple(sorted(set(plan.settings.study_splits) - set(study_slices))),
+        labelled_studies_without_slices=tuple(sorted(set(plan.settings.study_labels)
+                                                     - set(study_slices))),
+        assignment=assignment,
     )
 
 

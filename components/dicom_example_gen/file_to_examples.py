@@ -1,4 +1,9 @@
-"""One input file -> serialized examples (by split) + ledger records + counts. Runs in Beam workers.
+"""One input file -> serialized examples + ledger records + counts. Runs in Beam workers.
+
+A file does not know its split: splits are assigned once every study's usable slices are
+counted (executor.py), so a worker emits its examples keyed by study_id (`keyed_example`).
+The `scanner` feature and the ledger's scanner come from the header (components.dicom.scanner),
+never from a folder name.
 
 Files become slices through components.dicom.slices, the loop `mspipe predict` and the web page
 use too (same reject codes; the study is checked from the header first, so a file of an
@@ -10,7 +15,6 @@ can be tested and reused (bench/ingest.py's in-process baseline) without Beam.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from typing import Iterator, Mapping
 
@@ -21,17 +25,17 @@ from apache_beam.io.filesystems import FileSystems
 from components import features
 from components.dicom.preprocessing import PreprocessedSlice
 from components.dicom.records import encode_example
+from components.dicom.scanner import UNKNOWN_SCANNER
 from components.dicom.slices import FileSlices, NamedInput, file_to_slices, labelled_studies_only
 from components.dicom_example_gen import ledger
 from components.dicom_example_gen.discovery import Skipped
 
+EXAMPLES_TAG = "examples"
 LEDGER_TAG = "ledger"
 COUNTS_TAG = "counts"
-EXAMPLES_COUNT_PREFIX = "examples/"
 STUDY_COUNT_PREFIX = "study/"
 REJECTS_COUNT_PREFIX = "rejects/"
-UNKNOWN_SCANNER = "unknown"
-_UID_LIKE = re.compile(r"^[0-9]+(\.[0-9]+)+$")
+_KEY_SEPARATOR = b" "
 
 
 @dataclass(frozen=True)
@@ -42,40 +46,26 @@ class IngestSettings:
     image_size: int
     orientations: tuple[str, ...]
     salt: str
-    study_splits: Mapping[str, tuple[str, int]]  # study_id -> (split name, label)
+    study_labels: Mapping[str, int]  # study_id -> label; splits are chosen after reading
 
 
 @dataclass
 class FileOutcome:
-    """Everything one file contributed: examples per split, ledger lines, summary counts."""
+    """Everything one file contributed: examples (all of one study), ledger lines, counts."""
 
-    examples: list[tuple[str, bytes]] = field(default_factory=list)
+    examples: list[bytes] = field(default_factory=list)
     rejects: list[ledger.LedgerRecord] = field(default_factory=list)
     study_id: str | None = None  # set when the file gave examples
 
     def counts(self) -> dict[str, int]:
-        """Summary keys: examples/<split>, study/<study_id> (slices kept), rejects/<reason>."""
+        """Summary keys: study/<study_id> (slices kept), rejects/<reason>."""
         counts: dict[str, int] = {}
-        for split, _ in self.examples:
-            key = EXAMPLES_COUNT_PREFIX + split
-            counts[key] = counts.get(key, 0) + 1
         if self.examples and self.study_id:
             counts[STUDY_COUNT_PREFIX + self.study_id] = len(self.examples)
         for record in self.rejects:
             key = REJECTS_COUNT_PREFIX + record.reason
             counts[key] = counts.get(key, 0) + 1
         return counts
-
-
-def scanner_name(relative_path: str) -> str:
-    """The top folder of scanner/study/series/file; 'unknown' when the layout lacks it.
-
-    A shallower tree would make the top folder a study folder, whose name is a raw UID.
-    """
-    parts = relative_path.replace(os.sep, "/").split("/")
-    if len(parts) < 4 or _UID_LIKE.match(parts[0]):
-        return UNKNOWN_SCANNER
-    return parts[0]
 
 
 def slice_index(item: PreprocessedSlice, frames_in_file: int) -> int:
@@ -93,17 +83,28 @@ def file_outcome(relative_path: str, source: bytes | str, settings: IngestSettin
     result = file_to_slices(
         NamedInput(relative_path, source), image_size=settings.image_size,
         orientations=settings.orientations, dicom_only=True, read=read_file_bytes,
-        study_check=labelled_studies_only(settings.study_splits, settings.salt))
+        study_check=labelled_studies_only(settings.study_labels, settings.salt))
     record = _RecordFactory(relative_path, settings.salt)
-    record.identify(result.study_uid, result.series_uid)
+    record.identify(result.study_uid, result.series_uid, result.scanner)
     outcome = FileOutcome(rejects=[record(r.reason, r.detail, r.frame_index)
                                    for r in result.rejections])
     if result.slices:
-        split, label = settings.study_splits[record.study_id]
+        label = settings.study_labels[record.study_id]
         outcome.study_id = record.study_id
-        outcome.examples = [(split, _example(item, result, record, label))
-                            for item in result.slices]
+        outcome.examples = [_example(item, result, record, label) for item in result.slices]
     return outcome
+
+
+def keyed_example(study_id: str, example: bytes) -> bytes:
+    """An example staged with its study_id in front, so it can be routed to its split once
+    every study's slices are counted without parsing the example."""
+    return study_id.encode("ascii") + _KEY_SEPARATOR + example
+
+
+def split_keyed_example(record: bytes) -> tuple[str, bytes]:
+    """The inverse of keyed_example."""
+    study_id, _, example = record.partition(_KEY_SEPARATOR)
+    return study_id.decode("ascii"), example
 
 
 def skipped_outcome(entry: Skipped, settings: IngestSettings) -> FileOutcome:
@@ -133,14 +134,14 @@ class _RecordFactory:
     def __init__(self, relative_path: str, salt: str):
         self.salt = salt
         self.file_id = ledger.file_id(relative_path, salt)
-        scanner = scanner_name(relative_path)  # an escaped undecodable name is not a scanner
-        self.scanner = UNKNOWN_SCANNER if "\\x" in scanner else scanner
+        self.scanner = UNKNOWN_SCANNER  # from the header (identify), never from the path
         self.study_id: str | None = None
         self.series_id: str | None = None
 
-    def identify(self, study_uid: str | None, series_uid: str | None) -> None:
+    def identify(self, study_uid: str | None, series_uid: str | None, scanner: str) -> None:
         self.study_id = features.hash_uid(study_uid, self.salt) if study_uid else None
         self.series_id = features.hash_uid(series_uid, self.salt) if series_uid else None
+        self.scanner = scanner
 
     def __call__(self, reason: str, detail: str,
                  frame_index: int | None = None) -> ledger.LedgerRecord:
@@ -156,7 +157,8 @@ def read_file_bytes(path: str) -> bytes:
 
 
 class FileToExamplesDoFn(beam.DoFn):
-    """relative path -> tagged outputs: one per split name, LEDGER_TAG (JSON), COUNTS_TAG."""
+    """relative path -> tagged outputs: EXAMPLES_TAG (keyed_example), LEDGER_TAG (JSON),
+    COUNTS_TAG."""
 
     def __init__(self, settings: IngestSettings):
         super().__init__()
@@ -166,8 +168,8 @@ class FileToExamplesDoFn(beam.DoFn):
         outcome = file_outcome(relative_path,
                                os.path.join(self._settings.input_base, relative_path),
                                self._settings)
-        for split, example in outcome.examples:
-            yield beam.pvalue.TaggedOutput(split, example)
+        for example in outcome.examples:
+            yield beam.pvalue.TaggedOutput(EXAMPLES_TAG, keyed_example(outcome.study_id, example))
         for record in outcome.rejects:
             yield beam.pvalue.TaggedOutput(LEDGER_TAG, record.to_json())
         for key, count in outcome.counts().items():

@@ -81,3 +81,33 @@ def assign_splits(study_labels: Mapping[str, int], ratios: Mapping[str, float]) 
                 assignment[study] = name
             start += counts[name]
     return assignment
+
+
+class EmptySplitError(ValueError):
+    """A split was asked for but no study with a usable slice was left for it."""
+
+
+def assign_usable_studies(study_labels: Mapping[str, int], usable_studies: Iterable[str],
+                          ratios: Mapping[str, float]) -> dict[str, str]:
+    """Splits for the studies that gave at least one usable slice, and only those.
+
+    Assigned after reading, not from the labels file alone: a study whose files were all
+    rejected would otherwise take a split's place and could leave it empty (the issue's
+    real-scanner corpus: exit 0 with an empty eval split). Deterministic as assign_splits.
+    """
+    return assign_splits({study: study_labels[study] for study in usable_studies}, ratios)
+
+
+def require_every_split(assignment: Mapping[str, str], ratios: Mapping[str, float],
+                        labelled_studies: int) -> None:
+    """Raises EmptySplitError, giving how many studies each split got, when one got none."""
+    got = {name: 0 for name in validate_ratios(ratios)}
+    for split in assignment.values():
+        got[split] += 1
+    empty = [name for name, count in got.items() if count == 0]
+    if empty:
+        raise EmptySplitError(
+            f"split {' and '.join(empty)} got no study: studies per split "
+            f"{', '.join(f'{name} {count}' for name, count in got.items())}; only "
+            f"{len(assignment)} of {labelled_studies} labelled studies gave a usable slice "
+            "(see the ledger); add studies or ask for fewer splits (--splits)")

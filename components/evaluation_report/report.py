@@ -2,7 +2,8 @@
 
 Written for someone new to the project: what was measured, on how much data, whether the
 model was blessed and pushed and why, with every number labelled per slice or per study.
-No patient data: only scanner folder names and aggregate counts (study hashes are not shown).
+No patient data: only scanner tokens (vendor_model from the header) and aggregate counts
+(study hashes are not shown).
 """
 from __future__ import annotations
 
@@ -192,8 +193,8 @@ def _scanner_section(slices: SlicePredictions) -> str:
                      f"{int(studies.label.sum())} / {int((studies.label == 0).sum())}",
                      _fmt(auc_or_nan(part.probability, part.label)),
                      _fmt(auc_or_nan(studies.mean_probability, studies.label))])
-    return ("<h2>Per scanner</h2><p>The same metrics for each scanner (top-level folder of the "
-            "hospital export). A model that works on one scanner only is a warning sign. "
+    return ("<h2>Per scanner</h2><p>The same metrics for each scanner (vendor and model from "
+            "the DICOM header). A model that works on one scanner only is a warning sign. "
             "n/a: that scanner has eval studies of one class only, so no AUC exists.</p>"
             + _table(["scanner", "slices", "studies", "MS / control studies", "AUC per slice",
                       "AUC per study"], rows))

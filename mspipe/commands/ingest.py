@@ -56,11 +56,12 @@ def parse_splits(text: str) -> dict[str, float]:
 
 def run(args: argparse.Namespace) -> int:
     from components.dicom_example_gen.executor import INPUT_ERRORS
+    from pipeline.interrupted_runs import RunInProgressError
 
     try:
         with _stdout_to_stderr(args.json):
             summary = ingest(args)
-    except (*INPUT_ERRORS, ValueError, FileNotFoundError) as error:
+    except (*INPUT_ERRORS, RunInProgressError, ValueError, FileNotFoundError) as error:
         raise CommandError(str(error)) from error
     if args.json:
         print(json.dumps(summary, sort_keys=True))
@@ -75,6 +76,7 @@ def ingest(args: argparse.Namespace) -> dict:
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
     from components.dicom_example_gen.component import DicomExampleGen
+    from pipeline.interrupted_runs import exclusive_local_run
 
     component = DicomExampleGen(
         input_base=os.path.abspath(args.data),
@@ -85,15 +87,18 @@ def ingest(args: argparse.Namespace) -> dict:
         split_ratios=parse_splits(args.splits),
     )
     out = os.path.abspath(args.out)
-    connection = metadata.sqlite_metadata_connection_config(os.path.join(out, "metadata.sqlite"))
-    LocalDagRunner().run(pipeline.Pipeline(
-        pipeline_name=PIPELINE_NAME,
-        pipeline_root=os.path.join(out, "pipeline_root"),
-        components=[component],
-        metadata_connection_config=connection,
-        beam_pipeline_args=list(args.beam_args) or None,
-        enable_cache=False,
-    ))
+    metadata_path = os.path.join(out, "metadata.sqlite")
+    pipeline_root = os.path.join(out, "pipeline_root")
+    connection = metadata.sqlite_metadata_connection_config(metadata_path)
+    with exclusive_local_run(out, metadata_path, PIPELINE_NAME, pipeline_root):
+        LocalDagRunner().run(pipeline.Pipeline(
+            pipeline_name=PIPELINE_NAME,
+            pipeline_root=pipeline_root,
+            components=[component],
+            metadata_connection_config=connection,
+            beam_pipeline_args=list(args.beam_args) or None,
+            enable_cache=False,
+        ))
     return read_summary(connection)
 
 

@@ -69,11 +69,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"Kubeflow V2 pipeline spec written to {path}")
         return 0
     from components.dicom_example_gen.executor import INPUT_ERRORS
+    from pipeline.interrupted_runs import RunInProgressError
     from pipeline.local_runner import run_local
 
     try:
         summary = run_local(config)
-    except INPUT_ERRORS as error:  # the data or labels given: one line, as `mspipe ingest`
+    except (*INPUT_ERRORS, RunInProgressError) as error:  # the data or labels given: one line, as `mspipe ingest`
         raise CommandError(str(error)) from error
     if args.json:
         print(summary.to_json())

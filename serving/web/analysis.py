@@ -25,7 +25,7 @@ from PIL import Image
 
 from components.dicom.metrics import aggregate_by_study
 from components.dicom.preprocessing import PreprocessedSlice, Rejection
-from components.dicom.slices import NamedInput, files_to_slices
+from components.dicom.slices import NamedInput, distinct_contents, files_to_slices
 from components.dicom.studies import StudyRef, group_by_study, study_key
 from serving.client.model_client import PredictResult
 from serving.web import messages
@@ -87,7 +87,8 @@ def preprocess_uploads(uploads: list[UploadedFile], image_size: int, max_slices:
     kept: list[KeptSlice] = []
     rejected: list[RejectedItem] = []
     # lazy: a zip member is inflated only when its turn comes, and dropped after it
-    inputs = (NamedInput(upload.name, upload.read(), UPLOAD) for upload in uploads)
+    # a file the browser read twice (under a link's name too) is scored once
+    inputs = distinct_contents(NamedInput(upload.name, upload.read(), UPLOAD) for upload in uploads)
     for file in files_to_slices(inputs, image_size=image_size):
         rejected.extend(RejectedItem(file.input.name, file.frames, rejection)
                         for rejection in file.rejections)

@@ -70,12 +70,6 @@ def test_cache_fingerprint_sees_the_whole_tree_but_no_path(tmp_path):
     assert "1.2.840" not in after and "scanner_a" not in after
 
 
-def test_scanner_name_never_takes_a_uid_folder():
-    assert file_to_examples.scanner_name("ge_signa/1.2.3/4.5.6/IM0001") == "ge_signa"
-    assert file_to_examples.scanner_name("1.2.3/4.5.6/IM0001") == "unknown"
-    assert file_to_examples.scanner_name("1.2.840.1/1.2.3/4.5.6/IM0001") == "unknown"
-
-
 # ------------------------------------------------------------------ the component in TFX
 
 @dataclass(frozen=True)

@@ -129,8 +129,9 @@ def zip_unpacking_to(size: int, axial_files: list[tuple[str, bytes]]) -> bytes:
         for name, data in axial_files:
             archive.writestr(f"study/{name}", data)
         for index in range(members):
-            archive.writestr(f"study/extra/block{index:02d}.png",
-                             PNG_SIGNATURE + bytes(filler - len(PNG_SIGNATURE)))
+            archive.writestr(f"study/extra/block{index:02d}.png",  # distinct: each is scored
+                             PNG_SIGNATURE + bytes([index])
+                             + bytes(filler - len(PNG_SIGNATURE) - 1))
     return buffer.getvalue()
 
 

@@ -87,6 +87,21 @@ def test_every_class_reaches_eval_when_it_has_two_studies():
     assert splits.split_counts(1, {"train": 0.8, "eval": 0.2}) == {"train": 1, "eval": 0}
 
 
+def test_only_studies_with_usable_slices_get_a_split_and_an_empty_split_is_an_error():
+    labels = {**_studies(3, 1), **_studies(3, 0)}
+    usable = sorted(labels)[:4]  # two studies gave no usable slice (all files rejected)
+    ratios = {"train": 0.7, "eval": 0.3}
+    assignment = splits.assign_usable_studies(labels, usable, ratios)
+    assert set(assignment) == set(usable)
+    assert set(assignment.values()) == {"train", "eval"}
+    splits.require_every_split(assignment, ratios, labelled_studies=6)
+    lonely = splits.assign_usable_studies(labels, usable[:1], ratios)
+    with pytest.raises(splits.EmptySplitError) as raised:
+        splits.require_every_split(lonely, ratios, labelled_studies=6)
+    assert str(raised.value).startswith("split eval got no study: studies per split "
+                                        "train 1, eval 0; only 1 of 6 labelled studies")
+
+
 def test_split_ratios_round_trip_and_validation():
     text = splits.ratios_to_json([("eval", 1), ("train", 3)])
     assert text == '{"train": 0.75, "eval": 0.25}'  # canonical order: one cache key
