@@ -308,7 +308,8 @@ def main() -> int:
                     cpu[mode][1] += sum(map(process_cpu_s, pids)) - served
                     cpu[mode][2] += len(latencies)
                     old = results[(mode, c)]
-                    results[(mode, c)] = (old[0] + latencies, old[1] + wall, old[2] + len(latencies))
+                    results[(mode, c)] = (old[0] + latencies, old[1] + wall,
+                                          old[2] + len(latencies))
         after = {label: scrape_means(port) for label, _, _, _, port in servers}
         encode = {
             "gRPC": statistics.median(encode_ms(clients["gRPC"][0], images[:1])

@@ -17,7 +17,29 @@ The page's `Server-Timing` header (serving/web/timing.py) splits the server's pa
 model-server call: metadata, labels, one Predict of the whole study) and render (thumbnails +
 JSON); the browser adds the answer's download and its own rendering (DOM and images).
 Beside them, in this process: the same slices' preprocessing, and the model called in-process
-once per slice (the sum) and once for the whole batch.
+once per slice (the sum), in batches of 4, and once for the whole batch.
+
+Findings (shared 2-core machine, load average 11-12 from other engineers' tests):
+- The PNG thumbnails were the largest part of the wait: Pillow's default zlib level cost 50 ms
+  CPU per 512x512 slice (render 5.6-5.8 s of a 9.3-11 s wait in a first run); at level 1
+  (still lossless, 13% more bytes) 12.6 ms, and render is now 1.4 s of 5.1 s.
+- Model: the page sends the whole study as one Predict (the client's max_batch is 32), which at
+  512x512 on 2 CPU cores is slower than single-slice calls: in-process, 30 single calls took
+  776 ms, batches of 4 1139 ms, one batch of 30 1791 ms (activations of 30 images do not fit
+  in cache). Smaller batches for CPU serving are a candidate (serving/client/settings.py
+  max_batch), not changed here: the client's default serves GPUs and TF Serving batching too.
+- Preprocessing in the page (874-1187 ms) is the in-process cost (962 ms): zip inflation and
+  the shared preprocessing, nothing added.
+
+2026-12-01, load average 11.0, commit after 7e3ae7a:  bench/web.py --repeats 3
+web page benchmark: 30 slices kept of a 4.8 MB study zip, real Trainer architecture at 512x512
+  driver   total  before request  upload  preprocess  model  render  download  browser render (ms)
+    HTTP    5038               -      26        1187   2626    1408         -               -
+ browser    5103               2      21         874   2118    1382        25             290
+in this process, same slices (ms): preprocess 962, model: sum of per-slice calls 776,
+batches of 4 1139, one batched call 1791
+browser: total / (in-process preprocess + batched model) = 1.85; model phase / in-process
+batched call = 1.18 (HTTP: 1.83, 1.47)
 """
 from __future__ import annotations
 
@@ -205,12 +227,13 @@ def print_table(drivers: dict[str, list[dict]], reference: dict, zip_bytes: int,
         print(f"{driver:>8} " + " ".join(cells))
     print("in this process, same slices (ms): " + ", ".join(
         f"{name} {value:.0f}" for name, value in reference.items() if name != "slices"))
+    batched = reference["model, one batched call"]
     for driver, rows in drivers.items():
         total = statistics.median(row["total"] for row in rows)
+        model = statistics.median(row["model"] for row in rows)
         print(f"{driver}: total / (in-process preprocess + batched model) = "
-              f"{total / (reference['preprocess'] + reference['model, one batched call']):.2f}; "
-              f"model phase / in-process batched call = "
-              f"{statistics.median(row['model'] for row in rows) / reference['model, one batched call']:.2f}")
+              f"{total / (reference['preprocess'] + batched):.2f}; "
+              f"model phase / in-process batched call = {model / batched:.2f}")
 
 
 def main() -> int:
