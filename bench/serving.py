@@ -80,7 +80,6 @@ Goals on this loaded machine: all three ratio goals missed (gRPC 1.26x / 0.80x, 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
