@@ -157,7 +157,7 @@ class RestApi:
         raise invalid_argument(f"Malformed request: {method} {path}")
 
     def _predict(self, spec: model_pb2.ModelSpec, body: bytes) -> str:
-        doc = rest_json.parse_json(body)
+        doc = rest_json.parse_json(body, arrays=True)
         request = predict_pb2.PredictRequest()
         request.model_spec.CopyFrom(spec)
         form = rest_json.fill_predict_request(doc, request,

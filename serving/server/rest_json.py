@@ -8,9 +8,12 @@ services take, and their replies back into JSON, with TF Serving's rules and err
 - strings: a JSON string, or `{"b64": "..."}` for bytes; outputs named `*_bytes` reply as b64.
 Replies are written by serving/server/rest_reply.py, the classify/regress examples format by
 serving/server/rest_examples.py.
-Numeric tensors are parsed with `json` once and turned into one numpy array (no per-value
-protobuf work), then sent as `tensor_content`: a 512x512x1 uint8 image costs one json.loads and
-one np.asarray. Every refusal is a ServingError (INVALID_ARGUMENT unless TF Serving says other).
+Numeric tensors become one numpy array (no per-value protobuf work), sent as `tensor_content`.
+A :predict body whose `instances` or `inputs` is one large regular integer array (an image as
+numbers) is parsed straight into numpy by serving/server/rest_arrays.py, not into Python lists
+(0.17 s for a 512x512x1 image); anything else takes json.loads + np.asarray, with the same
+answers and error texts. Every refusal is a ServingError (INVALID_ARGUMENT unless TF Serving
+says other).
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ import numpy as np
 from serving.api.errors import ServingError, invalid_argument
 from serving.api.protos import meta_graph_pb2, predict_pb2, types_pb2
 from serving.api.tensor_codec import dtype_name, numpy_dtype, to_tensor_proto
+from serving.server import rest_arrays
 
 DT = types_pb2.DataType
 SIGNATURE_KEY, INSTANCES, INPUTS = "signature_name", "instances", "inputs"
@@ -43,8 +47,14 @@ class JsonFormat(Enum):
 
 
 # ---------------------------------------------------------------------------- parsing
-def parse_json(body: bytes) -> dict:
-    """The request document; TF Serving's ParseJson errors (our parser's own wording)."""
+def parse_json(body: bytes, *, arrays: bool = False) -> dict:
+    """The request document; TF Serving's ParseJson errors (our parser's own wording).
+    arrays=True: large integer arrays may come back as rest_arrays.ParsedArray (for
+    fill_predict_request only)."""
+    if arrays:
+        doc = rest_arrays.loads_with_arrays(body)
+        if isinstance(doc, dict):
+            return doc
     if not body:
         raise invalid_argument("JSON Parse error: The document is empty")
     try:
@@ -72,6 +82,10 @@ def fill_predict_request(doc: dict, request: predict_pb2.PredictRequest,
                          input_infos: Callable[[str], dict[str, meta_graph_pb2.TensorInfo]]
                          ) -> JsonFormat:
     """FillPredictRequestFromJson: inputs from `instances` or `inputs`, typed by the signature."""
+    fast = _parsed_array_request(doc, request, input_infos)
+    if fast is not None:
+        return fast
+    doc = rest_arrays.materialize(doc)
     request.model_spec.signature_name = signature_name(doc)
     infos = input_infos(request.model_spec.signature_name)
     if not infos:
@@ -98,6 +112,36 @@ def fill_predict_request(doc: dict, request: predict_pb2.PredictRequest,
         request.inputs[name].CopyFrom(to_tensor_proto(array))
         request.inputs[name].dtype = infos[name].dtype  # e.g. uint16 vs half: the signature's
     return form
+
+
+def _parsed_array_request(doc: dict, request: predict_pb2.PredictRequest, input_infos
+                          ) -> JsonFormat | None:
+    """The common case on the fast path: one numeric input, given whole as one already parsed
+    integer array (`instances` rows or columnar `inputs`). The same steps as the ordinary path
+    (np.asarray of the lists would give this very int64 array); None (take the ordinary path,
+    which also words any refusal) for anything else."""
+    keys = {INSTANCES, INPUTS} & doc.keys()
+    if len(keys) != 1 or not isinstance(doc.get(SIGNATURE_KEY, ""), str):
+        return None
+    key = keys.pop()
+    if not isinstance(doc[key], rest_arrays.ParsedArray) or any(
+            isinstance(value, rest_arrays.ParsedArray) for name, value in doc.items()
+            if name != key):
+        return None
+    request.model_spec.signature_name = doc.get(SIGNATURE_KEY, "")
+    infos = input_infos(request.model_spec.signature_name)
+    if len(infos) != 1:
+        return None
+    (name, info), = infos.items()
+    if info.dtype == DT.DT_STRING:
+        return None
+    try:
+        array = _cast(doc[key].array, None, info.dtype, numpy_dtype(info.dtype))
+    except (ServingError, ValueError):
+        return None
+    request.inputs[name].CopyFrom(to_tensor_proto(array))
+    request.inputs[name].dtype = info.dtype
+    return JsonFormat.ROW if key == INSTANCES else JsonFormat.COLUMNAR
 
 
 def _is_b64(value) -> bool:

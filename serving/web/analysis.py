@@ -31,6 +31,7 @@ from serving.client.model_client import PredictResult
 from serving.web import messages
 from serving.web.scoring import Scorer
 from serving.web.settings import WebSettings
+from serving.web.timing import PhaseTimer
 from serving.web.uploads import UploadedFile, UploadError
 
 NO_INSTANCE = 1 << 31  # sorts slices without an InstanceNumber after the numbered ones
@@ -52,10 +53,14 @@ class RejectedItem:
     rejection: Rejection
 
 
-def analyze(scorer: Scorer, uploads: list[UploadedFile], settings: WebSettings) -> dict:
-    """The JSON document the page renders (see static/app.js)."""
-    metadata = scorer.metadata()
-    kept, rejected = preprocess_uploads(uploads, metadata.image_size, settings.max_slices)
+def analyze(scorer: Scorer, uploads: list[UploadedFile], settings: WebSettings,
+            timer: PhaseTimer | None = None) -> dict:
+    """The JSON document the page renders (see static/app.js); `timer` gets its phases."""
+    phase = (timer or PhaseTimer()).phase
+    with phase("model"):
+        metadata = scorer.metadata()
+    with phase("preprocess"):
+        kept, rejected = preprocess_uploads(uploads, metadata.image_size, settings.max_slices)
     kept.sort(key=slice_order)
     groups = group_by_study(kept, lambda item: item.study)  # raw UIDs stay on the server:
     dicom_count = sum(ref.study_uid is not None for ref in groups)  # titles are 'Study 1', ...
@@ -63,14 +68,19 @@ def analyze(scorer: Scorer, uploads: list[UploadedFile], settings: WebSettings) 
     for number, (ref, members) in enumerate(groups.items(), start=1):
         images = np.stack([k.slice.image for k in members])
         key = study_key(ref, images)
-        answer = scorer.score(images, key, metadata)
+        with phase("model"):
+            answer = scorer.score(images, key, metadata)
+            answered_by = scorer.answered_by(answer)
         title = ("JPEG/PNG images" if ref.study_uid is None
                  else "Study" if dicom_count == 1 else f"Study {number}")
-        studies.append(study_entry(title, key, members, answer.result,
-                                   scorer.answered_by(answer), settings.threshold))
+        with phase("render"):
+            studies.append(study_entry(title, key, members, answer.result, answered_by,
+                                       settings.threshold))
+    with phase("model"):
+        labels = scorer.labels_answering(metadata.model_version)
     return {
         "model": {"name": metadata.model_name, "version": metadata.model_version,
-                  "labels": scorer.labels_answering(metadata.model_version),
+                  "labels": labels,
                   "requested_label": settings.label, "routing": scorer.routing(),
                   "image_size": metadata.image_size, "signature": metadata.signature_name},
         "threshold": settings.threshold,
@@ -120,7 +130,10 @@ def slice_entry(kept: KeptSlice, probability: float, logit: float | None) -> dic
 def png_data_url(image: np.ndarray) -> str:
     """Lossless PNG of the uint8 [S, S, 1] tensor exactly as it went to the model."""
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(image[:, :, 0])).save(buffer, format="PNG")
+    # zlib level 1, not Pillow's 6: still lossless, 4x less CPU (12 vs 50 ms per 512x512 slice,
+    # 13% more bytes); at 6 the thumbnails were the largest part of the wait (bench/web.py)
+    Image.fromarray(np.ascontiguousarray(image[:, :, 0])).save(buffer, format="PNG",
+                                                               compress_level=1)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 

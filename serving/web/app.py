@@ -36,6 +36,7 @@ from serving.web.analysis import analyze, summary_for_log
 from serving.web.messages import DISCLAIMER
 from serving.web.scoring import Scorer
 from serving.web.settings import MB, WebSettings
+from serving.web.timing import PhaseTimer
 from serving.web.uploads import UploadError, expand_uploads, too_large_message
 
 LOG = logging.getLogger(__name__)
@@ -140,9 +141,11 @@ class WebApp:
             return json_response({"error": "The page is busy with other uploads. Please try "
                                            "again in a minute."}, 503)
         started = time.monotonic()
+        timer = PhaseTimer()
         try:
-            uploads = expand_uploads(read_files(request, self.settings), self.settings)
-            result = analyze(self.scorer, uploads, self.settings)
+            with timer.phase("upload"):
+                uploads = expand_uploads(read_files(request, self.settings), self.settings)
+            result = analyze(self.scorer, uploads, self.settings, timer)
         except UploadError as error:  # the message may name the zip: shown, never logged
             LOG.info("predict: upload refused (HTTP %d)", error.status)
             return json_response({"error": str(error)}, error.status)
@@ -155,7 +158,10 @@ class WebApp:
         finally:
             self.slots.release()
         LOG.info("%s", summary_for_log(result, time.monotonic() - started))
-        return json_response(result)
+        with timer.phase("render"):
+            response = json_response(result)
+        response.headers["Server-Timing"] = timer.server_timing()
+        return response
 
     def model_info(self) -> dict:
         metadata = self.scorer.metadata()

@@ -1,0 +1,274 @@
+"""The clinician's wait: a 30-slice study .zip uploaded through the web page, until the result is
+on screen, split into phases, beside the in-process model calls for the same slices.
+
+    .venv/bin/python bench/web.py [--slices 30] [--repeats 3] [--no-browser]
+
+Real parts only: the Trainer's architecture at 512x512 (untrained weights: compute is what
+matters) exported with its real signatures and served by `mspipe serve` in its own process; the
+page by `mspipe web` in its own process, talking to it over gRPC; a synthetic study (uncompressed
+MR, components/synthetic, plus its few sagittal/coronal slices, which the page rejects) zipped as
+a user zips a folder. Two drivers upload it:
+- browser: headless Chromium (selenium, as tests/support/browser.py) chooses the zip in the page
+  and clicks Analyse; the clock runs from the click until the page says done and every thumbnail
+  is decoded;
+- HTTP: a multipart POST to /api/predict from this process (no rendering), for comparison.
+The page's `Server-Timing` header (serving/web/timing.py) splits the server's part: upload
+(body received and parsed), preprocess (zip inflated, DICOM decoded, preprocessing), model (every
+model-server call: metadata, labels, one Predict of the whole study) and render (thumbnails +
+JSON); the browser adds the answer's download and its own rendering (DOM and images).
+Beside them, in this process: the same slices' preprocessing, and the model called in-process
+once per slice (the sum), in batches of 4, and once for the whole batch.
+
+Findings (shared 2-core machine, load average 11-12 from other engineers' tests):
+- The PNG thumbnails were the largest part of the wait: Pillow's default zlib level cost 50 ms
+  CPU per 512x512 slice (render 5.6-5.8 s of a 9.3-11 s wait in a first run); at level 1
+  (still lossless, 13% more bytes) 12.6 ms, and render is now 1.4 s of 5.1 s.
+- Model: the page sends the whole study as one Predict (the client's max_batch is 32), which at
+  512x512 on 2 CPU cores is slower than single-slice calls: in-process, 30 single calls took
+  776 ms, batches of 4 1139 ms, one batch of 30 1791 ms (activations of 30 images do not fit
+  in cache). Smaller batches for CPU serving are a candidate (serving/client/settings.py
+  max_batch), not changed here: the client's default serves GPUs and TF Serving batching too.
+- Preprocessing in the page (874-1187 ms) is the in-process cost (962 ms): zip inflation and
+  the shared preprocessing, nothing added.
+
+2026-12-01, load average 11.0, commit after 7e3ae7a:  bench/web.py --repeats 3
+web page benchmark: 30 slices kept of a 4.8 MB study zip, real Trainer architecture at 512x512
+  driver   total  before request  upload  preprocess  model  render  download  browser render (ms)
+    HTTP    5038               -      26        1187   2626    1408         -               -
+ browser    5103               2      21         874   2118    1382        25             290
+in this process, same slices (ms): preprocess 962, model: sum of per-slice calls 776,
+batches of 4 1139, one batched call 1791
+browser: total / (in-process preprocess + batched model) = 1.85; model phase / in-process
+batched call = 1.18 (HTTP: 1.83, 1.47)
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(1, str(ROOT / "tests"))  # tests/support/browser.py: the same headless Chromium
+
+import numpy as np  # noqa: E402
+
+
+def bench_serving():
+    """bench/serving.py's helpers (model export, free port, server start): one home."""
+    spec = importlib.util.spec_from_file_location("bench_serving", ROOT / "bench" / "serving.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def study_zip(work: Path, slices: int) -> tuple[Path, list[tuple[str, bytes]]]:
+    """One synthetic study of `slices` axial MR slices (uncompressed), zipped as its folder;
+    also its files as (name, bytes)."""
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    from components.synthetic import generate_dataset
+
+    manifest = generate_dataset(work / "export", studies=2, seed=13, slices_per_series=slices,
+                                plant_defects=False, transfer_syntaxes=(ExplicitVRLittleEndian,))
+    study_uid = sorted(manifest.studies)[0]
+    folder = manifest.out_dir / manifest.studies[study_uid].scanner / study_uid
+    files = [(path.relative_to(folder.parent).as_posix(), path.read_bytes())
+             for path in sorted(folder.rglob("*")) if path.is_file()]
+    target = work / "study.zip"
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in files:
+            archive.writestr(name, data)
+    return target, files
+
+
+def start_web(server_address: str) -> tuple[subprocess.Popen, str]:
+    """`mspipe web` on a free port, in its own process; returns it and the page's URL."""
+    command = [sys.executable, "-m", "mspipe.main", "web", "--server", server_address,
+               "--port", "0", "--log-level", "WARNING"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    line = process.stdout.readline()
+    if "Web page" not in line:
+        process.kill()
+        raise SystemExit(f"web page did not start: {line!r}")
+    return process, line.split(": ", 1)[1].split()[0]
+
+
+def server_timing(header: str) -> dict[str, float]:
+    """{'upload': ms, ...} from a Server-Timing header."""
+    phases = {}
+    for entry in header.split(","):
+        name, _, duration = entry.strip().partition(";dur=")
+        if name:
+            phases[name] = float(duration)
+    return phases
+
+
+BROWSER_TIMES = """
+const done = arguments[arguments.length - 1];
+Promise.all([...document.images].map(image => image.decode().catch(() => null))).then(() => {
+  const entry = performance.getEntriesByType('resource')
+      .filter(e => e.name.endsWith('/api/predict')).pop();
+  done({clicked: window.__clicked, rendered: performance.now(), fetch: entry.startTime,
+        responseStart: entry.responseStart, responseEnd: entry.responseEnd,
+        server: Object.fromEntries(entry.serverTiming.map(t => [t.name, t.duration])),
+        slices: document.querySelectorAll('#result img').length});
+});
+"""
+
+
+def through_browser(url: str, zip_path: Path, repeats: int) -> list[dict]:
+    """Each repeat: a fresh page load, choose the zip, click, wait until done and decoded."""
+    from selenium.webdriver.common.by import By
+
+    from support.browser import headless_chromium, wait_for
+
+    rows = []
+    with headless_chromium(timeout_s=300) as chrome:
+        for _ in range(repeats + 1):  # the first is a warm-up (page cache, gRPC channel)
+            chrome.get(url)
+            wait_for(chrome, "return document.body.dataset.state === 'ready' && "
+                     "!document.getElementById('model-line').textContent"
+                     ".startsWith('Connecting')", timeout_s=120)
+            chrome.find_element(By.CSS_SELECTOR, "#files").send_keys(str(zip_path))
+            chrome.execute_script("document.getElementById('analyse').addEventListener("
+                                  "'click', () => { window.__clicked = performance.now(); }, "
+                                  "{capture: true});")
+            chrome.find_element(By.CSS_SELECTOR, "#analyse").click()
+            wait_for(chrome, "return document.body.dataset.state === 'done';", timeout_s=300)
+            times = chrome.execute_async_script(BROWSER_TIMES)
+            rows.append({
+                "total": times["rendered"] - times["clicked"],
+                "before request": times["fetch"] - times["clicked"],
+                **times["server"],
+                "download": times["responseEnd"] - times["responseStart"],
+                "browser render": times["rendered"] - times["responseEnd"],
+                "slices": times["slices"],
+                "server total": times["responseStart"] - times["fetch"]})
+    return rows[1:]
+
+
+def through_http(url: str, zip_path: Path, repeats: int) -> list[dict]:
+    """Each repeat: one multipart POST of the zip; the JSON answer parsed, nothing rendered."""
+    import requests
+
+    data = zip_path.read_bytes()
+    rows = []
+    with requests.Session() as session:
+        for _ in range(repeats + 1):
+            started = time.perf_counter()
+            reply = session.post(url + "api/predict", timeout=300,
+                                 files={"files": ("study.zip", data, "application/zip")})
+            reply.raise_for_status()
+            answer = reply.json()
+            total = (time.perf_counter() - started) * 1000
+            rows.append({"total": total, **server_timing(reply.headers["Server-Timing"]),
+                         "slices": sum(study["slice_count"] for study in answer["studies"])})
+    return rows[1:]
+
+
+def in_process(files: list[tuple[str, bytes]], version_dir: Path, repeats: int) -> dict:
+    """The same files preprocessed here, and the model called here: per slice and batched."""
+    import tensorflow as tf
+
+    from components import contract
+    from components.dicom.slices import NamedInput, files_to_slices
+
+    started = time.perf_counter()
+    slices = [item.image for file in files_to_slices(
+        (NamedInput(name, data, "upload") for name, data in files), image_size=512)
+        for item in file.slices]
+    preprocess = (time.perf_counter() - started) * 1000
+    images = np.stack(slices)
+    function = tf.saved_model.load(str(version_dir)).signatures[contract.SERVING_DEFAULT]
+
+    def call(batch):
+        function(**{contract.IMAGE_INPUT: tf.constant(batch)})[contract.PROBABILITY].numpy()
+
+    call(images[:1]), call(images)  # warm-up: graph optimisation for both shapes
+    call(images[:4])
+    per_slice, by_four, batched = [], [], []
+    for _ in range(repeats):
+        for times, size in ((per_slice, 1), (by_four, 4), (batched, len(images))):
+            started = time.perf_counter()
+            for index in range(0, len(images), size):
+                call(images[index:index + size])
+            times.append((time.perf_counter() - started) * 1000)
+    return {"slices": len(images), "preprocess": preprocess,
+            "model, sum of per-slice calls": statistics.median(per_slice),
+            "model, batches of 4": statistics.median(by_four),
+            "model, one batched call": statistics.median(batched)}
+
+
+COLUMNS = ("total", "before request", "upload", "preprocess", "model", "render", "download",
+           "browser render")
+
+
+def print_table(drivers: dict[str, list[dict]], reference: dict, zip_bytes: int,
+                args) -> None:
+    print(f"\nweb page benchmark: {reference['slices']} slices kept of a {zip_bytes / 1e6:.1f} MB "
+          f"study zip, real Trainer architecture at 512x512, median of {args.repeats}, "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    print(f"{'driver':>8} " + " ".join(f"{name:>14}" for name in COLUMNS) + "   (ms)")
+    for driver, rows in drivers.items():
+        cells = []
+        for name in COLUMNS:
+            values = [row[name] for row in rows if name in row]
+            cells.append(f"{statistics.median(values):14.0f}" if values else f"{'-':>14}")
+        print(f"{driver:>8} " + " ".join(cells))
+    print("in this process, same slices (ms): " + ", ".join(
+        f"{name} {value:.0f}" for name, value in reference.items() if name != "slices"))
+    batched = reference["model, one batched call"]
+    for driver, rows in drivers.items():
+        total = statistics.median(row["total"] for row in rows)
+        model = statistics.median(row["model"] for row in rows)
+        print(f"{driver}: total / (in-process preprocess + batched model) = "
+              f"{total / (reference['preprocess'] + batched):.2f}; "
+              f"model phase / in-process batched call = {model / batched:.2f}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--slices", type=int, default=30, help="axial slices in the study")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-browser", action="store_true", help="HTTP driver only")
+    args = parser.parse_args()
+
+    from components import contract
+    from serving.api.model_config import build_model_config, model_entry, write_model_config
+
+    serving_bench = bench_serving()
+    work = Path(tempfile.mkdtemp(prefix="bench_web_"))
+    zip_path, files = study_zip(work, args.slices)
+    base_path = work / contract.DEFAULT_MODEL_NAME
+    version_dir = serving_bench.export_model(base_path, 512)
+    write_model_config(work / "models.config", build_model_config(
+        [model_entry(contract.DEFAULT_MODEL_NAME, base_path)]))
+    server, address = serving_bench.start_server(work / "models.config",
+                                                 serving_bench.free_port())
+    web = None
+    try:
+        web, url = start_web(address)
+        drivers = {"HTTP": through_http(url, zip_path, args.repeats)}
+        if not args.no_browser:
+            drivers["browser"] = through_browser(url, zip_path, args.repeats)
+        reference = in_process(files, version_dir, args.repeats)
+        print_table(drivers, reference, zip_path.stat().st_size, args)
+    finally:
+        for process in (web, server):
+            if process is not None:
+                process.terminate()
+                process.wait(timeout=60)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
