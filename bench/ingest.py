@@ -39,17 +39,27 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 SALT = "bench-salt"
-MODES = ("multi_processing", "multi_threading", "in_memory")
-SLICES_PER_SERIES = 40
+DEFAULT_MODE = "default"  # no Beam arguments: DicomExampleGen's own DEFAULT_BEAM_ARGS
+MODES = (DEFAULT_MODE, "multi_processing", "multi_threading", "in_memory")
+MOSMED_SLICES = 51_867   # the seed's data set (mosmed.ai), 512x512 slices
+GOAL_MINUTES = 10.0
+PLUGIN_PACKAGES = {  # what pydicom's first available plugin is, per transfer syntax
+    "RLE Lossless": "pylibjpeg-rle",
+    "JPEG 2000 Image Compression (Lossless Only)": "pylibjpeg-openjpeg",
+    "JPEG Baseline (Process 1)": "pylibjpeg-libjpeg",
+    "JPEG-LS Lossless Image Compression": "pylibjpeg-libjpeg",
+}
 
 
 @dataclass(frozen=True)
 class BenchSettings:
-    sizes: tuple[int, ...] = (500, 5000)           # target kept slices per dataset
+    sizes: tuple[int, ...] = (500, 5000)           # kept slices per dataset (512x512 inputs)
     image_size: int = 512                          # production size
-    modes: tuple[str, ...] = ("multi_processing",)  # DirectRunner modes for the component
+    modes: tuple[str, ...] = (DEFAULT_MODE,)       # DirectRunner modes for the component
     workdir: Path = REPO / "bench_out" / "ingest"
     keep_outputs: bool = False
+    slice_files: int = 24                          # files per per-slice row
+    slice_repeats: int = 3                         # per-slice rows: best of this many passes
 
 
 @dataclass(frozen=True)
@@ -68,27 +78,117 @@ class Measurement:
 # ------------------------------------------------------------------ datasets
 
 def dataset_for(size: int, settings: BenchSettings) -> tuple[Path, Path, int]:
-    """A synthetic export with about `size` kept slices, generated once and reused.
+    """A mosmed-like export of `size` 512x512 uncompressed axial slices, written once and reused.
 
-    Size grows by studies, not by slices per series: a longer series means bigger multi-frame
-    files, whose decoding needs more memory per file, which would blur the memory-vs-size check.
+    Size grows by studies of 40 slices, never by file size, so memory-vs-size compares like
+    with like.
     """
-    from components.synthetic import generate_dataset
+    from slice_files import mosmed_like_dataset
 
-    params = {"studies": max(2, round(size / SLICES_PER_SERIES)),
-              "slices_per_series": SLICES_PER_SERIES, "seed": size}
-    data = settings.workdir / f"data-{size}"
-    marker = settings.workdir / f"data-{size}.json"  # outside the export: it would be ingested
-    info = json.loads(marker.read_text()) if marker.exists() and data.is_dir() else {}
-    if info.get("params") != params:
+    data = settings.workdir / f"mosmed-{size}"
+    marker = settings.workdir / f"mosmed-{size}.json"  # outside the export: it would be ingested
+    if not (marker.exists() and data.is_dir()):
         shutil.rmtree(data, ignore_errors=True)
         started = time.perf_counter()
-        manifest = generate_dataset(data, **params)
-        info = {"params": params, "slices": manifest.expected_slices, "files": manifest.total_files}
-        marker.write_text(json.dumps(info))
-        print(f"generated {data}: {info['files']} files, {info['slices']} slices "
-              f"in {time.perf_counter() - started:.0f} s", file=sys.stderr)
-    return data, data / "labels.csv", int(info["slices"])
+        mosmed_like_dataset(data, size)
+        marker.write_text(json.dumps({"slices": size}))
+        print(f"generated {data}: {size} slices in {time.perf_counter() - started:.0f} s",
+              file=sys.stderr)
+    return data, data / "labels.csv", size
+
+
+# ------------------------------------------------------------------ per-slice costs
+
+@dataclass(frozen=True)
+class SliceCost:
+    matrix: str
+    transfer_syntax: str
+    decoder: str
+    decode_ms: float   # pydicom.dcmread(path).pixel_array
+    work_ms: float     # file_to_examples.file_outcome: read, decode, preprocess, serialize
+
+
+def decoder_name(transfer_syntax) -> str:
+    from pydicom.pixels import get_decoder
+
+    decoder = get_decoder(transfer_syntax)
+    if decoder.is_native:
+        return "pydicom (native)"
+    plugin = next(iter(decoder._available), "none")  # tried first: registration order
+    return PLUGIN_PACKAGES.get(transfer_syntax.name, plugin) if plugin == "pylibjpeg" else plugin
+
+
+def per_slice_costs(settings: BenchSettings) -> list[SliceCost]:
+    """Decode alone vs the component's whole per-file work, same files, same process.
+
+    Both read the file from disk; the best of `slice_repeats` passes over `slice_files` files
+    is kept (the machine is shared: the minimum is the least disturbed pass).
+    """
+    import pydicom
+    from pydicom.uid import (ExplicitVRLittleEndian, JPEG2000Lossless, JPEGBaseline8Bit,
+                             RLELossless)
+
+    from components.dicom_example_gen import file_to_examples as fte
+    from components.features import hash_uid
+    from slice_files import slice_files
+
+    syntaxes = (ExplicitVRLittleEndian, RLELossless, JPEG2000Lossless, JPEGBaseline8Bit)
+    costs = []
+    for rows, cols in ((384, 416), (512, 512)):
+        for syntax in syntaxes:
+            folder = settings.workdir / "slices" / f"{rows}x{cols}-{syntax}"
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            files = slice_files(rows, cols, syntax, settings.slice_files)
+            paths = []
+            for number, data in enumerate(files, 1):
+                paths.append(folder / f"IM{number:05d}")
+                paths[-1].write_bytes(data)
+            study = pydicom.dcmread(paths[0], stop_before_pixels=True).StudyInstanceUID
+            ingest = fte.IngestSettings(str(folder), settings.image_size, ("axial",), SALT,
+                                        {hash_uid(study, SALT): ("train", 1)})
+
+            def decode() -> None:
+                for path in paths:
+                    pydicom.dcmread(path).pixel_array
+
+            def work() -> None:
+                for path in paths:
+                    outcome = fte.file_outcome(path.name, str(path), ingest)
+                    if len(outcome.examples) != 1:
+                        raise SystemExit(f"{path}: no example ({outcome.rejects})")
+
+            decode_ms, work_ms = (_best_ms(run, len(paths), settings.slice_repeats)
+                                  for run in (decode, work))
+            costs.append(SliceCost(f"{rows}x{cols}", syntax.name, decoder_name(syntax),
+                                   decode_ms, work_ms))
+            shutil.rmtree(folder, ignore_errors=True)
+    return costs
+
+
+def _best_ms(run, count: int, repeats: int) -> float:
+    run()  # warm: imports, plugin look-up, page cache
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - started)
+    return best / count * 1000
+
+
+def format_slice_costs(costs: list[SliceCost]) -> str:
+    lines = [f"per-slice cost, best of passes over the same files (decode only = "
+             f"pydicom.dcmread(path).pixel_array; work = read, decode, preprocess, serialize)",
+             f"{'matrix':<8} {'transfer syntax':<44} {'decoder':<19} {'decode ms':>9} "
+             f"{'work ms':>8} {'work/decode':>11} {'work/native decode':>18}"]
+    native = {c.matrix: c.decode_ms for c in costs if c.decoder == "pydicom (native)"}
+    for c in costs:
+        lines.append(f"{c.matrix:<8} {c.transfer_syntax[:44]:<44} {c.decoder:<19} "
+                     f"{c.decode_ms:>9.2f} {c.work_ms:>8.2f} {c.work_ms / c.decode_ms:>11.2f} "
+                     f"{c.work_ms / native[c.matrix]:>18.2f}")
+    lines.append("JPEG-LS: decoded by pylibjpeg-libjpeg, but no JPEG-LS encoder is installed to "
+                 "write a test file, so it has no row.")
+    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------ children
@@ -128,7 +228,8 @@ def child_component(data: str, labels: str, out: str, image_size: int, mode: str
     args = argparse.Namespace(
         data=data, labels=labels, out=out, image_size=image_size, orientations="axial",
         splits="train=0.8,eval=0.2", salt=SALT,
-        beam_args=[f"--direct_running_mode={mode}", "--direct_num_workers=0"])
+        beam_args=[] if mode == DEFAULT_MODE else [f"--direct_running_mode={mode}",
+                                                   "--direct_num_workers=0"])
     started = time.perf_counter()
     summary = cli.ingest(args)
     seconds = time.perf_counter() - started
@@ -221,11 +322,17 @@ def format_table(results: list[tuple[int, list[Measurement]]], settings: BenchSe
     if len(results) >= 2:
         (small, small_rows), (large, large_rows) = results[0], results[-1]
         loop_rate = (large - small) / (large_rows[0].seconds - small_rows[0].seconds)
-        lines.append(f"marginal rate {small}->{large} slices (start-up cancels out):")
+        lines.append(f"marginal rate {small}->{large} slices (start-up cancels out), and the "
+                     f"extrapolated time for {MOSMED_SLICES:,} slices (mosmed.ai) = fixed cost "
+                     f"+ slices / marginal rate (goal < {GOAL_MINUTES:.0f} min):")
         for before, after in zip(small_rows, large_rows):
             rate = (large - small) / (after.seconds - before.seconds)
+            fixed = before.seconds - small / rate
+            minutes = (fixed + MOSMED_SLICES / rate) / 60
             lines.append(f"  {after.name:<28} {rate:>8.2f} slices/s  ratio {rate / loop_rate:.2f}  "
-                         f"fixed cost {before.seconds - small / rate:>6.1f} s")
+                         f"fixed cost {fixed:>6.1f} s  mosmed {minutes:>5.1f} min  peak RSS "
+                         f"{before.max_rss_mb:.0f}->{after.max_rss_mb:.0f} MB per process, "
+                         f"{before.tree_rss_mb:.0f}->{after.tree_rss_mb:.0f} MB tree")
     return "\n".join(lines)
 
 
@@ -240,15 +347,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="500,5000", help="target slices, comma-separated")
     parser.add_argument("--image-size", type=int, default=512)
-    parser.add_argument("--modes", default="multi_processing",
+    parser.add_argument("--modes", default=DEFAULT_MODE,
                         help=f"DirectRunner modes for the component, comma-separated: {MODES}")
     parser.add_argument("--keep-outputs", action="store_true")
+    parser.add_argument("--slice-files", type=int, default=24, help="files per per-slice row")
+    parser.add_argument("--skip", choices=("slices", "datasets"), action="append", default=[],
+                        help="leave out the per-slice rows or the dataset runs")
     args = parser.parse_args(argv)
-    settings = BenchSettings(sizes=tuple(int(s) for s in args.sizes.split(",")),
+    settings = BenchSettings(sizes=tuple(int(s) for s in args.sizes.split(",") if s),
                              image_size=args.image_size,
                              modes=tuple(m for m in args.modes.split(",") if m),
-                             keep_outputs=args.keep_outputs)
-    print(format_table(run_benchmark(settings), settings))
+                             keep_outputs=args.keep_outputs, slice_files=args.slice_files)
+    settings.workdir.mkdir(parents=True, exist_ok=True)
+    if "slices" not in args.skip:
+        print(format_slice_costs(per_slice_costs(settings)), flush=True)
+    if "datasets" not in args.skip:
+        print(format_table(run_benchmark(settings), settings))
     return 0
 
 

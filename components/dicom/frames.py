@@ -76,12 +76,15 @@ def safe_exception_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:160]}" if text else type(exc).__name__
 
 
-def read_mr_dataset(data: bytes) -> Dataset:
-    """Step 1: parse the header and reject anything that is not a complete, decodable MR image."""
+def read_mr_dataset(data: bytes, parsed: Dataset | None = None) -> Dataset:
+    """Step 1: parse the header and reject anything that is not a complete, decodable MR image.
+
+    `parsed`: `pydicom.dcmread` of these very bytes, when the caller already has it.
+    """
     if not is_dicom(data):
         raise reject("not_dicom", "no 'DICM' marker at byte 128 (not a DICOM Part 10 file)")
     try:
-        dataset = pydicom.dcmread(io.BytesIO(data))
+        dataset = pydicom.dcmread(io.BytesIO(data)) if parsed is None else parsed
     except (EOFError, zlib.error) as exc:  # zlib: a cut Deflated Explicit VR Little Endian file
         if isinstance(exc, EOFError) or "truncated" in str(exc):
             cause = "end of file" if isinstance(exc, EOFError) else "deflate stream incomplete"

@@ -45,12 +45,27 @@ from components.dicom.rejections import REJECT_REASONS, RejectedInput, Rejection
 
 __all__ = [
     "IMAGE_FILE_ORIENTATION", "ORIENTATIONS", "REJECT_REASONS", "PreprocessSettings",
-    "PreprocessedSlice", "RejectedInput", "Rejection", "Source", "classify_orientation",
-    "is_dicom", "pixels_to_tensor", "preprocess_dicom", "preprocess_image_file",
+    "ParsedDicom", "PreprocessedSlice", "RejectedInput", "Rejection", "Source", "classify_orientation",
+    "is_dicom", "parse_dicom", "pixels_to_tensor", "preprocess_dicom", "preprocess_image_file",
     "preprocess_path", "read_study_identity", "sniff_format", "undecodable_header",
 ]
 
-Source = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
+
+
+@dataclass(frozen=True, eq=False)
+class ParsedDicom:
+    """A DICOM file's bytes with its data set parsed once (`parse_dicom`).
+
+    Every entry point accepts it as a source: a caller that asks `read_study_identity` before
+    `preprocess_dicom` (components.dicom.slices) parses the header once, not twice (the second
+    parse was about a fifth of the per-slice work of ingest).
+    """
+
+    data: bytes
+    dataset: Dataset
+
+
+Source = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, ParsedDicom]
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_SIGNATURE = b"\xff\xd8\xff"
@@ -107,7 +122,7 @@ def preprocess_dicom(source: Source, *, image_size: int = DEFAULT_IMAGE_SIZE,
     A file-level problem gives a single Rejection with frame_index None.
     """
     settings = PreprocessSettings(image_size=image_size, orientations=tuple(orientations))
-    return _preprocess_dicom_bytes(read_source(source), settings)
+    return _preprocess_dicom_bytes(read_source(source), settings, _parsed_dataset(source))
 
 
 def preprocess_image_file(source: Source, *,
@@ -127,7 +142,7 @@ def preprocess_path(source: Source, *, image_size: int = DEFAULT_IMAGE_SIZE,
     data = read_source(source)
     kind = sniff_format(data)
     if kind == "dicom":
-        return _preprocess_dicom_bytes(data, settings)
+        return _preprocess_dicom_bytes(data, settings, _parsed_dataset(source))
     if kind in ("png", "jpeg"):
         try:
             return [_preprocess_image_bytes(data, settings)]
@@ -141,15 +156,35 @@ def read_study_identity(source: Source) -> tuple[str | None, str | None] | None:
     """(StudyInstanceUID, SeriesInstanceUID) from the header alone, normalised exactly as
     PreprocessedSlice's, without decoding pixels; None when it is not a readable DICOM.
     For deciding about a file (labelled? which canary route?) before paying for its pixels."""
+    dataset = _parsed_dataset(source)
+    if dataset is None:
+        data = read_source(source)
+        if not is_dicom(data):
+            return None
+        try:
+            dataset = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True,
+                                      specific_tags=["StudyInstanceUID", "SeriesInstanceUID"])
+        except Exception:  # noqa: BLE001 -- preprocessing will name the problem
+            return None
+    return optional_uid(dataset, "StudyInstanceUID"), optional_uid(dataset, "SeriesInstanceUID")
+
+
+def parse_dicom(source: Source) -> ParsedDicom | None:
+    """The file parsed once for several of this module's calls; None when it is not DICOM or
+    pydicom cannot parse it (then each call parses on its own and names the problem)."""
+    if isinstance(source, ParsedDicom):
+        return source
     data = read_source(source)
     if not is_dicom(data):
         return None
     try:
-        dataset = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True,
-                                  specific_tags=["StudyInstanceUID", "SeriesInstanceUID"])
-    except Exception:  # noqa: BLE001 -- preprocessing will name the problem
+        return ParsedDicom(data, pydicom.dcmread(io.BytesIO(data)))  # as read_mr_dataset does
+    except Exception:  # noqa: BLE001 -- read_mr_dataset will name the problem
         return None
-    return optional_uid(dataset, "StudyInstanceUID"), optional_uid(dataset, "SeriesInstanceUID")
+
+
+def _parsed_dataset(source: Source) -> Dataset | None:
+    return source.dataset if isinstance(source, ParsedDicom) else None
 
 
 def undecodable_header(source: Source) -> Rejection | None:
@@ -158,7 +193,7 @@ def undecodable_header(source: Source) -> Rejection | None:
     (no StudyInstanceUID) ask this first, so an undecodable file is named undecodable, not
     "missing_study_uid" (a header that cannot be parsed has no UID to find)."""
     try:
-        dataset = read_mr_dataset(read_source(source))
+        dataset = read_mr_dataset(read_source(source), _parsed_dataset(source))
         frame_count(dataset)
         image_shape(dataset)
     except RejectedInput as exc:
@@ -181,6 +216,8 @@ def sniff_format(head: bytes) -> str | None:
 
 def read_source(source: Source) -> bytes:
     """All bytes of a path, a bytes-like object or a binary file object (from its position)."""
+    if isinstance(source, ParsedDicom):
+        return source.data
     if isinstance(source, (bytes, bytearray, memoryview)):
         return bytes(source)
     if hasattr(source, "read"):
@@ -202,9 +239,9 @@ def pixels_to_tensor(pixels: np.ndarray, *, image_size: int = DEFAULT_IMAGE_SIZE
 # ---------------------------------------------------------------- DICOM: steps 1-4 per frame
 
 def _preprocess_dicom_bytes(data: bytes, settings: PreprocessSettings,
-                            ) -> list[PreprocessedSlice | Rejection]:
+                            parsed: Dataset | None = None) -> list[PreprocessedSlice | Rejection]:
     try:
-        dataset = read_mr_dataset(data)
+        dataset = read_mr_dataset(data, parsed)
         frames = frame_count(dataset)
         rows, cols = image_shape(dataset)
     except RejectedInput as exc:
