@@ -7,6 +7,11 @@ preprocessing, used twice": 1-4 (read, frames, orientation, pixel values) live i
 package-private `components.dicom.frames`; 5-7 (intensity, geometry, output) live here and are
 shared by DICOM and JPEG/PNG inputs.
 
+Cost (issue 13, measured by bench/ingest.py): step 5 on integer frames works from a histogram of
+the stored levels and a per-level table (`clip_and_scale`), with the same bytes as the per-pixel
+definition; a header is parsed once when callers pass a `ParsedDicom`. The Lanczos resize of a
+matrix that is not already S x S is now the largest cost after the decode.
+
 Bad content never raises from `preprocess_dicom` / `preprocess_path`: it becomes a `Rejection`
 whose reason is one of `REJECT_REASONS`. I/O errors (a missing file) do raise.
 """
