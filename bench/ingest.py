@@ -176,6 +176,29 @@ def _best_ms(run, count: int, repeats: int) -> float:
     return best / count * 1000
 
 
+def gzip_cost(repeats: int = 20) -> str:
+    """What gzip adds per slice: one serialized 512x512 example, zlib level 6 (Beam's
+    WriteToTFRecord) vs level 1 (DicomExampleGen's sink)."""
+    import zlib
+
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    from components.dicom.preprocessing import preprocess_dicom
+    from slice_files import slice_files
+
+    image = preprocess_dicom(slice_files(512, 512, ExplicitVRLittleEndian, 1)[0])[0].image
+    data = image.tobytes()
+    parts = []
+    for level in (6, 1):
+        def run() -> None:
+            compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
+            parts_out[0] = len(compressor.compress(data) + compressor.flush())
+        parts_out = [0]
+        parts.append(f"level {level} {_best_ms(run, 1, repeats):.2f} ms -> "
+                     f"{parts_out[0] / 1024:.0f} KiB")
+    return f"gzip of one 512x512 slice ({len(data) / 1024:.0f} KiB): " + ", ".join(parts)
+
+
 def format_slice_costs(costs: list[SliceCost]) -> str:
     lines = [f"per-slice cost, best of passes over the same files (decode only = "
              f"pydicom.dcmread(path).pixel_array; work = read, decode, preprocess, serialize)",
@@ -188,6 +211,7 @@ def format_slice_costs(costs: list[SliceCost]) -> str:
                      f"{c.work_ms / native[c.matrix]:>18.2f}")
     lines.append("JPEG-LS: decoded by pylibjpeg-libjpeg, but no JPEG-LS encoder is installed to "
                  "write a test file, so it has no row.")
+    lines.append(gzip_cost())
     return "\n".join(lines)
 
 
@@ -209,7 +233,10 @@ def child_loop(data: str, labels: str, out: str, image_size: int) -> dict:
                                   {s: (assignment[s], v) for s, v in labels.labels.items()})
     kept = 0
     os.makedirs(out, exist_ok=True)
-    with tf.io.TFRecordWriter(os.path.join(out, "loop.tfrecord.gz"), options="GZIP") as writer:
+    from components.dicom_example_gen.gzip_sink import GZIP_LEVEL
+
+    options = tf.io.TFRecordOptions(compression_type="GZIP", compression_level=GZIP_LEVEL)
+    with tf.io.TFRecordWriter(os.path.join(out, "loop.tfrecord.gz"), options=options) as writer:
         for relative_path in list_input_files(data):
             outcome = fte.file_outcome(relative_path, fte.read_file_bytes(
                 os.path.join(data, relative_path)), settings)
