@@ -83,12 +83,15 @@ def safe_exception_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:160]}" if text else type(exc).__name__
 
 
-def read_mr_dataset(data: bytes) -> Dataset:
-    """Step 1: parse the header and reject anything that is not a complete, decodable MR image."""
+def read_mr_dataset(data: bytes, parsed: Dataset | None = None) -> Dataset:
+    """Step 1: parse the header and reject anything that is not a complete, decodable MR image.
+
+    `parsed`: `pydicom.dcmread` of these very bytes, when the caller already has it.
+    """
     if not is_dicom(data):
         raise reject("not_dicom", "no 'DICM' marker at byte 128 (not a DICOM Part 10 file)")
     try:
-        dataset = pydicom.dcmread(io.BytesIO(data))
+        dataset = pydicom.dcmread(io.BytesIO(data)) if parsed is None else parsed
     except (EOFError, zlib.error) as exc:  # zlib: a cut Deflated Explicit VR Little Endian file
         if isinstance(exc, EOFError) or "truncated" in str(exc):
             cause = "end of file" if isinstance(exc, EOFError) else "deflate stream incomplete"
@@ -379,8 +382,33 @@ def classify_orientation(cosines: tuple[float, ...] | None, oblique_threshold: f
     return _AXIS_ORIENTATION[axis] if components[axis] >= oblique_threshold else "oblique"
 
 
-def frame_pixels(dataset: Dataset, frame: FrameInfo) -> np.ndarray:
-    """Step 4: one frame in modality units (float64), MONOCHROME1 turned bright-is-high.
+@dataclass(frozen=True, eq=False)
+class ModalityPixels:
+    """One decoded frame as stored plus its modality LUT, applied lazily (step 4).
+
+    `values()` is the frame in modality units (float64). Step 5 needs only the values' order
+    statistics and a per-value mapping, so for integer frames it works on the stored integers
+    and a table of their at most 65,536 distinct values instead of a float64 copy per pixel
+    (preprocessing.clip_and_scale); the result is byte-identical.
+    """
+
+    stored: np.ndarray      # 2-D, as the decoder gave it (integers, or floats for float data)
+    slope: float = 1.0
+    intercept: float = 0.0
+    invert: bool = False    # MONOCHROME1: negate the rescaled values
+
+    def modality(self, stored: np.ndarray) -> np.ndarray:
+        """Stored values (any shape) -> modality units; the one formula for pixels and tables."""
+        with np.errstate(over="ignore", invalid="ignore"):  # callers check finiteness
+            values = stored.astype(np.float64) * self.slope + self.intercept
+        return -values if self.invert else values
+
+    def values(self) -> np.ndarray:
+        return self.modality(self.stored)
+
+
+def frame_pixels(dataset: Dataset, frame: FrameInfo) -> ModalityPixels:
+    """Step 4: one frame with its modality LUT; MONOCHROME1 is turned bright-is-high.
 
     Byte order and bit depth are pydicom's job; no display windowing (presets vary by vendor).
     Negating MONOCHROME1 is an exact inversion because step 5 rescales by percentiles anyway.
@@ -399,13 +427,13 @@ def frame_pixels(dataset: Dataset, frame: FrameInfo) -> np.ndarray:
     if raw.ndim != 2 or raw.size == 0:
         raise reject("decode_error", f"{tag_name('PixelData')} decoded to shape {raw.shape}, "
                      "expected one greyscale frame")
-    with np.errstate(over="ignore", invalid="ignore"):  # overflow is caught just below
-        values = raw.astype(np.float64) * frame.rescale_slope + frame.rescale_intercept
-    if str(dataset.PhotometricInterpretation).strip() == "MONOCHROME1":
-        values = -values
-    if not np.all(np.isfinite(values)):
+    pixels = ModalityPixels(raw, frame.rescale_slope, frame.rescale_intercept,
+                            str(dataset.PhotometricInterpretation).strip() == "MONOCHROME1")
+    # The modality LUT is monotonic, so integer frames are finite iff their extremes are.
+    probe = np.array([raw.min(), raw.max()]) if raw.dtype.kind in "ui" else raw
+    if not np.all(np.isfinite(pixels.modality(probe))):
         raise reject("decode_error", f"{tag_name('PixelData')} holds non-finite values")
-    return values
+    return pixels
 
 
 def optional_uid(dataset: Dataset, keyword: str) -> str | None:

@@ -52,11 +52,14 @@ def scanner_token(manufacturer: object, model_name: object) -> str:
     return f"{vendor}_{model[:MAX_MODEL_CHARACTERS]}"
 
 
-def read_scanner(data: bytes) -> str:
-    """The token of a DICOM file's header (pixels not read); `unknown` when unreadable."""
+def read_scanner(data) -> str:
+    """The token of a DICOM file's header (pixels not read); `unknown` when unreadable.
+    `data`: the file's bytes, or a header already parsed (preprocessing.ParsedDicom)."""
     try:
-        dataset = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True,
-                                  specific_tags=list(HEADER_TAGS))
+        dataset = getattr(data, "dataset", None)
+        if dataset is None:
+            dataset = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True,
+                                      specific_tags=list(HEADER_TAGS))
         return scanner_token(dataset.get("Manufacturer"), dataset.get("ManufacturerModelName"))
     except Exception:  # noqa: BLE001 -- an unreadable header has no known scanner
         return UNKNOWN_SCANNER

@@ -24,9 +24,9 @@ from collections.abc import Callable, Collection, Container, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from components.dicom.preprocessing import (PreprocessedSlice, Rejection, preprocess_dicom,
-                                            preprocess_path, read_source, read_study_identity,
-                                            undecodable_header)
+from components.dicom.preprocessing import (PreprocessedSlice, Rejection, parse_dicom,
+                                            preprocess_dicom, preprocess_path, read_source,
+                                            read_study_identity, undecodable_header)
 from components.dicom.file_tree import ALREADY_LISTED, WalkMemory, file_key, walk_local
 from components.dicom.scanner import UNKNOWN_SCANNER, read_scanner
 from components.dicom.studies import StudyRef, study_of
@@ -150,6 +150,7 @@ def file_to_slices(item: NamedInput, *, image_size: int,
     except Exception as error:  # noqa: BLE001 -- any filesystem's failure is this file's
         return _refused(item, Rejection(UNREADABLE_FILE, "the file could not be read "
                                                          f"({type(error).__name__})"), None)
+    data = parse_dicom(data) or data  # one header parse for the identity and the slices
     identity = read_study_identity(data)  # header only: None when not a readable DICOM
     scanner = read_scanner(data) if identity is not None else UNKNOWN_SCANNER
     if identity is not None and study_check is not None:
