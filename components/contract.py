@@ -10,6 +10,11 @@ here, so a rename is one edit and a mismatch cannot slip in between exporter and
   uint8 image path (what our clients send) carries it.
 * `serving_float`: `image` float32 [None, S, S, 1] (0..255) -> the same outputs.
 * `serving_examples`: `examples` string [None] (serialized tf.Example) -> the same outputs.
+* `serving_explain`: `image` uint8 [None, S, S, 1] -> `probability`, `logit` float32 [None] and
+  `heatmap` float32 [None, S, S, 1]: where the model looked (Grad-CAM on the last convolution,
+  computed in the graph, resampled to the input's pixels, each map scaled to [0, 1]). A
+  signature of its own so TF Serving serves it as is, and so the plain prediction path does not
+  pay for the gradient.
 
 Pure on purpose (no TensorFlow, no project imports): thin clients import it.
 
@@ -25,11 +30,13 @@ DEFAULT_MODEL_NAME = "ms_mri"  # the served model's name (models.config, request
 SERVING_DEFAULT = "serving_default"
 SERVING_FLOAT = "serving_float"
 SERVING_EXAMPLES = "serving_examples"
+SERVING_EXPLAIN = "serving_explain"
 
 IMAGE_INPUT = "image"        # input of serving_default and serving_float
 EXAMPLES_INPUT = "examples"  # input of serving_examples
 PROBABILITY = "probability"  # P(MS) per image: the prediction TFMA and the report read
 LOGIT = "logit"
+HEATMAP = "heatmap"          # serving_explain's Grad-CAM map, float32 [N, S, S, 1] in [0, 1]
 
 # A slice or study is called MS when its probability is above this: the report's confusion
 # counts, the canary analysis's agreement and the web page's verdict all use it.

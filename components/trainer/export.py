@@ -7,6 +7,7 @@ nothing else. `serving_float` serves clients that build requests as TF Serving's
 answers exactly as serving_default. `serving_examples` is what TFMA's Evaluator feeds: only
 the image feature is parsed, so examples without a label (or any other feature) are accepted;
 the image bytes go through the Trainer's own decoder, which also checks their length.
+`serving_explain` adds the Grad-CAM heat map (components/trainer/explain.py) to the uint8 path.
 """
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ import tensorflow as tf
 import tf_keras as keras
 
 from components import features
-from components.contract import (EXAMPLES_INPUT, IMAGE_INPUT, LOGIT, PROBABILITY,
-                                 SERVING_DEFAULT, SERVING_EXAMPLES, SERVING_FLOAT)
+from components.contract import (EXAMPLES_INPUT, HEATMAP, IMAGE_INPUT, LOGIT, PROBABILITY,
+                                 SERVING_DEFAULT, SERVING_EXAMPLES, SERVING_EXPLAIN,
+                                 SERVING_FLOAT)
 from components.trainer.data import decode_image
+from components.trainer.explain import keras_grad_cam
 
 
 def _outputs(logit: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -46,8 +49,17 @@ def make_signatures(model: keras.Model, image_size: int) -> dict[str, tf.types.e
         image = decode_image(parsed[features.IMAGE], image_size)
         return _outputs(model(image, training=False))
 
+    explain = keras_grad_cam(model, image_size)
+
+    @tf.function(input_signature=[
+        tf.TensorSpec([None, image_size, image_size, 1], tf.uint8, name=IMAGE_INPUT)])
+    def serve_explanations(image: tf.Tensor) -> dict[str, tf.Tensor]:
+        logit, heatmap = explain(image)
+        return {**_outputs(logit), HEATMAP: heatmap}
+
     return {
         SERVING_DEFAULT: serve_images.get_concrete_function(),
+        SERVING_EXPLAIN: serve_explanations.get_concrete_function(),
         SERVING_FLOAT: serve_float_images.get_concrete_function(),
         SERVING_EXAMPLES: serve_examples.get_concrete_function(),
     }
