@@ -17,6 +17,7 @@ import numpy as np
 
 from components.dicom.metrics import confusion_counts
 from components.evaluation_report import report_figures
+from components.evaluation_report.report_explain import explanations_section
 from components.dicom_example_gen.properties import SplitSize
 from components.evaluation_report.report_data import (SlicePredictions, TfmaSummary, ThresholdCheck,
                                                       auc_or_nan, load_tfma_summary, predict_split)
@@ -61,6 +62,8 @@ text-align:left} td.num{text-align:right} th{background:#f3f3f3}
 .ok{background:#e3f4e1;border:1px solid #7bbf73} .bad{background:#fbe3e1;border:1px solid #d9827a}
 .pass{color:#2b7a2b;font-weight:600} .fail{color:#b3261e;font-weight:600}
 .muted{color:#666;font-size:.92em} img{max-width:100%;border:1px solid #eee;margin:.5em 0}
+.gradcams{display:flex;flex-wrap:wrap;gap:1em} .gradcam{margin:0;width:256px}
+.gradcam img{width:256px}
 .caveat{background:#fff8e1;border:1px solid #e6c65c;padding:.6em 1em;border-radius:6px}
 """
 
@@ -286,6 +289,7 @@ def write_report(out_dir: str, *, evaluation_uri: str, model_dir: str, eval_exam
         _data_section(split_sizes, rejects),
         _headline_section(slices, threshold),
         _figures_section(out_dir, slices, threshold),
+        explanations_section(out_dir, model_dir, eval_examples_uri, slices),
         _scanner_section(slices),
         _blessing_section(summary),
         f"<h2>Notes</h2><ul>{notes_html}</ul>" if notes else "",

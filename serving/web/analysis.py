@@ -9,7 +9,9 @@ fall back to one group), the study-level probability is the mean over its slices
 version scores each study through the thin gRPC client (serving/web/scoring.py: the server's
 default, a label, or the canary rollout's choice, keyed by `study_key` as `mspipe predict`
 routes it). What this adds for people: the tensors themselves come back as PNG thumbnails
-(encoded from the exact uint8 array that was sent, so what you see is what the model saw), and
+(encoded from the exact uint8 array that was sent, so what you see is what the model saw),
+each with the Grad-CAM heat map of the version that scored it as a translucent PNG layer
+(`serving_explain`; components/dicom/overlay.py colours it) that the page toggles, and
 every rejection carries a plain-words reason. Uploads live in memory only; the result holds the
 names the user gave, for the page, and `summary_for_log` gives the counts that may be logged.
 """
@@ -24,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from components.dicom.metrics import aggregate_by_study
+from components.dicom.overlay import heat_rgba
 from components.dicom.preprocessing import PreprocessedSlice, Rejection
 from components.dicom.slices import NamedInput, files_to_slices
 from components.dicom.studies import StudyRef, group_by_study, study_key
@@ -64,10 +67,11 @@ def analyze(scorer: Scorer, uploads: list[UploadedFile], settings: WebSettings) 
         images = np.stack([k.slice.image for k in members])
         key = study_key(ref, images)
         answer = scorer.score(images, key, metadata)
+        heatmaps = scorer.explain(images, answer.result.model_version)
         title = ("JPEG/PNG images" if ref.study_uid is None
                  else "Study" if dicom_count == 1 else f"Study {number}")
         studies.append(study_entry(title, key, members, answer.result,
-                                   scorer.answered_by(answer), settings.threshold))
+                                   scorer.answered_by(answer), settings.threshold, heatmaps))
     return {
         "model": {"name": metadata.model_name, "version": metadata.model_version,
                   "labels": scorer.labels_answering(metadata.model_version),
@@ -107,9 +111,11 @@ def slice_order(kept: KeptSlice) -> tuple:
             kept.name, item.frame_index)
 
 
-def slice_entry(kept: KeptSlice, probability: float, logit: float | None) -> dict:
+def slice_entry(kept: KeptSlice, probability: float, logit: float | None,
+                heatmap: np.ndarray | None = None) -> dict:
     item = kept.slice
-    return {"name": kept.name, "frame_index": item.frame_index,
+    return {"heatmap": None if heatmap is None else png_data_url(heat_rgba(heatmap)),
+            "name": kept.name, "frame_index": item.frame_index,
             "frames_in_file": kept.frames_in_file, "instance_number": item.instance_number,
             "orientation": item.orientation, "rows": item.rows, "cols": item.cols,
             "probability": probability, "logit": logit,
@@ -117,18 +123,22 @@ def slice_entry(kept: KeptSlice, probability: float, logit: float | None) -> dic
 
 
 def png_data_url(image: np.ndarray) -> str:
-    """Lossless PNG of the uint8 [S, S, 1] tensor exactly as it went to the model."""
+    """Lossless PNG of the uint8 [S, S, 1] tensor exactly as it went to the model (or of an
+    RGBA [S, S, 4] layer)."""
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(image[:, :, 0])).save(buffer, format="PNG")
+    pixels = image[:, :, 0] if image.shape[-1] == 1 else image
+    Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def study_entry(title: str, key: str, members: list[KeptSlice],
-                result: PredictResult, answered_by: dict, threshold: float) -> dict:
+                result: PredictResult, answered_by: dict, threshold: float,
+                heatmaps: np.ndarray | None = None) -> dict:
     """Study-level probability = mean over its slices, as in training and evaluation."""
     logits = result.logits
     slices = [slice_entry(item, float(result.probabilities[i]),
-                          None if logits is None else float(logits[i]))
+                          None if logits is None else float(logits[i]),
+                          None if heatmaps is None else heatmaps[i])
               for i, item in enumerate(members)]
     (probability,) = aggregate_by_study([key] * len(slices),
                                         [s["probability"] for s in slices]).mean_probability

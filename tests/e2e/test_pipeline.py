@@ -118,6 +118,13 @@ def test_report_says_what_happened(trained_pipeline):
     assert "per study" in text and "per slice" in text
     for image in ("roc.png", "confusion.png", "calibration.png"):
         assert os.path.getsize(os.path.join(os.path.dirname(report), image)) > 1000
+    # the top-scoring MS eval slices with their Grad-CAM overlay (serving_explain)
+    assert "Where the model looked" in text and "highest-scoring eval slices of MS" in text
+    examples = sorted(re.findall(r"src='(gradcam-\d+\.png)'", open(report).read()))
+    assert examples and examples == [f"gradcam-{k}.png" for k in range(1, len(examples) + 1)]
+    for image in examples:
+        with open(os.path.join(os.path.dirname(report), image), "rb") as handle:
+            assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
 def evaluator_inputs(metadata_path: str) -> dict[str, list[str]]:

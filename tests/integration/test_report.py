@@ -223,3 +223,11 @@ def test_report_renders_in_a_headless_browser(rejected_report, tmp_path):
     assert all(width >= 400 for _, width in seen["images"]), seen["images"]
     assert seen["overflow"] <= 0
     assert screenshot.read_bytes().startswith(PNG_MAGIC)
+
+
+def test_report_says_when_the_model_has_no_explanation_signature(rejected_report):
+    """The test model predates serving_explain: a sentence, no heat-map figure."""
+    path, page = rejected_report
+    assert "Where the model looked" in _text(page)
+    assert "exports no serving_explain signature" in _text(page)
+    assert not [name for name in os.listdir(os.path.dirname(path)) if name.startswith("gradcam")]

@@ -146,6 +146,8 @@ function renderResult(answer) {
     describeRouting(model.routing);
   $("notices").replaceChildren(...answer.notices.map((text) => el("li", { text })));
   $("studies").replaceChildren(...answer.studies.map((study) => renderStudy(study, answer)));
+  $("heatmap-toggle").hidden = !answer.studies.some(
+    (study) => study.slices.some((slice) => slice.heatmap));
   renderRejections(answer.rejections);
   $("result").hidden = false;
 }
@@ -209,8 +211,16 @@ function sliceCaption(slice) {
   return slice.name + frameSuffix(slice);
 }
 
+// The Grad-CAM layer over a slice (a transparent PNG from the server), or nothing.
+function heatmapLayer(slice) {
+  return slice.heatmap ? el("img", { class: "heatmap", src: slice.heatmap,
+    alt: `where the model looked in ${sliceCaption(slice)}` }) : null;
+}
+
 function renderSlice(slice) {
-  const image = el("img", { class: "thumbnail", src: slice.thumbnail, alt: sliceCaption(slice) });
+  const image = el("div", { class: "thumb-wrap" }, [
+    el("img", { class: "thumbnail", src: slice.thumbnail, alt: sliceCaption(slice) }),
+    heatmapLayer(slice)]);
   const figure = el("figure", { class: "slice", tabindex: "0", role: "button",
     "aria-label": `${sliceCaption(slice)}, probability ${slice.probability.toFixed(3)}: ` +
       "open larger", dataset: {
@@ -235,6 +245,8 @@ function renderSlice(slice) {
 
 function openViewer(slice) {
   $("viewer-image").src = slice.thumbnail;
+  $("viewer-heatmap").hidden = !slice.heatmap;
+  if (slice.heatmap) $("viewer-heatmap").src = slice.heatmap;
   $("viewer-caption").textContent = `${sliceCaption(slice)}: probability ` +
     `${slice.probability.toFixed(3)} (original ${slice.rows}×${slice.cols}, ` +
     `${slice.orientation})`;
@@ -268,6 +280,9 @@ function setUp() {
     chooseFiles([]);
   });
   $("upload-form").addEventListener("submit", analyse);
+  // a native checkbox: Tab reaches it, Space toggles it
+  $("show-heatmaps").addEventListener("change", (event) =>
+    document.body.classList.toggle("heatmaps-on", event.target.checked));
   const zone = $("drop-zone");
   zone.addEventListener("dragover", (event) => {
     event.preventDefault();
