@@ -144,9 +144,43 @@ def test_grad_cam_peak_falls_in_a_lesion(full_size_run, pushed_model_client):
     score = pointing_game(explained.heatmaps, masks)
     held = np.asarray(held_out)
     on_eval = pointing_game(explained.heatmaps[held], masks[held])
-    print(f"\n{score.describe(512)}; eval studies only: {on_eval.describe(512)}")
+    # chance: a point drawn uniformly in the head lands on a lesion this often
+    head = images[..., 0] > 20
+    chance = float(np.mean([(m & h).sum() / h.sum() for m, h in zip(masks, head)]))
+    print(f"\n{score.describe(512)}; eval studies only: {on_eval.describe(512)}; "
+          f"chance (random point in the head) {chance:.1%}")
     assert score.scored >= 5
     assert score.score >= 0.8, score.describe(512)
+    assert chance < 0.2  # the game is not won by pointing anywhere
+
+
+def test_web_page_overlays_the_trained_models_heat_maps(full_size_run, pushed_model_client):
+    """The page on the pipeline's pushed model: an MS study with its heat maps toggled on,
+    saved as test-artifacts/web-heatmap-trained.png for a person to look at."""
+    from pathlib import Path
+
+    from serving.web.app import start_web
+    from support.browser import full_page_screenshot, headless_chromium, wait_for
+    from support.web_fixtures import upload_in_page
+
+    study_uid = next(uid for uid, record in sorted(full_size_run.manifest.studies.items())
+                     if record.label == 1 and record.axial_slices)
+    (folder,) = glob.glob(os.path.join(full_size_run.config.data_dir, "*", study_uid))
+    files = sorted(Path(folder).rglob("*.dcm"))
+    artifacts = Path(__file__).resolve().parents[2] / "test-artifacts"
+    with start_web(pushed_model_client.target, port=0) as web, headless_chromium() as chrome:
+        upload_in_page(chrome, web, files)
+        chrome.execute_script("document.getElementById('show-heatmaps').click()")
+        shown = wait_for(chrome, "const layers = [...document.querySelectorAll("
+                         "'figure.slice img.heatmap')]; return layers.length && layers.every("
+                         "l => getComputedStyle(l).display !== 'none' && l.naturalWidth) && "
+                         "layers.length;")
+        assert shown == record_slices(full_size_run, study_uid)
+        full_page_screenshot(chrome, artifacts / "web-heatmap-trained.png")
+
+
+def record_slices(run, study_uid: str) -> int:
+    return run.manifest.studies[study_uid].axial_slices
 
 
 def test_folder_is_one_study_with_mean_probability(full_size_run, pushed_model_client):

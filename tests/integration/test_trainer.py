@@ -110,7 +110,8 @@ def test_schedule_prefers_tfx_steps_then_config_steps_then_full_passes():
 
 def test_signatures_have_exact_names_dtypes_and_shapes(trained):
     _, loaded = trained
-    assert set(loaded.signatures) == {"serving_default", "serving_float", "serving_examples"}
+    assert set(loaded.signatures) == {"serving_default", "serving_float", "serving_examples",
+                                      "serving_explain"}
     default = loaded.signatures["serving_default"]
     assert default.structured_input_signature == ((), {"image": tf.TensorSpec(
         [None, IMAGE_SIZE, IMAGE_SIZE, 1], tf.uint8, name="image")})
@@ -124,6 +125,12 @@ def test_signatures_have_exact_names_dtypes_and_shapes(trained):
         assert signature.structured_outputs == {
             "probability": tf.TensorSpec([None], tf.float32, name="probability"),
             "logit": tf.TensorSpec([None], tf.float32, name="logit")}
+    explain = loaded.signatures["serving_explain"]
+    assert explain.structured_input_signature == default.structured_input_signature
+    assert explain.structured_outputs == {
+        "probability": tf.TensorSpec([None], tf.float32, name="probability"),
+        "logit": tf.TensorSpec([None], tf.float32, name="logit"),
+        "heatmap": tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 1], tf.float32, name="heatmap")}
 
 
 def test_probability_is_sigmoid_of_logit_and_both_signatures_agree(trained):
@@ -136,6 +143,10 @@ def test_probability_is_sigmoid_of_logit_and_both_signatures_agree(trained):
     np.testing.assert_allclose(probability, 1 / (1 + np.exp(-logit)), rtol=1e-5, atol=1e-6)
     by_float = loaded.signatures["serving_float"](image=tf.constant(images, tf.float32))
     np.testing.assert_array_equal(by_float["probability"].numpy(), probability)
+    explained = loaded.signatures["serving_explain"](image=tf.constant(images))
+    np.testing.assert_allclose(explained["probability"].numpy(), probability, rtol=1e-5)
+    heatmap = explained["heatmap"].numpy()
+    assert np.all((heatmap >= 0) & (heatmap <= 1)) and heatmap.max() == 1.0
     for labelled in (labels, None):  # a full training example, and an image-only example
         by_example = loaded.signatures["serving_examples"](
             examples=serialized_examples(images, labelled))
