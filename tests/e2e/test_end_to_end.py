@@ -166,7 +166,7 @@ def test_web_page_overlays_the_trained_models_heat_maps(full_size_run, pushed_mo
     study_uid = next(uid for uid, record in sorted(full_size_run.manifest.studies.items())
                      if record.label == 1 and record.axial_slices)
     (folder,) = glob.glob(os.path.join(full_size_run.config.data_dir, "*", study_uid))
-    files = sorted(Path(folder).rglob("*.dcm"))
+    files = sorted(path for path in Path(folder).rglob("*") if path.is_file())
     artifacts = Path(__file__).resolve().parents[2] / "test-artifacts"
     with start_web(pushed_model_client.target, port=0) as web, headless_chromium() as chrome:
         upload_in_page(chrome, web, files)
