@@ -40,6 +40,9 @@ LOGIT = "logit"
 # has one (`decision_threshold` among serving_default's outputs) and every Predict reply
 # carries the value of the version that answered (right under canaries too).
 THRESHOLD_OUTPUT = "decision_threshold"
+# How it was chosen (rule, validation studies), JSON inside the SavedModel folder; servers do
+# not load assets.extra/ except TF Serving's warmup file, so only the report reads it.
+THRESHOLD_RECORD = "assets.extra/threshold.json"
 
 # The fallback for models exported without a THRESHOLD_OUTPUT (older versions): the report's
 # confusion counts, the canary analysis's agreement and the web page's verdict use it then.

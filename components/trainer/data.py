@@ -141,6 +141,10 @@ def study_labels(file_patterns: list[str], schema: schema_pb2.Schema,
     studies: dict[str, tuple[int, int]] = {}
     for batch in dataset:
         labels = batch[features.LABEL].numpy().reshape(-1)
+        bad = labels[(labels != 0) & (labels != 1)]
+        if bad.size:
+            raise ValueError(f"{split} split: feature '{features.LABEL}' must be 0 or 1, "
+                             f"found {sorted(set(bad.tolist()))[:5]}")
         for study_id, label in zip(batch[features.STUDY_ID].numpy().reshape(-1), labels):
             study_id = study_id.decode()
             known = studies.get(study_id)
@@ -148,6 +152,8 @@ def study_labels(file_patterns: list[str], schema: schema_pb2.Schema,
                 raise ValueError(f"{split} split: study {study_id} has slices labelled "
                                  f"{known[0]} and {label}; the label must be per study")
             studies[study_id] = (int(label), 1 + (known[1] if known else 0))
+    if not studies:
+        raise ValueError(f"{split} split is empty (files {file_patterns})")
     return studies
 
 

@@ -15,6 +15,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from components import features
+from components.contract import THRESHOLD_RECORD
 from components.dicom.metrics import ThresholdChoice, aggregate_by_study, choose_threshold
 from components.dicom_example_gen.splits import EVAL, TRAIN, assign_splits
 from components.trainer.config import ModelConfig
@@ -105,7 +106,8 @@ def train_and_export(train_files: list[str], eval_files: list[str] | None, confi
         train_studies = study_labels(train_files, schema, factory, "train")
         validation_studies = threshold_validation_studies(
             train_studies, config.threshold_validation_fraction)
-        kept = [v for s, v in train_studies.items() if s not in set(validation_studies)]
+        held_out = set(validation_studies)
+        kept = [v for s, v in train_studies.items() if s not in held_out]
         train_counts = LabelCounts(negatives=sum(n for label, n in kept if label == 0),
                                    positives=sum(n for label, n in kept if label == 1))
     else:
@@ -152,8 +154,7 @@ def train_and_export(train_files: list[str], eval_files: list[str] | None, confi
                  choice.sensitivity, choice.specificity)
     threshold = choice.threshold if choice else config.fixed_threshold
     export_serving_model(model, config.image_size, serving_model_dir, threshold)
-    if log_dir:
-        _write_threshold(log_dir, choice, threshold)
+    _write_threshold(serving_model_dir, choice, threshold)
     return TrainResult(serving_model_dir=serving_model_dir, schedule=schedule,
                        train_counts=train_counts, eval_counts=eval_counts, threshold=choice,
                        validation_studies=validation_studies,
@@ -165,15 +166,16 @@ def threshold_validation_studies(train_studies: dict[str, tuple[int, int]],
     """The train studies held out of fitting to choose the threshold on: the split rule of
     DicomExampleGen (by study, stratified by label, ordered by the salted hash), so the same
     data always gives the same part. Needs two studies of each class (one to fit, one to
-    validate)."""
+    validate); with fewer, none is held out (empty result: the fixed threshold is exported)."""
     labels = {study: label for study, (label, _) in train_studies.items()}
     per_class = [sum(1 for v in labels.values() if v == c) for c in (1, 0)]
     if min(per_class) < 2:
-        raise ValueError(
-            f"train split has {per_class[0]} MS and {per_class[1]} control studies: choosing "
-            "the operating threshold on a held-out part needs at least 2 of each; add studies "
-            "or set ModelConfig.threshold_validation_fraction=0 (fixed threshold "
-            "ModelConfig.fixed_threshold)")
+        # Too few to hold any out: train on all, keep the fixed threshold, and say so (the
+        # report and every client name the threshold "fallback"/"fixed").
+        log.warning("train split has %d MS and %d control studies: choosing the operating "
+                    "threshold on a held-out part needs at least 2 of each; exporting the "
+                    "fixed threshold instead", *per_class)
+        return ()
     assignment = assign_splits(labels, {TRAIN: 1.0 - fraction, EVAL: fraction})
     return tuple(sorted(study for study, split in assignment.items() if split == EVAL))
 
@@ -199,13 +201,18 @@ def validation_scores(model: keras.Model, train_files: list[str],
     return aggregate_by_study(study_ids, probabilities, labels)
 
 
-def _write_threshold(log_dir: str, choice: ThresholdChoice | None, threshold: float) -> None:
-    """What was chosen and on how much, next to the settings: the report and people read it."""
+def _write_threshold(serving_model_dir: str, choice: ThresholdChoice | None,
+                     threshold: float) -> None:
+    """How the threshold was chosen, on how many studies, inside the SavedModel's
+    assets.extra/ (which servers do not load: the value itself is the signatures' output), so
+    it travels with every copy of the model; the evaluation report reads it."""
     record = {"threshold": threshold, "rule": choice.rule if choice else "fixed",
               "validation": None if choice is None else {
                   "positive_studies": choice.positives, "negative_studies": choice.negatives,
                   "sensitivity": choice.sensitivity, "specificity": choice.specificity}}
-    with tf.io.gfile.GFile(os.path.join(log_dir, "threshold.json"), "w") as handle:
+    path = os.path.join(serving_model_dir, THRESHOLD_RECORD)
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    with tf.io.gfile.GFile(path, "w") as handle:
         handle.write(json.dumps(record, indent=2, sort_keys=True))
 
 

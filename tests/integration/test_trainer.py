@@ -204,7 +204,7 @@ def test_tensorboard_logs_and_settings_are_written(trained):
         settings = json.load(handle)
     assert settings["model_config"]["widths"] == [4, 8, 16]
     assert settings["train_counts_per_slice"] == {"negatives": 24, "positives": 24}
-    with open(os.path.join(log_dir, "threshold.json")) as handle:
+    with open(os.path.join(result.serving_model_dir, "assets.extra", "threshold.json")) as handle:
         recorded = json.load(handle)
     assert recorded["rule"] == "youden"
     assert recorded["threshold"] == pytest.approx(result.threshold.threshold)
