@@ -58,7 +58,7 @@ class StudyPrediction:
     probability: float | None  # mean over its slices; None when no slice survived
     slice_count: int
     rejected_count: int
-    above_threshold: bool | None = None  # probability > the report's decision threshold
+    above_threshold: bool | None = None  # probability > the answering model's threshold
 
 
 @dataclass

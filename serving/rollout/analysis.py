@@ -254,7 +254,6 @@ def _label_metrics(record: LabelRecord, probabilities: np.ndarray, both: np.ndar
         "errors": dict(record.errors.most_common(5)),
         "latency_p50_ms": float(np.percentile(latencies, 50)) if latencies.size else None,
         "latency_p99_ms": float(np.percentile(latencies, 99)) if latencies.size else None,
-        "study_auc": auc,
         "auc_studies": studies,
         "versions": {str(v): n for v, n in sorted(record.versions.items())},
     }

@@ -286,8 +286,9 @@ def test_tfma_evaluates_the_exported_model(trained, records, tmp_path):
 
 def test_wrong_image_byte_length_fails_with_a_clear_message(tmp_path, trained):
     images, labels = blob_images(4, 60, seed=1)  # written for image_size 60, read as 64
-    path = write_gzip_tfrecord(tmp_path / "bad.gz",
-                               [slice_example(i, int(l)) for i, l in zip(images, labels)])
+    path = write_gzip_tfrecord(tmp_path / "bad.gz",  # one study per label, as ingest writes
+                               [slice_example(i, int(l), study=f"study-{l}")
+                                for i, l in zip(images, labels)])
     expected = "feature image must hold image_size\\*image_size = 4096 raw uint8 bytes"
     with pytest.raises(tf.errors.InvalidArgumentError, match=expected):
         train_and_export([path], None, CONFIG, str(tmp_path / "model"), None)
@@ -304,6 +305,10 @@ def test_one_class_or_bad_labels_are_refused(tmp_path):
     bad_label = write_gzip_tfrecord(tmp_path / "bad.gz", [slice_example(images[0], 2)])
     with pytest.raises(ValueError, match="feature 'label' must be 0 or 1, found \\[2\\]"):
         train_and_export([bad_label], None, CONFIG, str(tmp_path / "m2"), None)
+    mixed = write_gzip_tfrecord(tmp_path / "mixed.gz", [slice_example(images[0], 0),
+                                                        slice_example(images[1], 1)])
+    with pytest.raises(ValueError, match="has slices labelled 0 and 1; the label must be per"):
+        train_and_export([mixed], None, CONFIG, str(tmp_path / "m3"), None)
 
 
 def test_curated_schema_matches_the_feature_contract():
