@@ -198,7 +198,10 @@ class StudyMetricIntervals:
     """Study-level AUC, sensitivity and specificity at `threshold`, each with its 95 % CI.
 
     `conclusive` is False, with the reason in `caveat`, when the data is too small to conclude
-    (see MIN_STUDIES_PER_CLASS and MAX_CONCLUSIVE_AUC_WIDTH).
+    (see MIN_STUDIES_PER_CLASS and MAX_CONCLUSIVE_AUC_WIDTH). A percentile bootstrap
+    interval has zero width when every study is on the right side (AUC 1, sensitivity 1):
+    resampling cannot create a mistake that is not in the data. That is not certainty; the
+    report says so, and the small-data rule above is what flags such sets.
     """
 
     auc: Interval

@@ -235,6 +235,15 @@ def _uncertainty_section(result: StudyMetricIntervals, threshold_text: str) -> s
                    f"{html.escape(result.caveat.removeprefix('too small to conclude: '))}. "
                    "These numbers may be far from the model's real performance; do not rely "
                    "on them.</div>")
+    flat = [name for name, interval in (("AUC", result.auc), ("sensitivity", result.sensitivity),
+                                         ("specificity", result.specificity))
+            if interval.width == 0]
+    if flat:
+        verdict += (f"<p class='caveat'>A zero-width interval ({', '.join(flat)}) does not mean "
+                    "certainty: every resample gave the same value because every eval study "
+                    "fell on the same side (e.g. all MS studies above the threshold), which "
+                    "resampling cannot undo. With this few studies the true value may still be "
+                    "clearly lower.</p>")
     return (f"<h2>Uncertainty ({CONFIDENCE:.0%} confidence intervals, per study)</h2>"
             f"<p>Decision threshold: {threshold_text}. A study is called MS when its "
             "probability is above it.</p>"

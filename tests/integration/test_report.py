@@ -148,6 +148,9 @@ def test_report_gives_study_intervals_and_says_the_eval_set_is_too_small(rejecte
     assert "The eval split is too small to conclude: 3 MS and 3 control studies" in text
     assert "Rule for \"too small to conclude\": fewer than 10 studies of either class" in text
     assert "0.5, the fixed fallback" in text
+    # every control is below 0.5: specificity 1.0 in every resample, which is not certainty
+    assert recorded["specificity"] == {"estimate": 1.0, "low": 1.0, "high": 1.0}
+    assert "A zero-width interval (specificity) does not mean certainty" in text
     # the Evaluator's own record carries the interval too (StudyAUC's extra metrics)
     assert re.search(r"AUC per study, 95% CI lower bound 0\.\d{4}", text)
 
