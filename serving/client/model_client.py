@@ -31,8 +31,9 @@ from typing import TypeVar
 import grpc
 import numpy as np
 
-from components.contract import (DEFAULT_MODEL_NAME, HEATMAP, IMAGE_INPUT, LOGIT,
-                                 PROBABILITY, SERVING_DEFAULT, SERVING_EXPLAIN)
+from components.contract import (DECISION_THRESHOLD, DEFAULT_MODEL_NAME, HEATMAP, IMAGE_INPUT,
+                                 LOGIT, PROBABILITY, SERVING_DEFAULT, SERVING_EXPLAIN,
+                                 THRESHOLD_OUTPUT)
 from serving.api.errors import ServingError
 from serving.api.protos import (SIGNATURE_DEF_FIELD, get_model_metadata_pb2,
                             get_model_status_pb2, model_management_pb2, model_pb2,
@@ -63,6 +64,11 @@ class ModelMetadata:
     output_names: tuple[str, ...]
     signature_names: tuple[str, ...]
 
+    @property
+    def has_threshold(self) -> bool:
+        """Whether the model carries its own operating threshold (contract.THRESHOLD_OUTPUT)."""
+        return THRESHOLD_OUTPUT in self.output_names
+
 
 @dataclass(frozen=True)
 class PredictResult:
@@ -71,6 +77,17 @@ class PredictResult:
     model_name: str
     model_version: int         # from PredictResponse.model_spec: who actually answered
     signature_name: str
+    model_threshold: float | None = None  # the answering model's own operating threshold
+
+    @property
+    def decision_threshold(self) -> float:
+        """Study probability > this = MS: the model's own, else contract.DECISION_THRESHOLD."""
+        return DECISION_THRESHOLD if self.model_threshold is None else self.model_threshold
+
+    @property
+    def threshold_source(self) -> str:
+        """"model" (chosen on validation studies, stored in the SavedModel) or "fallback"."""
+        return "fallback" if self.model_threshold is None else "model"
 
 
 @dataclass(frozen=True)
@@ -283,8 +300,15 @@ def _merge(parts: list[predict_pb2.PredictResponse]) -> PredictResult:
     probabilities = [from_tensor_proto(p.outputs[PROBABILITY], name=PROBABILITY) for p in parts]
     logits = ([from_tensor_proto(p.outputs[LOGIT], name=LOGIT) for p in parts]
               if all(LOGIT in p.outputs for p in parts) else None)
+    threshold = None
+    if all(THRESHOLD_OUTPUT in p.outputs for p in parts):
+        values = np.concatenate([from_tensor_proto(p.outputs[THRESHOLD_OUTPUT],
+                                                   name=THRESHOLD_OUTPUT).reshape(-1)
+                                 for p in parts])
+        finite = values[np.isfinite(values)]
+        threshold = float(finite[0]) if finite.size else None
     return PredictResult(
         probabilities=np.concatenate(probabilities).astype(np.float32).reshape(-1),
         logits=None if logits is None else np.concatenate(logits).astype(np.float32).reshape(-1),
         model_name=first.name, model_version=first.version.value,
-        signature_name=first.signature_name)
+        signature_name=first.signature_name, model_threshold=threshold)

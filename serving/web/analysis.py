@@ -72,12 +72,14 @@ def analyze(scorer: Scorer, uploads: list[UploadedFile], settings: WebSettings) 
                  else "Study" if dicom_count == 1 else f"Study {number}")
         studies.append(study_entry(title, key, members, answer.result,
                                    scorer.answered_by(answer), settings.threshold, heatmaps))
+    thresholds = {(s["threshold"], s["threshold_source"]) for s in studies}
     return {
         "model": {"name": metadata.model_name, "version": metadata.model_version,
                   "labels": scorer.labels_answering(metadata.model_version),
                   "requested_label": settings.label, "routing": scorer.routing(),
                   "image_size": metadata.image_size, "signature": metadata.signature_name},
-        "threshold": settings.threshold,
+        # one value when every study was answered with the same threshold, else None
+        "threshold": next(iter(thresholds))[0] if len(thresholds) == 1 else settings.threshold,
         "files_received": len(uploads),
         "studies": studies,
         "rejections": [rejection_entry(r) for r in sorted(rejected, key=rejection_order)],
@@ -132,9 +134,12 @@ def png_data_url(image: np.ndarray) -> str:
 
 
 def study_entry(title: str, key: str, members: list[KeptSlice],
-                result: PredictResult, answered_by: dict, threshold: float,
+                result: PredictResult, answered_by: dict, threshold: float | None,
                 heatmaps: np.ndarray | None = None) -> dict:
-    """Study-level probability = mean over its slices, as in training and evaluation."""
+    """Study-level probability = mean over its slices, as in training and evaluation; called
+    MS-like above the answering model's own threshold unless the operator set one."""
+    source = "operator" if threshold is not None else result.threshold_source
+    threshold = result.decision_threshold if threshold is None else threshold
     logits = result.logits
     slices = [slice_entry(item, float(result.probabilities[i]),
                           None if logits is None else float(logits[i]),
@@ -145,6 +150,7 @@ def study_entry(title: str, key: str, members: list[KeptSlice],
     return {
         "title": title, "kind": "images" if members[0].study.study_uid is None else "dicom",
         "probability": float(probability), "above_threshold": bool(probability > threshold),
+        "threshold": float(threshold), "threshold_source": source,
         "answered_by": answered_by, "slice_count": len(slices),
         "file_count": len({item.name for item in members}),
         "series_count": len({item.slice.series_uid for item in members}),

@@ -48,11 +48,14 @@ PATIENT_LIKE_NAME = "Doe^Jane_MRN-4711-XYZ.dcm"
 HOSTILE_NAME = "<img src=x onerror=\"document.title='owned'\">notes.txt"  # shown as text
 
 
+MODEL_THRESHOLD = 0.37  # the served model's own operating threshold (not the 0.5 fallback)
+
+
 # ---------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def page_model_server(tmp_path_factory):
     root = tmp_path_factory.mktemp("web_models")
-    save_version(root / MODEL_NAME, 1, image_size=IMAGE_SIZE)
+    save_version(root / MODEL_NAME, 1, image_size=IMAGE_SIZE, threshold=MODEL_THRESHOLD)
     write_model_config(root / "models.config",
                        build_model_config([model_entry(MODEL_NAME, root / MODEL_NAME)]))
     with running_server(root / "models.config") as server:
@@ -125,7 +128,12 @@ def test_study_zip_shows_what_the_client_library_answers(chrome, web, client, da
     assert shown_study["shown"] == f"{expected_study.probability:.3f}"
     assert {(r["name"], r["reason"]) for r in state["rejections"]} == {
         (relative(r.path), r.reason) for r in expected.rejections}
-    assert "threshold 0.50" in shown_study["text"]
+    # the served model's own threshold, the one `mspipe predict` reads from the same reply
+    assert (expected.threshold, expected.threshold_source) == (pytest.approx(MODEL_THRESHOLD),
+                                                               "model")
+    assert expected_study.above_threshold == (expected_study.probability > MODEL_THRESHOLD)
+    assert "decision threshold of 0.37, the model's own operating threshold" in \
+        shown_study["text"]
     assert shown_study["answered_by"] == ("Answered by ms_mri version 1 (the server's default "
                                           "version; no version label).")
     assert "Model ms_mri · input 512×512 pixels · 12 file(s) received." == state["answered_by"]

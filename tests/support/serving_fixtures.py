@@ -33,10 +33,11 @@ TEST_LOAD_RETRY_INTERVAL_MICROS = 100_000
 class ContractModel(tf.Module):
     """Rescale -> 3x3 conv (4 filters, relu) -> global mean -> dense -> logit."""
 
-    def __init__(self, image_size: int, seed: int):
+    def __init__(self, image_size: int, seed: int, threshold: float | None = None):
         super().__init__()
         rng = np.random.default_rng(seed)
         self.image_size = image_size
+        self.threshold = threshold  # exported as contract.THRESHOLD_OUTPUT when given
         self.kernel = tf.Variable(rng.normal(0, 0.5, (3, 3, 1, 4)).astype(np.float32))
         self.dense = tf.Variable(rng.normal(0, 1.0, (4, 1)).astype(np.float32))
         self.bias = tf.Variable(np.float32(rng.normal(0, 0.5)))
@@ -70,7 +71,10 @@ class ContractModel(tf.Module):
 
     def _serve_images(self, image):
         logit = self.logits(image)
-        return {contract.PROBABILITY: tf.sigmoid(logit), contract.LOGIT: logit}
+        outputs = {contract.PROBABILITY: tf.sigmoid(logit), contract.LOGIT: logit}
+        if self.threshold is not None:
+            outputs[contract.THRESHOLD_OUTPUT] = tf.fill(tf.shape(logit), self.threshold)
+        return outputs
 
     def _serve_examples(self, examples):
         parsed = tf.io.parse_example(
@@ -88,11 +92,12 @@ def contract_signatures(model: ContractModel) -> dict:
 
 
 def save_version(base_path: str | os.PathLike, version: int, *,
-                 image_size: int = IMAGE_SIZE) -> Path:
-    """Write version `version` atomically (temp folder + rename); returns its folder."""
+                 image_size: int = IMAGE_SIZE, threshold: float | None = None) -> Path:
+    """Write version `version` atomically (temp folder + rename); returns its folder.
+    `threshold`: the model's own operating threshold (an output of its signatures)."""
     base_path = Path(base_path)
     base_path.mkdir(parents=True, exist_ok=True)
-    model = ContractModel(image_size, seed=version)
+    model = ContractModel(image_size, seed=version, threshold=threshold)
     staging = Path(tempfile.mkdtemp(prefix=f".staging-{version}-", dir=base_path))
     tf.saved_model.save(model, str(staging), signatures=contract_signatures(model))
     final = base_path / str(version)

@@ -152,16 +152,23 @@ function renderResult(answer) {
   $("result").hidden = false;
 }
 
+const THRESHOLD_SOURCES = {
+  model: "the model's own operating threshold, chosen on validation studies of its training " +
+    "data (its sensitivity and specificity on the eval studies are in the evaluation report)",
+  fallback: "the fixed fallback threshold: this model was exported without a chosen one",
+  operator: "the threshold set by the page's operator",
+};
+
 function renderStudy(study, answer) {
-  const threshold = answer.threshold.toFixed(2);
+  const threshold = study.threshold.toFixed(2);
   const side = study.above_threshold ? "Above"
-    : study.probability === answer.threshold ? "At" : "Below";
+    : study.probability === study.threshold ? "At" : "Below";
   const source = study.kind === "dicom"
     ? `${study.file_count} file(s), ${study.series_count} axial series`
     : `${study.file_count} image(s)`;
   const summary = `Mean of the ${study.slice_count} slice probabilities below (${source}). ` +
-    `${side} the decision threshold of ${threshold} used in evaluation, where a probability ` +
-    `above ${threshold} counts as MS-like.`;
+    `${side} the decision threshold of ${threshold}, ${THRESHOLD_SOURCES[study.threshold_source]}; ` +
+    `a probability above ${threshold} counts as MS-like.`;
   const label = study.kind === "dicom" ? "Study-level probability" : "Mean probability";
   const by = study.answered_by;
   const answeredBy = "Answered by " + describeVersion(answer.model.name, by.version, by.labels,
@@ -176,7 +183,7 @@ function renderStudy(study, answer) {
         el("span", { class: "big-label", text: label }),
         el("span", { class: "study-probability", text: study.probability.toFixed(3) }),
       ]),
-      probabilityBar(study.probability, answer.threshold),
+      probabilityBar(study.probability, study.threshold),
     ]),
     el("p", { class: "study-summary", text: summary }),
     el("p", { class: "study-answered-by", text: answeredBy }),
