@@ -139,7 +139,9 @@ def _predict_examples(target: str, manifest, data_dir: Path, salt: str) -> None:
             print(f"study {hash_uid(uid, salt)[:12]} (truth: {truth}, scanner {record.scanner}): "
                   f"P(MS) = {study.probability:.3f}, mean of {study.slice_count} slices "
                   f"({study.rejected_count} files/frames rejected), model version "
-                  f"{prediction.model_version}")
+                  f"{prediction.model_version}, "
+                  f"{'above' if study.above_threshold else 'below'} its "
+                  f"{prediction.threshold_source} threshold {prediction.threshold:.3f}")
             for slice_ in prediction.slices[:3]:
                 print(f"    slice {slice_.instance_number or slice_.frame_index}: "
                       f"{slice_.probability:.3f}")

@@ -11,7 +11,7 @@ import dataclasses
 import os
 from typing import Any, Sequence
 
-from components.contract import DECISION_THRESHOLD, DEFAULT_MODEL_NAME
+from components.contract import DEFAULT_MODEL_NAME
 from components.dicom_example_gen.splits import DEFAULT_SPLIT_RATIOS
 from components.dicom.preprocessing import PreprocessSettings
 from components.evaluation import MAX_AUC_DROP, MIN_STUDY_AUC
@@ -36,13 +36,13 @@ class PipelineConfig:
     orientations: Sequence[str] = PreprocessSettings.orientations
     split_ratios: tuple[tuple[str, float], ...] = tuple(DEFAULT_SPLIT_RATIOS.items())
     salt: str = DEFAULT_SALT
-    # Model and training
+    # Model and training; the model's operating threshold is chosen by the Trainer by
+    # model.threshold_rule on held-out train studies (ModelConfig) and travels in the SavedModel
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     # Blessing: study-level AUC must reach this and not drop below the last blessed model's
     # by more than max_auc_drop.
     min_study_auc: float = MIN_STUDY_AUC
     max_auc_drop: float = MAX_AUC_DROP
-    decision_threshold: float = DECISION_THRESHOLD
     # Orchestration
     beam_args: Sequence[str] = DEFAULT_BEAM_ARGS
     enable_cache: bool = True

@@ -69,7 +69,6 @@ def create_components(config: PipelineConfig) -> list:
         blessing=evaluator.outputs["blessing"],
         pushed_model=pusher.outputs["pushed_model"],
         model_name=config.model_name,
-        decision_threshold=config.decision_threshold,
     )
     return [example_gen, statistics_gen, schema_importer, example_validator, validation_gate,
             trainer, latest_blessed, evaluator, pusher, report]

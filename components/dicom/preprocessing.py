@@ -52,7 +52,8 @@ __all__ = [
     "IMAGE_FILE_ORIENTATION", "ORIENTATIONS", "REJECT_REASONS", "PreprocessSettings",
     "ParsedDicom", "PreprocessedSlice", "RejectedInput", "Rejection", "Source", "classify_orientation",
     "is_dicom", "parse_dicom", "pixels_to_tensor", "preprocess_dicom", "preprocess_image_file",
-    "preprocess_path", "read_study_identity", "sniff_format", "undecodable_header",
+    "preprocess_mask", "preprocess_path", "read_study_identity", "sniff_format",
+    "undecodable_header",
 ]
 
 
@@ -469,6 +470,12 @@ def fit_to_square(image: np.ndarray, size: int) -> np.ndarray:
     top, left = (size - new_rows) // 2, (size - new_cols) // 2
     canvas[top:top + new_rows, left:left + new_cols] = resized
     return canvas
+
+
+def preprocess_mask(mask: np.ndarray, size: int = DEFAULT_IMAGE_SIZE) -> np.ndarray:
+    """A region drawn on a frame's native matrix (e.g. a lesion mask) -> bool [S, S] in the
+    model's frame, through step 6's own geometry, so it lies exactly over the tensor's pixels."""
+    return fit_to_square(np.asarray(mask, dtype=np.float32), size) >= 0.5
 
 
 def to_uint8_tensor(image: np.ndarray) -> np.ndarray:

@@ -7,7 +7,6 @@ from tfx.types import standard_artifacts
 from tfx.types.artifact import Artifact
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
-from components.contract import DECISION_THRESHOLD
 from components.dicom_example_gen.component import RejectLedger
 from components.evaluation_report import executor as report_executor
 
@@ -22,7 +21,6 @@ class EvaluationReportSpec(types.ComponentSpec):
 
     PARAMETERS = {
         report_executor.MODEL_NAME_KEY: ExecutionParameter(type=str),
-        report_executor.DECISION_THRESHOLD_KEY: ExecutionParameter(type=float),
     }
     INPUTS = {
         report_executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
@@ -44,9 +42,8 @@ class EvaluationReport(base_component.BaseComponent):
     def __init__(self, *, examples: types.BaseChannel, rejects: types.BaseChannel,
                  model: types.BaseChannel, evaluation: types.BaseChannel,
                  blessing: types.BaseChannel, pushed_model: types.BaseChannel,
-                 model_name: str, decision_threshold: float = DECISION_THRESHOLD):
+                 model_name: str):
         super().__init__(spec=EvaluationReportSpec(
             examples=examples, rejects=rejects, model=model, evaluation=evaluation,
             blessing=blessing, pushed_model=pushed_model, model_name=model_name,
-            decision_threshold=float(decision_threshold),
             report=types.Channel(type=EvaluationReportArtifact)))

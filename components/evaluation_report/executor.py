@@ -20,7 +20,7 @@ from components.dicom_example_gen import properties
 EXAMPLES_KEY, REJECTS_KEY, MODEL_KEY = "examples", "rejects", "model"
 EVALUATION_KEY, BLESSING_KEY, PUSHED_MODEL_KEY = "evaluation", "blessing", "pushed_model"
 REPORT_KEY = "report"
-MODEL_NAME_KEY, DECISION_THRESHOLD_KEY = "model_name", "decision_threshold"
+MODEL_NAME_KEY = "model_name"
 
 
 def _custom_int(artifact: types.Artifact, key: str) -> Optional[int]:
@@ -56,6 +56,5 @@ class Executor(base_executor.BaseExecutor):
             blessed=_custom_int(single(BLESSING_KEY), "blessed") == 1,
             pushed_version=_pushed_version(single(PUSHED_MODEL_KEY)),
             model_name=exec_properties[MODEL_NAME_KEY],
-            threshold=float(exec_properties[DECISION_THRESHOLD_KEY]),
-        )
+        )  # the decision threshold is the model's own (its signatures' decision_threshold)
         print(f"Evaluation report written: {os.path.join(report.uri, os.path.basename(path))}")

@@ -9,18 +9,25 @@ from __future__ import annotations
 
 import datetime
 import html
+import json
 import math
 import os
 import re
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 
-from components.dicom.metrics import confusion_counts
+from components.contract import DECISION_THRESHOLD
+from components.dicom.metrics import (CONFIDENCE, MAX_CONCLUSIVE_AUC_WIDTH, MIN_STUDIES_PER_CLASS,
+                                      StudyMetricIntervals, UndefinedAUCWarning,
+                                      bootstrap_study_metrics, confusion_counts)
 from components.evaluation_report import report_figures
+from components.evaluation_report.report_explain import explanations_section
 from components.dicom_example_gen.properties import SplitSize
 from components.evaluation_report.report_data import (SlicePredictions, TfmaSummary, ThresholdCheck,
-                                                      auc_or_nan, load_tfma_summary, predict_split)
+                                                      auc_or_nan, load_tfma_summary, predict_split,
+                                                      threshold_record)
 
 REJECT_EXPLANATIONS: dict[str, str] = {
     "not_dicom": "not a DICOM file (no 'DICM' marker) and not a PNG/JPEG image",
@@ -44,7 +51,16 @@ REJECT_EXPLANATIONS: dict[str, str] = {
     "internal_error": "the preprocessing code failed unexpectedly: a bug, please report it",
 }
 METRIC_NAMES: dict[str, str] = {
-    "study_auc": "AUC per study", "study_count": "studies", "auc": "AUC per slice (TFMA, "
+    "study_auc": "AUC per study", "study_count": "studies",
+    "study_auc_ci_low": "AUC per study, 95% CI lower bound",
+    "study_auc_ci_high": "AUC per study, 95% CI upper bound",
+    "study_threshold": "operating threshold (the model's)",
+    "study_sensitivity": "sensitivity per study at the model's threshold",
+    "study_sensitivity_ci_low": "sensitivity per study, 95% CI lower bound",
+    "study_sensitivity_ci_high": "sensitivity per study, 95% CI upper bound",
+    "study_specificity": "specificity per study at the model's threshold",
+    "study_specificity_ci_low": "specificity per study, 95% CI lower bound",
+    "study_specificity_ci_high": "specificity per study, 95% CI upper bound", "auc": "AUC per slice (TFMA, "
     "10,000-threshold approximation)", "example_count": "slices",
     "binary_accuracy": "accuracy per slice", "precision": "precision per slice",
     "recall": "sensitivity (recall) per slice", "mean_label": "fraction MS per slice",
@@ -62,7 +78,10 @@ text-align:left} td.num{text-align:right} th{background:#f3f3f3}
 .ok{background:#e3f4e1;border:1px solid #7bbf73} .bad{background:#fbe3e1;border:1px solid #d9827a}
 .pass{color:#2b7a2b;font-weight:600} .fail{color:#b3261e;font-weight:600}
 .muted{color:#666;font-size:.92em} img{max-width:100%;border:1px solid #eee;margin:.5em 0}
+.gradcams{display:flex;flex-wrap:wrap;gap:1em} .gradcam{margin:0;width:256px}
+.gradcam img{width:256px}
 .caveat{background:#fff8e1;border:1px solid #e6c65c;padding:.6em 1em;border-radius:6px}
+.inconclusive{background:#fbe3e1;border:1px solid #d9827a;padding:.6em 1em;border-radius:6px}
 """
 
 
@@ -132,7 +151,7 @@ seen in training is counted here.</p>
 <p><b>AUC</b> (area under the ROC curve) is the chance that a random MS case scores higher than
 a random control (0.5 = guessing, 1.0 = perfect); it does not depend on a threshold.
 <b>Sensitivity</b> is the share of MS cases called MS, <b>specificity</b> the share of controls
-called control, at the decision threshold (probability &gt; {threshold:g} means MS).
+called control, at the decision threshold (probability &gt; {threshold:.3g} means MS).
 <b>Calibration</b>: among cases given about 70%, about 70% should be MS.</p>"""
 
 CAVEATS = """<h2>Caveats</h2><div class="caveat"><ul>
@@ -179,9 +198,67 @@ def _headline_section(slices: SlicePredictions, threshold: float) -> str:
                      _fmt(rates["specificity"]), _fmt(rates["precision"])])
     return ("<h2>Results on the eval split</h2><p>Computed from the candidate model's "
             "<code>serving_default</code> signature (what the model server runs) on every eval "
-            f"slice; thresholded metrics use probability &gt; {threshold:g}.</p>"
+            f"slice; thresholded metrics use probability &gt; {threshold:.3g}.</p>"
             + _table(["", "n (studies or slices)", "AUC", "accuracy", "sensitivity", "specificity", "precision"],
                      rows))
+
+
+def _threshold_text(threshold: float, source: str, record: dict | None) -> str:
+    """Where the decision threshold came from, in words."""
+    if source == "operator":
+        return (f"<b>{threshold:.3f}</b>, set for this report (the model's own threshold was "
+                "overridden)")
+    if source == "fallback":
+        return (f"<b>{threshold:g}</b>, the fixed fallback: this model was exported without an "
+                "operating threshold of its own")
+    how = ""
+    if record and record.get("validation"):
+        rule = {"youden": "the Youden point (largest sensitivity + specificity - 1)",
+                "min_sensitivity": "the best specificity with sensitivity at least the "
+                                   "configured minimum"}.get(record["rule"], record["rule"])
+        validation = record["validation"]
+        how = (f", chosen by {html.escape(rule)} on {validation['positive_studies']} MS and "
+               f"{validation['negative_studies']} control <b>validation studies held out of the "
+               "training split</b> (never on these eval studies; there: sensitivity "
+               f"{validation['sensitivity']:.3f}, specificity {validation['specificity']:.3f})")
+    elif record and record.get("rule") == "fixed":
+        how = ", a fixed value configured for training (no validation part was held out)"
+    return f"<b>{threshold:.3f}</b>, the model's own operating threshold{how}"
+
+
+def _uncertainty_section(result: StudyMetricIntervals, threshold_text: str) -> str:
+    """The headline numbers per study with their 95% intervals, and whether they conclude."""
+    rows = [["AUC per study", html.escape(result.auc.text())],
+            ["sensitivity per study", html.escape(result.sensitivity.text())],
+            ["specificity per study", html.escape(result.specificity.text())]]
+    if result.conclusive:
+        verdict = ("<p>The eval split is large enough by this report's rule (see below); the "
+                   "intervals still say how far the true values may lie.</p>")
+    else:
+        verdict = (f"<div class='inconclusive'><b>The eval split is too small to conclude</b>: "
+                   f"{html.escape(result.caveat.removeprefix('too small to conclude: '))}. "
+                   "These numbers may be far from the model's real performance; do not rely "
+                   "on them.</div>")
+    flat = [name for name, interval in (("AUC", result.auc), ("sensitivity", result.sensitivity),
+                                         ("specificity", result.specificity))
+            if interval.width == 0]
+    if flat:
+        verdict += (f"<p class='caveat'>A zero-width interval ({', '.join(flat)}) does not mean "
+                    "certainty: every resample gave the same value because every eval study "
+                    "fell on the same side (e.g. all MS studies above the threshold), which "
+                    "resampling cannot undo. With this few studies the true value may still be "
+                    "clearly lower.</p>")
+    return (f"<h2>Uncertainty ({CONFIDENCE:.0%} confidence intervals, per study)</h2>"
+            f"<p>Decision threshold: {threshold_text}. A study is called MS when its "
+            "probability is above it.</p>"
+            + _table(["per study, eval split", f"value ({CONFIDENCE:.0%} CI)"], rows)
+            + verdict
+            + f"<p class='muted'>Intervals: percentile bootstrap, {result.resamples} resamples "
+            f"of the {result.positives} MS and {result.negatives} control eval <b>studies</b> "
+            "(not slices: the slices of one patient are not independent evidence), stratified "
+            f"by class, seed {result.seed}. Rule for \"too small to conclude\": fewer than "
+            f"{MIN_STUDIES_PER_CLASS} studies of either class, or an AUC interval wider than "
+            f"{MAX_CONCLUSIVE_AUC_WIDTH:g}.</p>")
 
 
 def _scanner_section(slices: SlicePredictions) -> str:
@@ -247,7 +324,7 @@ def _figures_section(out_dir: str, slices: SlicePredictions, threshold: float) -
         "<h2>ROC curves</h2><p>Each point is one threshold; the closer the curve hugs the top "
         "left corner, the better. Per study and per slice are drawn separately.</p>"
         '<img src="roc.png" alt="ROC curves per slice and per study">'
-        f"<h2>Confusion matrices at threshold {threshold:g}</h2><p>Rows are the truth, columns "
+        f"<h2>Confusion matrices at threshold {threshold:.3g}</h2><p>Rows are the truth, columns "
         "the model's call. Left: per study (what a clinician would see); right: per slice.</p>"
         '<img src="confusion.png" alt="confusion matrices per study and per slice">'
         "<h2>Calibration</h2><p>Predictions grouped into bins of width 0.1; each point is the "
@@ -260,21 +337,34 @@ def _figures_section(out_dir: str, slices: SlicePredictions, threshold: float) -
 def write_report(out_dir: str, *, evaluation_uri: str, model_dir: str, eval_examples_uri: str,
                  split_sizes: dict[str, SplitSize], rejects: dict[str, int] | None,
                  blessed: bool, pushed_version: int | None, model_name: str,
-                 image_size: int | None = None, threshold: float = 0.5,
+                 image_size: int | None = None, threshold: float | None = None,
                  notes: Sequence[str] = ()) -> str:
     """Writes out_dir/index.html and its figures; returns the path of index.html.
 
     `model_dir` is the candidate SavedModel; `eval_examples_uri` its Split-eval folder;
     `split_sizes` and `rejects` (reason -> count, None when unknown) are what DicomExampleGen
     recorded on its artifacts (see executor.py); `image_size` defaults to the model's
-    signature and, if given, must match it.
+    signature and, if given, must match it. `threshold` defaults to the model's own
+    (contract.THRESHOLD_OUTPUT; contract.DECISION_THRESHOLD for models without one).
     """
-    if not 0.0 <= threshold <= 1.0:
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
     os.makedirs(out_dir, exist_ok=True)
     slices = predict_split(model_dir, eval_examples_uri, image_size=image_size)
     if not len(slices):
         raise ValueError(f"{eval_examples_uri}: the eval split holds no examples")
+    if threshold is not None:
+        source = "operator"
+    elif slices.model_threshold is not None:
+        threshold, source = slices.model_threshold, "model"
+    else:
+        threshold, source = DECISION_THRESHOLD, "fallback"
+    studies = slices.by_study()
+    with warnings.catch_warnings():  # one class: NaN AUC, said so in the table
+        warnings.simplefilter("ignore", UndefinedAUCWarning)
+        intervals = bootstrap_study_metrics(studies.mean_probability, studies.label, threshold,
+                                            what="eval study metrics")
+    threshold_text = _threshold_text(threshold, source, threshold_record(model_dir))
     summary = load_tfma_summary(evaluation_uri)
     generated = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     notes_html = "".join(f"<li>{html.escape(note)}</li>" for note in notes)
@@ -286,12 +376,17 @@ def write_report(out_dir: str, *, evaluation_uri: str, model_dir: str, eval_exam
         INTRO.format(threshold=threshold),
         _data_section(split_sizes, rejects),
         _headline_section(slices, threshold),
+        _uncertainty_section(intervals, threshold_text),
         _figures_section(out_dir, slices, threshold),
+        explanations_section(out_dir, model_dir, eval_examples_uri, slices),
         _scanner_section(slices),
         _blessing_section(summary),
         f"<h2>Notes</h2><ul>{notes_html}</ul>" if notes else "",
         CAVEATS,
     ])
+    with open(os.path.join(out_dir, "study_metrics.json"), "w", encoding="utf-8") as handle:
+        json.dump({**intervals.to_dict(), "threshold_source": source}, handle, indent=2,
+                  sort_keys=True)  # the same numbers, for programs (NaN written as NaN)
     path = os.path.join(out_dir, "index.html")
     with open(path, "w", encoding="utf-8") as handle:
         handle.write(f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>"

@@ -10,6 +10,8 @@ show what a user of the served model would get.
 """
 from __future__ import annotations
 
+import json
+import os
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,13 +31,14 @@ class SlicePredictions:
     scanner: np.ndarray      # str
     label: np.ndarray        # int64, 0/1
     probability: np.ndarray  # float64
+    model_threshold: float | None = None  # the model's contract.THRESHOLD_OUTPUT, if it has one
 
     def __len__(self) -> int:
         return len(self.label)
 
     def where(self, mask: np.ndarray) -> "SlicePredictions":
         return SlicePredictions(self.study_id[mask], self.scanner[mask], self.label[mask],
-                                self.probability[mask])
+                                self.probability[mask], self.model_threshold)
 
     def by_study(self) -> StudyScores:
         return aggregate_by_study(self.study_id, self.probability, self.label)
@@ -125,12 +128,15 @@ def predict_split(model_dir: str, split_dir: str, *, image_size: int | None = No
     """Candidate probabilities for every slice of one split, in batches."""
     import tensorflow as tf
     loaded, serving_fn, size = load_serving_fn(model_dir, image_size)
-    columns: dict[str, list] = {"study_id": [], "scanner": [], "label": [], "probability": []}
+    columns: dict[str, list] = {"study_id": [], "scanner": [], "label": [], "probability": [],
+                                "threshold": []}
     images: list[np.ndarray] = []
 
     def run_batch() -> None:
         outputs = serving_fn(**{contract.IMAGE_INPUT: tf.constant(np.stack(images))})
         columns["probability"] += outputs[contract.PROBABILITY].numpy().reshape(-1).tolist()
+        if contract.THRESHOLD_OUTPUT in outputs:
+            columns["threshold"] += outputs[contract.THRESHOLD_OUTPUT].numpy().reshape(-1).tolist()
         images.clear()
 
     for file_name, example in _examples(split_dir):
@@ -147,7 +153,17 @@ def predict_split(model_dir: str, split_dir: str, *, image_size: int | None = No
         study_id=np.array(columns["study_id"], dtype=object),
         scanner=np.array(columns["scanner"], dtype=object),
         label=np.array(columns["label"], dtype=np.int64),
-        probability=np.array(columns["probability"], dtype=np.float64))
+        probability=np.array(columns["probability"], dtype=np.float64),
+        model_threshold=float(columns["threshold"][0]) if columns["threshold"] else None)
+
+
+def threshold_record(model_dir: str) -> dict | None:
+    """How the Trainer chose the model's threshold (rule, validation studies), if recorded."""
+    path = os.path.join(model_dir, contract.THRESHOLD_RECORD)
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
 
 
 # --- TFMA output -----------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from components.synthetic.ground_truth import clear_ground_truth
 from components.synthetic.labels import LABELS_CSV, LABELS_XLSX, write_labels
 from components.synthetic.manifest import FileRecord, Manifest, StudyRecord
 from components.synthetic.plan import (
@@ -106,6 +107,7 @@ def _prepare_out_dir(root: Path, settings: SynthSettings, overwrite: bool) -> Pa
                 f"synthetic dataset output {root} holds {len(foreign)} entries that a synthetic "
                 f"export does not have (e.g. {foreign[0]!r}); not deleting it")
         shutil.rmtree(root)
+    clear_ground_truth(root)
     root.mkdir(parents=True, exist_ok=True)
     return root
 

@@ -154,6 +154,14 @@ def render_plane(anatomy: Anatomy, plane: Plane, scanner: ScannerProfile,
                  rng: np.random.Generator) -> np.ndarray:
     """Signal of one image in the scanner's units (float32, >= 0): tissue, ventricles, lesions,
     texture, coil shading, magnitude noise and the scanner's gain and contrast curve."""
+    return render_plane_and_mask(anatomy, plane, scanner, rng)[0]
+
+
+def render_plane_and_mask(anatomy: Anatomy, plane: Plane, scanner: ScannerProfile,
+                          rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """`render_plane`, plus the bool lesion mask of the same matrix (the evaluation's ground
+    truth: where a lesion's ovoid crosses this plane)."""
+    lesion_mask = np.zeros((plane.rows, plane.cols), dtype=bool)
     u, v, w = _head_coordinates(anatomy, plane)
     radius2 = (u / anatomy.head_axes[0]) ** 2 + (v / anatomy.head_axes[1]) ** 2 \
         + (w / anatomy.head_axes[2]) ** 2
@@ -161,12 +169,13 @@ def render_plane(anatomy: Anatomy, plane: Plane, scanner: ScannerProfile,
     tissue = _layered_tissue(radius2)
     _add_ventricles(tissue, u, v, w, anatomy, plane)
     for lesion in anatomy.lesions:
-        _add_lesion(tissue, u, v, w, lesion, anatomy, plane)
+        _add_lesion(tissue, lesion_mask, u, v, w, lesion, anatomy, plane)
     tissue *= 1.0 + 0.06 * _smooth_field(rng, plane.rows, plane.cols, 6)
     tissue *= 1.0 + scanner.bias * (0.5 * u / 100 - 0.3 * (v / 100) ** 2 + 0.2 * w / 100)
     # magnitude image: |signal + noise| (half-normal background, like Rician at low SNR)
     noisy = np.abs(tissue + scanner.noise * rng.standard_normal(tissue.shape, np.float32))
-    return (scanner.gain * np.power(noisy, scanner.gamma, dtype=np.float32)).astype(np.float32)
+    signal = scanner.gain * np.power(noisy, scanner.gamma, dtype=np.float32)
+    return signal.astype(np.float32), lesion_mask
 
 
 def _head_coordinates(anatomy: Anatomy, plane: Plane
@@ -204,7 +213,7 @@ def _add_ventricles(tissue: np.ndarray, u: np.ndarray, v: np.ndarray, w: np.ndar
         tissue[box] += weight * (_VENTRICLE_CSF - tissue[box])
 
 
-def _add_lesion(tissue: np.ndarray, u: np.ndarray, v: np.ndarray, w: np.ndarray,
+def _add_lesion(tissue: np.ndarray, lesion_mask: np.ndarray, u: np.ndarray, v: np.ndarray, w: np.ndarray,
                 lesion: Lesion, anatomy: Anatomy, plane: Plane) -> None:
     """Brighten the lesion's ovoid (soft-edged, replacing whatever tissue it covers)."""
     box = _box_on_plane(lesion.center, float(lesion.axes.max()), anatomy, plane)
@@ -216,6 +225,7 @@ def _add_lesion(tissue: np.ndarray, u: np.ndarray, v: np.ndarray, w: np.ndarray,
     profile = np.sqrt(np.clip(1.0 - q, 0.0, 1.0))
     bright = _WHITE_MATTER + lesion.intensity * profile
     tissue[box] = np.where(profile > 0, np.maximum(tissue[box], bright), tissue[box])
+    lesion_mask[box] |= profile > 0
 
 
 def _box_on_plane(center: np.ndarray, reach: float, anatomy: Anatomy, plane: Plane

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from pydicom.uid import ExplicitVRLittleEndian
 
-from components.synthetic import dicom_files, phantom
+from components.synthetic import dicom_files, ground_truth, phantom
 from components.synthetic.dicom_files import PixelEncoding, SeriesIdentity, StoredPixels
 from components.synthetic.manifest import (
     NON_AXIAL,
@@ -48,9 +48,12 @@ class _Context:
     rng: np.random.Generator
 
     def folder(self, series_uid: str) -> Path:
-        path = self.root / self.study.scanner.folder / self.study.study_uid / series_uid
+        path = self.root / self.series_path(series_uid)
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def series_path(self, series_uid: str) -> str:
+        return "/".join((self.study.scanner.folder, self.study.study_uid, series_uid))
 
     def write(self, series_uid: str, name: str, data: bytes) -> str:
         (self.folder(series_uid) / name).write_bytes(data)
@@ -132,10 +135,18 @@ def _reject_of(context: _Context, series: SeriesPlan) -> tuple[str | None, int]:
 
 def _write_series(context: _Context, series: SeriesPlan) -> list[FileRecord]:
     planes, thickness = _planes(series)
-    images = np.stack([phantom.render_plane(context.anatomy, plane, context.study.scanner,
-                                            context.rng) for plane in planes])
+    rendered = [phantom.render_plane_and_mask(context.anatomy, plane, context.study.scanner,
+                                              context.rng) for plane in planes]
+    images = np.stack([image for image, _ in rendered])
     reason, rejected = _reject_of(context, series)
     identity, encoding = series.identity, series.encoding
+    if series.multiframe:
+        names, frames = [context.file_name(1)] * len(planes), list(range(len(planes)))
+    else:
+        names = [context.file_name(index + 1) for index in range(len(planes))]
+        frames = [0] * len(planes)
+    ground_truth.write_series_masks(context.root, context.series_path(identity.series_uid),
+                                    names, frames, np.stack([mask for _, mask in rendered]))
     if series.multiframe:
         slopes = tuple(1.0 + 0.1 * (f % 3) for f in range(len(planes)))  # per-frame rescale
         stored = dicom_files.to_stored(images, encoding, slopes)

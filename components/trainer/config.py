@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from components.contract import DECISION_THRESHOLD
+from components.dicom.metrics import THRESHOLD_RULES
 from components.features import DEFAULT_IMAGE_SIZE
 
 HEADS = ("flatten", "gap")
@@ -23,6 +25,14 @@ class ModelConfig:
 
     `steps_per_epoch=None` means one full pass over the train split per epoch; TFX's
     `TrainArgs.num_steps`, when given, overrides it (see training.resolve_schedule).
+
+    The operating threshold (study probability > threshold = MS) is chosen after training on
+    `threshold_validation_fraction` of the TRAIN studies, held out of fitting (by study,
+    stratified by label, deterministic), by `threshold_rule`: "youden" (max sensitivity +
+    specificity - 1) or "min_sensitivity" (best specificity with sensitivity >=
+    `threshold_min_sensitivity`); see components.dicom.metrics.choose_threshold. The eval
+    split is never used. `threshold_validation_fraction=0` trains on every train study and
+    exports the fixed `contract.DECISION_THRESHOLD` instead (rule "fixed").
     """
 
     image_size: int = DEFAULT_IMAGE_SIZE
@@ -38,6 +48,10 @@ class ModelConfig:
     shuffle_buffer_size: int = 1024
     class_balance: bool = True
     seed: int = 42
+    threshold_rule: str = "youden"
+    threshold_min_sensitivity: float = 0.9
+    threshold_validation_fraction: float = 0.25
+    fixed_threshold: float = DECISION_THRESHOLD
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
@@ -77,6 +91,18 @@ def _check_config(config: ModelConfig) -> None:
     if config.steps_per_epoch is not None and config.steps_per_epoch < 1:
         raise ValueError(f"ModelConfig.steps_per_epoch must be >= 1 or None, "
                          f"got {config.steps_per_epoch}")
+    if config.threshold_rule not in THRESHOLD_RULES:
+        raise ValueError(f"ModelConfig.threshold_rule must be one of {THRESHOLD_RULES}, "
+                         f"got {config.threshold_rule!r}")
+    if not 0.0 < config.threshold_min_sensitivity <= 1.0:
+        raise ValueError(f"ModelConfig.threshold_min_sensitivity must be in (0, 1], "
+                         f"got {config.threshold_min_sensitivity}")
+    if not 0.0 <= config.threshold_validation_fraction < 1.0:
+        raise ValueError(f"ModelConfig.threshold_validation_fraction must be in [0, 1), "
+                         f"got {config.threshold_validation_fraction}")
+    if not 0.0 < config.fixed_threshold < 1.0:
+        raise ValueError(f"ModelConfig.fixed_threshold must be in (0, 1), "
+                         f"got {config.fixed_threshold}")
     if config.learning_rate <= 0:
         raise ValueError(f"ModelConfig.learning_rate must be > 0, got {config.learning_rate}")
     side = config.image_size

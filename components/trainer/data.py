@@ -130,6 +130,33 @@ def count_labels(file_patterns: list[str], schema: schema_pb2.Schema,
     return counts
 
 
+def study_labels(file_patterns: list[str], schema: schema_pb2.Schema,
+                 dataset_factory: DatasetFactory, split: str) -> dict[str, tuple[int, int]]:
+    """study_id -> (label, slice count) of a split, in one pass reading only those two
+    features; the study-level view the threshold's validation part is drawn from."""
+    options = dataset_options.TensorFlowDatasetOptions(
+        batch_size=_COUNT_BATCH_SIZE, num_epochs=1, shuffle=False)
+    dataset = dataset_factory(file_patterns, options,
+                              project_schema(schema, [features.LABEL, features.STUDY_ID]))
+    studies: dict[str, tuple[int, int]] = {}
+    for batch in dataset:
+        labels = batch[features.LABEL].numpy().reshape(-1)
+        bad = labels[(labels != 0) & (labels != 1)]
+        if bad.size:
+            raise ValueError(f"{split} split: feature '{features.LABEL}' must be 0 or 1, "
+                             f"found {sorted(set(bad.tolist()))[:5]}")
+        for study_id, label in zip(batch[features.STUDY_ID].numpy().reshape(-1), labels):
+            study_id = study_id.decode()
+            known = studies.get(study_id)
+            if known is not None and known[0] != label:
+                raise ValueError(f"{split} split: study {study_id} has slices labelled "
+                                 f"{known[0]} and {label}; the label must be per study")
+            studies[study_id] = (int(label), 1 + (known[1] if known else 0))
+    if not studies:
+        raise ValueError(f"{split} split is empty (files {file_patterns})")
+    return studies
+
+
 def require_both_classes(counts: LabelCounts, split: str) -> None:
     """A split with one class cannot train (or meaningfully evaluate) a classifier."""
     for label, count in ((0, counts.negatives), (1, counts.positives)):
@@ -139,14 +166,35 @@ def require_both_classes(counts: LabelCounts, split: str) -> None:
                 f"({counts.total} examples in all); training needs both classes")
 
 
+def study_filter(study_ids: Sequence[str], keep: bool) -> Callable[..., tf.Tensor]:
+    """A tf.data predicate on one (features, ...) element: is its study (not) in `study_ids`."""
+    listed = tf.constant(sorted(study_ids), tf.string)
+
+    def predicate(parsed: dict[str, tf.Tensor], *_) -> tf.Tensor:
+        study_id = tf.reshape(parsed[features.STUDY_ID], [])
+        found = tf.reduce_any(tf.equal(listed, study_id))
+        return found if keep else tf.logical_not(found)
+    return predicate
+
+
+def without_studies(dataset: tf.data.Dataset, study_ids: Sequence[str],
+                    batch_size: int) -> tf.data.Dataset:
+    """The batched reader's output minus the slices of `study_ids`, re-batched."""
+    return (dataset.unbatch().filter(study_filter(study_ids, keep=False))
+            .batch(batch_size).map(lambda parsed, label: (
+                {k: v for k, v in parsed.items() if k != features.STUDY_ID}, label)))
+
+
 def make_dataset(file_patterns: list[str], config: ModelConfig, schema: schema_pb2.Schema,
                  dataset_factory: DatasetFactory, *, training: bool,
                  num_epochs: int | None,
-                 class_weights: tuple[float, float] | None = None) -> tf.data.Dataset:
+                 class_weights: tuple[float, float] | None = None,
+                 exclude_studies: Sequence[str] = ()) -> tf.data.Dataset:
     """Batches of (image uint8 [B,S,S,1], label float32 [B,1][, sample weight float32 [B]]).
 
     `training` shuffles (seeded: the same seed gives the same order); `num_epochs=None`
-    repeats forever (for step-based schedules), 1 gives one pass.
+    repeats forever (for step-based schedules), 1 gives one pass. Slices of
+    `exclude_studies` (the threshold's validation studies) are left out.
     """
     options = dataset_options.TensorFlowDatasetOptions(
         batch_size=config.batch_size,
@@ -156,8 +204,11 @@ def make_dataset(file_patterns: list[str], config: ModelConfig, schema: schema_p
         shuffle_seed=config.seed if training else None,
         label_key=features.LABEL,
     )
-    schema = project_schema(schema, [features.IMAGE, features.LABEL])
+    schema = project_schema(schema, [features.IMAGE, features.LABEL]
+                            + ([features.STUDY_ID] if exclude_studies else []))
     dataset = dataset_factory(file_patterns, options, schema)
+    if exclude_studies:
+        dataset = without_studies(dataset, exclude_studies, config.batch_size)
     weights = None if class_weights is None else tf.constant(class_weights, tf.float32)
     image_size = config.image_size
 

@@ -14,9 +14,15 @@ from dataclasses import dataclass, field
 import tensorflow as tf
 import tf_keras as keras
 
+from components import features
+from components.contract import THRESHOLD_RECORD
+from components.dicom.metrics import ThresholdChoice, aggregate_by_study, choose_threshold
+from components.dicom_example_gen.splits import EVAL, TRAIN, assign_splits
 from components.trainer.config import ModelConfig
-from components.trainer.data import (DatasetFactory, LabelCounts, count_labels, load_schema,
-                                     make_dataset, require_both_classes, tfxio_dataset_factory)
+from components.trainer.data import (DatasetFactory, LabelCounts, count_labels, decode_image,
+                                     load_schema,
+                                     make_dataset, project_schema, require_both_classes,
+                                     study_filter, study_labels, tfxio_dataset_factory)
 from components.trainer.export import export_serving_model
 from components.trainer.model import build_model
 
@@ -64,6 +70,8 @@ class TrainResult:
     schedule: Schedule
     train_counts: LabelCounts
     eval_counts: LabelCounts | None
+    threshold: ThresholdChoice | None = None  # None: the fixed fallback was exported
+    validation_studies: tuple[str, ...] = ()
     history: dict[str, list[float]] = field(default_factory=dict)
 
 
@@ -93,7 +101,17 @@ def train_and_export(train_files: list[str], eval_files: list[str] | None, confi
     factory = dataset_factory or tfxio_dataset_factory
     seed_everything(config.seed)
 
-    train_counts = count_labels(train_files, schema, factory, "train")
+    validation_studies: tuple[str, ...] = ()
+    if config.threshold_validation_fraction > 0:
+        train_studies = study_labels(train_files, schema, factory, "train")
+        validation_studies = threshold_validation_studies(
+            train_studies, config.threshold_validation_fraction)
+        held_out = set(validation_studies)
+        kept = [v for s, v in train_studies.items() if s not in held_out]
+        train_counts = LabelCounts(negatives=sum(n for label, n in kept if label == 0),
+                                   positives=sum(n for label, n in kept if label == 1))
+    else:
+        train_counts = count_labels(train_files, schema, factory, "train")
     require_both_classes(train_counts, "train")
     eval_counts = count_labels(eval_files, schema, factory, "eval") if eval_files else None
     schedule = resolve_schedule(config, train_counts.total, train_steps, eval_steps)
@@ -102,7 +120,8 @@ def train_and_export(train_files: list[str], eval_files: list[str] | None, confi
 
     weights = train_counts.balanced_weights() if config.class_balance else None
     train_dataset = make_dataset(train_files, config, schema, factory, training=True,
-                                 num_epochs=None, class_weights=weights)
+                                 num_epochs=None, class_weights=weights,
+                                 exclude_studies=validation_studies)
     eval_dataset = None
     if eval_files:
         eval_dataset = make_dataset(
@@ -121,10 +140,80 @@ def train_and_export(train_files: list[str], eval_files: list[str] | None, confi
                         validation_data=eval_dataset,
                         validation_steps=schedule.validation_steps if eval_dataset else None,
                         callbacks=callbacks, verbose=2)
-    export_serving_model(model, config.image_size, serving_model_dir)
+    choice = None
+    if validation_studies:
+        scores = validation_scores(model, train_files, validation_studies, config, schema,
+                                   factory)
+        choice = choose_threshold(scores.mean_probability, scores.label,
+                                  rule=config.threshold_rule,
+                                  min_sensitivity=config.threshold_min_sensitivity,
+                                  what="operating threshold on the validation studies")
+        log.info("operating threshold %.4f (%s rule) on %d MS + %d control validation "
+                 "studies of the train split: sensitivity %.3f, specificity %.3f per study",
+                 choice.threshold, choice.rule, choice.positives, choice.negatives,
+                 choice.sensitivity, choice.specificity)
+    threshold = choice.threshold if choice else config.fixed_threshold
+    export_serving_model(model, config.image_size, serving_model_dir, threshold)
+    _write_threshold(serving_model_dir, choice, threshold)
     return TrainResult(serving_model_dir=serving_model_dir, schedule=schedule,
-                       train_counts=train_counts, eval_counts=eval_counts,
+                       train_counts=train_counts, eval_counts=eval_counts, threshold=choice,
+                       validation_studies=validation_studies,
                        history={k: [float(v) for v in vs] for k, vs in history.history.items()})
+
+
+def threshold_validation_studies(train_studies: dict[str, tuple[int, int]],
+                                 fraction: float) -> tuple[str, ...]:
+    """The train studies held out of fitting to choose the threshold on: the split rule of
+    DicomExampleGen (by study, stratified by label, ordered by the salted hash), so the same
+    data always gives the same part. Needs two studies of each class (one to fit, one to
+    validate); with fewer, none is held out (empty result: the fixed threshold is exported)."""
+    labels = {study: label for study, (label, _) in train_studies.items()}
+    per_class = [sum(1 for v in labels.values() if v == c) for c in (1, 0)]
+    if min(per_class) < 2:
+        # Too few to hold any out: train on all, keep the fixed threshold, and say so (the
+        # report and every client name the threshold "fallback"/"fixed").
+        log.warning("train split has %d MS and %d control studies: choosing the operating "
+                    "threshold on a held-out part needs at least 2 of each; exporting the "
+                    "fixed threshold instead", *per_class)
+        return ()
+    assignment = assign_splits(labels, {TRAIN: 1.0 - fraction, EVAL: fraction})
+    return tuple(sorted(study for study, split in assignment.items() if split == EVAL))
+
+
+def validation_scores(model: keras.Model, train_files: list[str],
+                      validation_studies: tuple[str, ...], config: ModelConfig, schema,
+                      factory: DatasetFactory):
+    """Study scores (mean slice probability) of the held-out validation studies."""
+    from tfx_bsl.tfxio import dataset_options
+    options = dataset_options.TensorFlowDatasetOptions(
+        batch_size=config.batch_size, num_epochs=1, shuffle=False)
+    dataset = factory(train_files, options, project_schema(
+        schema, [features.IMAGE, features.LABEL, features.STUDY_ID]))
+    dataset = dataset.unbatch().filter(study_filter(validation_studies, keep=True)) \
+        .batch(config.batch_size)
+    study_ids, probabilities, labels = [], [], []
+    for batch in dataset:
+        image = decode_image(tf.reshape(batch[features.IMAGE], [-1]), config.image_size)
+        logits = model(image, training=False)
+        probabilities += tf.sigmoid(tf.reshape(logits, [-1])).numpy().tolist()
+        study_ids += [s.decode() for s in batch[features.STUDY_ID].numpy().reshape(-1)]
+        labels += batch[features.LABEL].numpy().reshape(-1).tolist()
+    return aggregate_by_study(study_ids, probabilities, labels)
+
+
+def _write_threshold(serving_model_dir: str, choice: ThresholdChoice | None,
+                     threshold: float) -> None:
+    """How the threshold was chosen, on how many studies, inside the SavedModel's
+    assets.extra/ (which servers do not load: the value itself is the signatures' output), so
+    it travels with every copy of the model; the evaluation report reads it."""
+    record = {"threshold": threshold, "rule": choice.rule if choice else "fixed",
+              "validation": None if choice is None else {
+                  "positive_studies": choice.positives, "negative_studies": choice.negatives,
+                  "sensitivity": choice.sensitivity, "specificity": choice.specificity}}
+    path = os.path.join(serving_model_dir, THRESHOLD_RECORD)
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    with tf.io.gfile.GFile(path, "w") as handle:
+        handle.write(json.dumps(record, indent=2, sort_keys=True))
 
 
 def _write_settings(log_dir: str, config: ModelConfig, schedule: Schedule,

@@ -71,6 +71,12 @@ def _predict_routed(client, paths: list[str], model_config: str) -> list:
 def print_report(report) -> None:
     print(f"model {report.model_name} version {report.model_version} "
           f"(input {report.image_size}x{report.image_size})")
+    if report.threshold is not None:
+        print(f"decision threshold {report.threshold:.4f}: "
+              + ("the model's own, chosen on validation studies of its training data "
+                 "(sensitivity and specificity on eval: see its evaluation report)"
+                 if report.threshold_source == "model" else
+                 "the fixed fallback: this model was exported without a chosen threshold"))
     frames_per_path: dict[str, int] = {}
     for slice_ in report.slices:
         frames_per_path[slice_.path] = frames_per_path.get(slice_.path, 0) + 1
@@ -79,8 +85,10 @@ def print_report(report) -> None:
         print(f"  {slice_.probability:.4f}  {slice_.path}{frame}")
     for study in report.studies:
         value = "   n/a" if study.probability is None else f"{study.probability:.4f}"
+        call = "" if study.above_threshold is None else (
+            ", above threshold: MS-like" if study.above_threshold else ", below threshold")
         print(f"study {value}  {study.path or study.study}  ({study.slice_count} slices, "
-              f"{study.rejected_count} rejected)")
+              f"{study.rejected_count} rejected{call})")
     for rejection in report.rejections:
         frame = "" if rejection.frame_index is None else f" frame {rejection.frame_index}"
         print(f"  rejected {rejection.path}{frame}: {rejection.reason}: {rejection.detail}",

@@ -28,8 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.add_version_choice(parser, exact_version=False)
     options.add_routing_model_config(parser)
     parser.add_argument("--threshold", type=float, default=DEFAULTS.threshold,
-                        help="decision threshold shown with the study probability "
-                             "(default %(default)s)")
+                        help="decision threshold shown with the study probability (default: "
+                             "the served model's own operating threshold; 0.5 for models "
+                             "exported without one)")
     parser.add_argument("--max-upload-mb", type=int, default=DEFAULTS.max_upload_bytes // MB,
                         help="largest upload, in MB (default %(default)s)")
     options.add_tls_ca(parser)

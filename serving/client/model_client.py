@@ -3,6 +3,8 @@
     with ModelClient("127.0.0.1:8500") as client:
         result = client.predict_tensors(images)          # uint8 [N, S, S, 1]
         result.probabilities, result.model_version
+        explained = client.explain_tensors(images)       # + Grad-CAM heat maps
+        explained.heatmaps                                # float32 [N, S, S] in [0, 1]
 
 - Tensors go as uint8 `tensor_content` (one memcpy, 256 KiB per 512^2 image), in batches that fit
   the message limit; replies are decoded from `tensor_content` or typed `*_val` (TF Serving's
@@ -29,8 +31,9 @@ from typing import TypeVar
 import grpc
 import numpy as np
 
-from components.contract import (DEFAULT_MODEL_NAME, IMAGE_INPUT, LOGIT, PROBABILITY,
-                                 SERVING_DEFAULT)
+from components.contract import (DECISION_THRESHOLD, DEFAULT_MODEL_NAME, HEATMAP, IMAGE_INPUT,
+                                 LOGIT, PROBABILITY, SERVING_DEFAULT, SERVING_EXPLAIN,
+                                 THRESHOLD_OUTPUT)
 from serving.api.errors import ServingError
 from serving.api.protos import (SIGNATURE_DEF_FIELD, get_model_metadata_pb2,
                             get_model_status_pb2, model_management_pb2, model_pb2,
@@ -61,6 +64,11 @@ class ModelMetadata:
     output_names: tuple[str, ...]
     signature_names: tuple[str, ...]
 
+    @property
+    def has_threshold(self) -> bool:
+        """Whether the model carries its own operating threshold (contract.THRESHOLD_OUTPUT)."""
+        return THRESHOLD_OUTPUT in self.output_names
+
 
 @dataclass(frozen=True)
 class PredictResult:
@@ -69,6 +77,24 @@ class PredictResult:
     model_name: str
     model_version: int         # from PredictResponse.model_spec: who actually answered
     signature_name: str
+    model_threshold: float | None = None  # the answering model's own operating threshold
+
+    @property
+    def decision_threshold(self) -> float:
+        """Study probability > this = MS: the model's own, else contract.DECISION_THRESHOLD."""
+        return DECISION_THRESHOLD if self.model_threshold is None else self.model_threshold
+
+    @property
+    def threshold_source(self) -> str:
+        """"model" (chosen on validation studies, stored in the SavedModel) or "fallback"."""
+        return "fallback" if self.model_threshold is None else "model"
+
+
+@dataclass(frozen=True)
+class ExplainResult:
+    """serving_explain's answer: the prediction and where the model looked."""
+    prediction: PredictResult
+    heatmaps: np.ndarray       # float32 [N, S, S]: Grad-CAM, each map scaled to [0, 1]
 
 
 @dataclass(frozen=True)
@@ -150,11 +176,39 @@ class ModelClient:
             parts.append(response)
         return _merge(parts)
 
+    def explain_tensors(self, images: np.ndarray, *, label: str | None = None,
+                        version: int | None = None) -> ExplainResult:
+        """Probabilities and Grad-CAM heat maps (the `serving_explain` signature) for uint8
+        [N, S, S, 1] images; batched so each reply (4 bytes per pixel) fits the message limit,
+        and pinned to one version as predict_tensors is."""
+        images = np.asarray(images)
+        if images.dtype != np.uint8 or images.ndim != 4:
+            raise ValueError(f"images must be uint8 [N, S, S, C], got {images.dtype} "
+                             f"{list(images.shape)}")
+        batch = self._batch_size(images, reply_bytes_per_pixel=4)
+        parts: list[predict_pb2.PredictResponse] = []
+        for start in range(0, max(len(images), 1), batch):
+            request = self.build_request(images[start:start + batch], label=label,
+                                         version=version, signature_name=SERVING_EXPLAIN)
+            response = self._call(self._predict_stub.Predict, request)
+            if HEATMAP not in response.outputs:
+                raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
+                                   f"signature {SERVING_EXPLAIN} answered without "
+                                   f"'{HEATMAP}'; it has {sorted(response.outputs)}")
+            if version is None:
+                label, version = None, response.model_spec.version.value
+            parts.append(response)
+        heatmaps = [from_tensor_proto(p.outputs[HEATMAP], name=HEATMAP) for p in parts]
+        return ExplainResult(prediction=_merge(parts),
+                             heatmaps=np.concatenate(heatmaps).astype(np.float32)
+                             .reshape(len(images), *images.shape[1:3]))
+
     def build_request(self, images: np.ndarray, *, label: str | None = None,
-                      version: int | None = None) -> predict_pb2.PredictRequest:
+                      version: int | None = None,
+                      signature_name: str | None = None) -> predict_pb2.PredictRequest:
         """The PredictRequest for one batch (public for benchmarks and tools)."""
         request = predict_pb2.PredictRequest(model_spec=self._model_spec(label, version))
-        request.model_spec.signature_name = self.signature_name
+        request.model_spec.signature_name = signature_name or self.signature_name
         request.inputs[IMAGE_INPUT].CopyFrom(to_tensor_proto(images))
         return request
 
@@ -163,8 +217,11 @@ class ModelClient:
         request = self.build_request(images, label=label, version=version)
         return self._call(self._predict_stub.Predict, request)
 
-    def _batch_size(self, images: np.ndarray) -> int:
-        per_image = max(1, int(np.prod(images.shape[1:])))
+    def _batch_size(self, images: np.ndarray, reply_bytes_per_pixel: int = 0) -> int:
+        """Images per request so that the request (and a reply of `reply_bytes_per_pixel`
+        per input pixel) stays 64 KiB under the message limit."""
+        pixels = max(1, int(np.prod(images.shape[1:])))
+        per_image = max(pixels * images.itemsize, pixels * reply_bytes_per_pixel)
         fits = (self.settings.max_message_bytes - (64 << 10)) // per_image
         return max(1, min(self.settings.max_batch, fits))
 
@@ -253,8 +310,15 @@ def _merge(parts: list[predict_pb2.PredictResponse]) -> PredictResult:
     probabilities = [from_tensor_proto(p.outputs[PROBABILITY], name=PROBABILITY) for p in parts]
     logits = ([from_tensor_proto(p.outputs[LOGIT], name=LOGIT) for p in parts]
               if all(LOGIT in p.outputs for p in parts) else None)
+    threshold = None
+    if all(THRESHOLD_OUTPUT in p.outputs for p in parts):
+        values = np.concatenate([from_tensor_proto(p.outputs[THRESHOLD_OUTPUT],
+                                                   name=THRESHOLD_OUTPUT).reshape(-1)
+                                 for p in parts])
+        finite = values[np.isfinite(values)]
+        threshold = float(finite[0]) if finite.size else None
     return PredictResult(
         probabilities=np.concatenate(probabilities).astype(np.float32).reshape(-1),
         logits=None if logits is None else np.concatenate(logits).astype(np.float32).reshape(-1),
         model_name=first.name, model_version=first.version.value,
-        signature_name=first.signature_name)
+        signature_name=first.signature_name, model_threshold=threshold)

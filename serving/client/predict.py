@@ -58,6 +58,7 @@ class StudyPrediction:
     probability: float | None  # mean over its slices; None when no slice survived
     slice_count: int
     rejected_count: int
+    above_threshold: bool | None = None  # probability > the answering model's threshold
 
 
 @dataclass
@@ -70,6 +71,10 @@ class PathsPrediction:
     studies: list[StudyPrediction] = field(default_factory=list)
     routed_to: str | None = None  # stable | canary when a router chose the version
     fell_back: bool = False       # routed to canary, answered by stable
+    # The answering model's operating threshold (source "model"), or contract's fallback for
+    # models exported without one (source "fallback"); None when nothing was scored.
+    threshold: float | None = None
+    threshold_source: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -153,6 +158,9 @@ def build_report(metadata: "ModelMetadata", files: list[FileSlices], studies: li
     report = PathsPrediction(metadata.model_name,
                              metadata.model_version if result is None else result.model_version,
                              metadata.image_size)
+    if result is not None:
+        report.threshold, report.threshold_source = (result.decision_threshold,
+                                                     result.threshold_source)
     key_of = {id(file): study.key for study in studies for file in study.files}
     for file in files:
         key = key_of.get(id(file))
@@ -176,5 +184,7 @@ def study_predictions(report: PathsPrediction,
     mean_of = dict(zip(scores.study_ids, scores.mean_probability.tolist()))
     return [StudyPrediction(study.key, study.folder, mean_of.get(study.key),
                             sum(s.study == study.key for s in report.slices),
-                            sum(r.study == study.key for r in report.rejections))
+                            sum(r.study == study.key for r in report.rejections),
+                            None if mean_of.get(study.key) is None or report.threshold is None
+                            else bool(mean_of[study.key] > report.threshold))
             for study in studies]

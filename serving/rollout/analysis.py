@@ -8,9 +8,13 @@ without a usable answer (a gRPC error, a missing or non-finite probability, or o
 - error rate: erroneous slices / slices sent;
 - latency p50 / p99 of the successful requests, in ms;
 - agreement with stable: the share of slices (answered by both) whose thresholded call
-  (p > threshold) is the same, and the mean |p_canary - p_stable|;
-- study-level AUC: each study scored by the mean probability of its slices (the pipeline's
-  definition), over the studies both labels answered, so the two AUCs compare like with like.
+  (p > each version's own operating threshold, or `--decision-threshold`) is the same, and
+  the mean |p_canary - p_stable|;
+- study-level AUC, sensitivity and specificity (at the version's threshold), each with its 95 %
+  bootstrap interval over studies (components.dicom.metrics.bootstrap_study_metrics, the
+  report's): each study scored by the mean probability of its slices (the pipeline's
+  definition), over the studies both labels answered, so the two compare like with like; and
+  whether that many studies can conclude anything.
 
 `decide` turns those into checks with values and thresholds; all must pass to promote. An
 AUC that cannot be computed (one class only, or no study answered) fails its check: an
@@ -30,7 +34,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from components.dicom.metrics import UndefinedAUCWarning, aggregate_by_study, roc_auc
+from components.contract import DECISION_THRESHOLD
+from components.dicom.metrics import (UndefinedAUCWarning, aggregate_by_study,
+                                      bootstrap_study_metrics)
 from serving.api.errors import OUTAGE_CODES, ServingError
 from serving.client.model_client import ModelClient
 from serving.rollout.data import SliceBatch
@@ -68,6 +74,7 @@ class LabelRecord:
         self.errors: Counter = Counter()             # short reason -> slices
         self.failed_codes: Counter = Counter()       # status code name -> failed requests
         self.versions: Counter = Counter()           # version that answered -> requests
+        self.model_threshold: float | None = None    # the answering model's own, if it has one
 
     def add(self, batch_size: int, call: Callable[[], object]) -> None:
         started = time.perf_counter()
@@ -81,6 +88,8 @@ class LabelRecord:
             return
         self.latencies_ms.append(1000.0 * (time.perf_counter() - started))
         self.versions[result.model_version] += 1
+        if result.model_threshold is not None:
+            self.model_threshold = result.model_threshold
         probabilities = np.asarray(result.probabilities, dtype=np.float64).reshape(-1)
         if probabilities.shape[0] != batch_size:
             self.errors[f"{probabilities.shape[0]} probabilities for {batch_size} slices"] \
@@ -126,7 +135,11 @@ class AnalysisReport:
             out.append(f"  {label:<7} error rate {m['error_rate']:.3f} ({m['error_slices']} "
                        f"slices, {m['failed_requests']}/{m['requests']} requests failed)  "
                        f"p50 {_ms(m['latency_p50_ms'])}  p99 {_ms(m['latency_p99_ms'])}  "
-                       f"study AUC {_num(m['study_auc'])}")
+                       f"study AUC {_interval(m, 'study_auc')}")
+            out.append(f"           at its {m['threshold_source']} threshold "
+                       f"{_num(m['threshold'])}: sensitivity {_interval(m, 'sensitivity')}, "
+                       f"specificity {_interval(m, 'specificity')} per study"
+                       + ("" if m["conclusive"] else f"; {m['caveat']}"))
             for reason, count in m["errors"].items():
                 out.append(f"           {count} slice(s): {reason}")
         a = self.agreement
@@ -212,28 +225,50 @@ def summarize(records: dict[str, LabelRecord], labels: list[np.ndarray], study_i
         slices=int(len(truth)),
         studies=0 if studies is None else len(studies.study_ids),
         positive_studies=0 if studies is None else int(studies.label.sum()),
-        labels={}, agreement=_agreement(probabilities, both, thresholds.decision_threshold),
-        data=data, elapsed_s=round(elapsed_s, 3))
+        labels={}, agreement={}, data=data, elapsed_s=round(elapsed_s, 3))
     for label, record in records.items():
         report.labels[label] = _label_metrics(record, probabilities[label], both, truth,
-                                              study_ids)
+                                              study_ids, thresholds.decision_threshold)
+    report.agreement = _agreement(probabilities, both,
+                                  {label: m["threshold"] for label, m in report.labels.items()})
     return report
 
 
 def _label_metrics(record: LabelRecord, probabilities: np.ndarray, both: np.ndarray,
-                   truth: np.ndarray, study_ids: list[str]) -> dict:
+                   truth: np.ndarray, study_ids: list[str], override: float | None) -> dict:
     errors = int(np.sum(~np.isfinite(probabilities)))
     latencies = np.asarray(record.latencies_ms)
     kept = np.flatnonzero(both)
-    auc, studies = float("nan"), 0
+    if override is not None:
+        threshold, source = override, "operator's"
+    elif record.model_threshold is not None:
+        threshold, source = record.model_threshold, "model's"
+    else:
+        threshold, source = DECISION_THRESHOLD, "fallback"
+    nan = float("nan")
+    study = {"study_auc": nan, "study_auc_ci_low": nan, "study_auc_ci_high": nan,
+             "sensitivity": nan, "sensitivity_ci_low": nan, "sensitivity_ci_high": nan,
+             "specificity": nan, "specificity_ci_low": nan, "specificity_ci_high": nan,
+             "conclusive": False, "caveat": "too small to conclude: no study answered"}
+    studies = 0
     if kept.size:
         scores = aggregate_by_study([study_ids[i] for i in kept], probabilities[kept],
                                     truth[kept])
         studies = len(scores.study_ids)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UndefinedAUCWarning)
-            auc = roc_auc(scores.mean_probability, scores.label, what="study AUC")
+            intervals = bootstrap_study_metrics(scores.mean_probability, scores.label,
+                                                threshold, what="study AUC")
+        for name, prefix in (("auc", "study_auc"), ("sensitivity", "sensitivity"),
+                             ("specificity", "specificity")):
+            interval = getattr(intervals, name)
+            study.update({prefix: interval.estimate, f"{prefix}_ci_low": interval.low,
+                          f"{prefix}_ci_high": interval.high})
+        study.update(conclusive=intervals.conclusive, caveat=intervals.caveat)
     return {
+        **study,
+        "threshold": threshold,
+        "threshold_source": source,
         "requests": record.failed_requests + len(latencies),
         "failed_requests": record.failed_requests,
         "slices": int(probabilities.size),
@@ -243,18 +278,20 @@ def _label_metrics(record: LabelRecord, probabilities: np.ndarray, both: np.ndar
         "failed_codes": dict(record.failed_codes),
         "latency_p50_ms": float(np.percentile(latencies, 50)) if latencies.size else None,
         "latency_p99_ms": float(np.percentile(latencies, 99)) if latencies.size else None,
-        "study_auc": auc,
         "auc_studies": studies,
         "versions": {str(v): n for v, n in sorted(record.versions.items())},
     }
 
 
-def _agreement(probabilities: dict[str, np.ndarray], both: np.ndarray, threshold: float) -> dict:
+def _agreement(probabilities: dict[str, np.ndarray], both: np.ndarray,
+               threshold: dict[str, float]) -> dict:
+    """Each label's calls at its own threshold: what a user of that version would be told."""
     stable, canary = probabilities[STABLE][both], probabilities[CANARY][both]
     if not stable.size:
         return {"agreement": float("nan"), "mean_abs_difference": float("nan"),
                 "compared_slices": 0}
-    return {"agreement": float(np.mean((stable > threshold) == (canary > threshold))),
+    return {"agreement": float(np.mean((stable > threshold[STABLE])
+                                       == (canary > threshold[CANARY]))),
             "mean_abs_difference": float(np.mean(np.abs(canary - stable))),
             "compared_slices": int(stable.size)}
 
@@ -278,7 +315,8 @@ def decide(report: AnalysisReport, thresholds: AnalysisThresholds) -> list[Check
     checks.append(Check("agreement with stable", agreement, thresholds.min_agreement, ">=",
                         not math.isnan(agreement) and agreement >= thresholds.min_agreement,
                         f"{report.agreement['compared_slices']} slices compared at "
-                        f"p > {thresholds.decision_threshold:g}"))
+                        f"p > {_num(stable.get('threshold'))} (stable) and "
+                        f"p > {_num(canary.get('threshold'))} (canary)"))
     expected = {STABLE: report.stable_version, CANARY: report.canary_version}
     for label, version in expected.items():
         answered = report.labels[label]["versions"]
@@ -302,6 +340,14 @@ def _latency_check(stable_p99: float | None, canary_p99: float | None,
     return Check(name, ratio, limit, "<=", passed,
                  f"stable {stable_p99:.1f} ms, canary {canary_p99:.1f} ms (slack "
                  f"{thresholds.latency_slack_ms:g} ms)")
+
+
+def _interval(metrics: dict, name: str) -> str:
+    """'0.9000 (95% CI 0.8000-1.0000)' from a label's metrics; n/a when undefined."""
+    value, low, high = (metrics.get(k) for k in (name, f"{name}_ci_low", f"{name}_ci_high"))
+    if _num(value) == "n/a":
+        return "n/a"
+    return f"{_num(value)} (95% CI {_num(low)}-{_num(high)})"
 
 
 def _ms(value: float | None) -> str:

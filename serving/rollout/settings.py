@@ -42,8 +42,10 @@ class AnalysisThresholds:
         "regression)", 5.0)
     min_agreement: float = option_field(
         "--min-agreement", "share of slices whose thresholded call agrees with stable", 0.9)
-    decision_threshold: float = option_field(
-        "--decision-threshold", "a slice is called positive when p > this", DECISION_THRESHOLD)
+    decision_threshold: float | None = option_field(
+        "--decision-threshold", "a slice or study is called positive when p > this (default: "
+        "each version's own operating threshold, from its Predict replies; "
+        f"{DECISION_THRESHOLD:g} for models exported without one)", None, type=float)
     # Live analysis (serving/rollout/live.py): the replicas' Prometheus counters over one step.
     live_max_error_excess: float = option_field(
         "--live-max-error-excess", "live traffic: canary error rate minus stable's, estimated "

@@ -9,7 +9,9 @@ fall back to one group), the study-level probability is the mean over its slices
 version scores each study through the thin gRPC client (serving/web/scoring.py: the server's
 default, a label, or the canary rollout's choice, keyed by `study_key` as `mspipe predict`
 routes it). What this adds for people: the tensors themselves come back as PNG thumbnails
-(encoded from the exact uint8 array that was sent, so what you see is what the model saw), and
+(encoded from the exact uint8 array that was sent, so what you see is what the model saw),
+each with the Grad-CAM heat map of the version that scored it as a translucent PNG layer
+(`serving_explain`; components/dicom/overlay.py colours it) that the page toggles, and
 every rejection carries a plain-words reason. Uploads live in memory only; the result holds the
 names the user gave, for the page, and `summary_for_log` gives the counts that may be logged.
 """
@@ -24,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from components.dicom.metrics import aggregate_by_study
+from components.dicom.overlay import heat_rgba
 from components.dicom.preprocessing import PreprocessedSlice, Rejection
 from components.dicom.slices import NamedInput, distinct_contents, files_to_slices
 from components.dicom.studies import StudyRef, group_by_study, study_key
@@ -71,11 +74,13 @@ def analyze(scorer: Scorer, uploads: list[UploadedFile], settings: WebSettings,
         with phase("model"):
             answer = scorer.score(images, key, metadata)
             answered_by = scorer.answered_by(answer)
+            heatmaps = scorer.explain(images, answer.result.model_version)
         title = ("JPEG/PNG images" if ref.study_uid is None
                  else "Study" if dicom_count == 1 else f"Study {number}")
         with phase("render"):
             studies.append(study_entry(title, key, members, answer.result, answered_by,
-                                       settings.threshold))
+                                       settings.threshold, heatmaps))
+    thresholds = {(s["threshold"], s["threshold_source"]) for s in studies}
     with phase("model"):
         labels = scorer.labels_answering(metadata.model_version)
     return {
@@ -83,7 +88,8 @@ def analyze(scorer: Scorer, uploads: list[UploadedFile], settings: WebSettings,
                   "labels": labels,
                   "requested_label": settings.label, "routing": scorer.routing(),
                   "image_size": metadata.image_size, "signature": metadata.signature_name},
-        "threshold": settings.threshold,
+        # one value when every study was answered with the same threshold, else None
+        "threshold": next(iter(thresholds))[0] if len(thresholds) == 1 else settings.threshold,
         "files_received": len(uploads),
         "studies": studies,
         "rejections": [rejection_entry(r) for r in sorted(rejected, key=rejection_order)],
@@ -118,9 +124,11 @@ def slice_order(kept: KeptSlice) -> tuple:
             kept.name, item.frame_index)
 
 
-def slice_entry(kept: KeptSlice, probability: float, logit: float | None) -> dict:
+def slice_entry(kept: KeptSlice, probability: float, logit: float | None,
+                heatmap: np.ndarray | None = None) -> dict:
     item = kept.slice
-    return {"name": kept.name, "frame_index": item.frame_index,
+    return {"heatmap": None if heatmap is None else png_data_url(heat_rgba(heatmap)),
+            "name": kept.name, "frame_index": item.frame_index,
             "frames_in_file": kept.frames_in_file, "instance_number": item.instance_number,
             "orientation": item.orientation, "rows": item.rows, "cols": item.cols,
             "probability": probability, "logit": logit,
@@ -128,27 +136,34 @@ def slice_entry(kept: KeptSlice, probability: float, logit: float | None) -> dic
 
 
 def png_data_url(image: np.ndarray) -> str:
-    """Lossless PNG of the uint8 [S, S, 1] tensor exactly as it went to the model."""
+    """Lossless PNG of the uint8 [S, S, 1] tensor exactly as it went to the model (or of an
+    RGBA [S, S, 4] layer)."""
     buffer = io.BytesIO()
     # zlib level 1, not Pillow's 6: still lossless, 4x less CPU (12 vs 50 ms per 512x512 slice,
     # 13% more bytes); at 6 the thumbnails were the largest part of the wait (bench/web.py)
-    Image.fromarray(np.ascontiguousarray(image[:, :, 0])).save(buffer, format="PNG",
-                                                               compress_level=1)
+    pixels = image[:, :, 0] if image.shape[-1] == 1 else image
+    Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format="PNG", compress_level=1)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def study_entry(title: str, key: str, members: list[KeptSlice],
-                result: PredictResult, answered_by: dict, threshold: float) -> dict:
-    """Study-level probability = mean over its slices, as in training and evaluation."""
+                result: PredictResult, answered_by: dict, threshold: float | None,
+                heatmaps: np.ndarray | None = None) -> dict:
+    """Study-level probability = mean over its slices, as in training and evaluation; called
+    MS-like above the answering model's own threshold unless the operator set one."""
+    source = "operator" if threshold is not None else result.threshold_source
+    threshold = result.decision_threshold if threshold is None else threshold
     logits = result.logits
     slices = [slice_entry(item, float(result.probabilities[i]),
-                          None if logits is None else float(logits[i]))
+                          None if logits is None else float(logits[i]),
+                          None if heatmaps is None else heatmaps[i])
               for i, item in enumerate(members)]
     (probability,) = aggregate_by_study([key] * len(slices),
                                         [s["probability"] for s in slices]).mean_probability
     return {
         "title": title, "kind": "images" if members[0].study.study_uid is None else "dicom",
         "probability": float(probability), "above_threshold": bool(probability > threshold),
+        "threshold": float(threshold), "threshold_source": source,
         "answered_by": answered_by, "slice_count": len(slices),
         "file_count": len({item.name for item in members}),
         "series_count": len({item.slice.series_uid for item in members}),

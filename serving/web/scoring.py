@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from components.contract import SERVING_EXPLAIN
 from serving.api.errors import ServingError
 from serving.client.model_client import ModelMetadata, PredictResult
 from serving.web.settings import WebSettings
@@ -69,6 +70,13 @@ class Scorer:
             return Answer(routed.result, routed.label, routed.fell_back)
         return Answer(self.client.predict_tensors(images, version=metadata.model_version),
                       None, False)
+
+    def explain(self, images: np.ndarray, version: int) -> np.ndarray | None:
+        """Grad-CAM heat maps float32 [N, S, S] from the version that scored the study, or
+        None when that version exports no `serving_explain` (older models)."""
+        if SERVING_EXPLAIN not in self.client.metadata(version=version).signature_names:
+            return None
+        return self.client.explain_tensors(images, version=version).heatmaps
 
     def answered_by(self, answer: Answer) -> dict:
         version = answer.result.model_version

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from components.contract import DECISION_THRESHOLD, DEFAULT_MODEL_NAME
+from components.contract import DEFAULT_MODEL_NAME
 
 MB = 1_000_000  # decimal, as file browsers show sizes
 
@@ -19,7 +19,10 @@ class WebSettings:
     label: str | None = None           # version label to ask for; None: the server's default
     model_config: str | None = None    # models.config of `mspipe rollout`: route by its canary
     known_labels: tuple[str, ...] = ("stable", "canary")  # probed to say which label answered
-    threshold: float = DECISION_THRESHOLD  # the evaluation report's decision threshold (p > t)
+    # Decision threshold (p > t = MS-like). None: the answering model's own operating threshold
+    # (contract.THRESHOLD_OUTPUT), contract.DECISION_THRESHOLD for models without one; a value
+    # overrides it for every model (shown as set by the operator).
+    threshold: float | None = None
     max_upload_bytes: int = 100 * MB   # one request: all files (or the zip) together
     max_unzipped_bytes: int = 400 * MB  # everything inside the zips of one upload
     max_files: int = 2000              # files per upload, zip members included
@@ -30,7 +33,7 @@ class WebSettings:
     tls_ca: str | None = None          # PEM CA bundle: talk TLS to the model server
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.threshold < 1.0:
+        if self.threshold is not None and not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold must be between 0 and 1, got {self.threshold}")
         for name in ("max_upload_bytes", "max_unzipped_bytes", "max_files", "max_slices",
                      "max_concurrent"):

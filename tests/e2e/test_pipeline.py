@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import json
 import os
 import re
 from collections import defaultdict
@@ -118,6 +119,53 @@ def test_report_says_what_happened(trained_pipeline):
     assert "per study" in text and "per slice" in text
     for image in ("roc.png", "confusion.png", "calibration.png"):
         assert os.path.getsize(os.path.join(os.path.dirname(report), image)) > 1000
+    # the top-scoring MS eval slices with their Grad-CAM overlay (serving_explain)
+    assert "Where the model looked" in text and "highest-scoring eval slices of MS" in text
+    examples = sorted(re.findall(r"src='(gradcam-\d+\.png)'", open(report).read()))
+    assert examples and examples == [f"gradcam-{k}.png" for k in range(1, len(examples) + 1)]
+    for image in examples:
+        with open(os.path.join(os.path.dirname(report), image), "rb") as handle:
+            assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_chosen_threshold_travels_with_the_model_and_is_reported_with_intervals(
+        trained_pipeline):
+    """The Trainer chose the threshold on held-out train studies (Youden); the pushed model
+    returns it, the Evaluator scored it with intervals, and the report says all of it."""
+    summary = trained_pipeline.summary
+    with open(os.path.join(summary.pushed_path, "assets.extra", "threshold.json")) as handle:
+        record = json.load(handle)
+    assert record["rule"] == "youden" and record["validation"]["positive_studies"] >= 1
+    size = trained_pipeline.config.image_size
+    outputs = tf.saved_model.load(summary.pushed_path).signatures["serving_default"](
+        image=tf.zeros([2, size, size, 1], tf.uint8))
+    threshold = float(outputs["decision_threshold"].numpy()[0])
+    assert threshold == pytest.approx(record["threshold"]) and 0.0 < threshold < 1.0
+
+    import tensorflow_model_analysis as tfma
+    evaluation_dir = glob.glob(os.path.join(trained_pipeline.config.pipeline_root, "Evaluator",
+                                            "evaluation", "*"))[-1]
+    overall = [m for m in tfma.load_metrics(evaluation_dir) if not m.slice_key.single_slice_keys][0]
+    values = {kv.key.name: kv.value.double_value.value for kv in overall.metric_keys_and_values
+              if not kv.key.is_diff}
+    assert values["study_threshold"] == pytest.approx(threshold)
+    assert values["study_auc_ci_low"] <= values["study_auc"] <= values["study_auc_ci_high"]
+    for name in ("sensitivity", "specificity"):
+        assert values[f"study_{name}_ci_low"] <= values[f"study_{name}"] \
+            <= values[f"study_{name}_ci_high"]
+
+    report = summary.report_path
+    with open(os.path.join(os.path.dirname(report), "study_metrics.json")) as handle:
+        reported = json.load(handle)
+    assert reported["threshold_source"] == "model"
+    assert reported["threshold"] == pytest.approx(threshold)
+    assert reported["auc"]["estimate"] == pytest.approx(values["study_auc"])
+    assert reported["sensitivity"]["low"] == pytest.approx(values["study_sensitivity_ci_low"])
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", open(report, encoding="utf-8").read()))
+    assert f"{threshold:.3f}, the model's own operating threshold, chosen by the Youden point" \
+        in text
+    assert "never on these eval studies" in text
+    assert "The eval split is too small to conclude" in text  # 8 eval studies
 
 
 def evaluator_inputs(metadata_path: str) -> dict[str, list[str]]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import html
+import json
 import os
 import re
 
@@ -126,6 +127,34 @@ def test_report_numbers_are_labelled_per_slice_and_per_study(rejected_report):
         assert fx.hashed_study_id(spec.study_id) not in page
 
 
+def test_report_gives_study_intervals_and_says_the_eval_set_is_too_small(rejected_report):
+    """3 MS + 3 control eval studies: AUC per study 0.833 with a wide bootstrap interval, and
+    the plain statement that this cannot conclude. The fixture model has no threshold of its
+    own, so the fixed fallback 0.5 is used and named as such."""
+    path, page = rejected_report
+    text = _text(page)
+    with open(os.path.join(os.path.dirname(path), "study_metrics.json")) as handle:
+        recorded = json.load(handle)
+    assert recorded["threshold"] == 0.5 and recorded["threshold_source"] == "fallback"
+    assert (recorded["positives"], recorded["negatives"]) == (3, 3)
+    auc = recorded["auc"]
+    assert auc["estimate"] == pytest.approx(7.5 / 9)
+    assert auc["low"] < auc["estimate"] <= auc["high"] <= 1.0
+    assert f"AUC per study {auc['estimate']:.3f} (95% CI {auc['low']:.3f}-{auc['high']:.3f})" \
+        in text
+    sensitivity = recorded["sensitivity"]
+    assert f"sensitivity per study {sensitivity['estimate']:.3f} (95% CI" in text
+    assert not recorded["conclusive"]
+    assert "The eval split is too small to conclude: 3 MS and 3 control studies" in text
+    assert "Rule for \"too small to conclude\": fewer than 10 studies of either class" in text
+    assert "0.5, the fixed fallback" in text
+    # every control is below 0.5: specificity 1.0 in every resample, which is not certainty
+    assert recorded["specificity"] == {"estimate": 1.0, "low": 1.0, "high": 1.0}
+    assert "A zero-width interval (specificity) does not mean certainty" in text
+    # the Evaluator's own record carries the interval too (StudyAUC's extra metrics)
+    assert re.search(r"AUC per study, 95% CI lower bound 0\.\d{4}", text)
+
+
 def test_report_counts_rejects_per_reason_in_plain_words(rejected_report):
     _, page = rejected_report
     text = _text(page)
@@ -177,7 +206,7 @@ def test_component_executor_reads_what_upstream_components_recorded(pipeline_out
          "evaluation": [artifact(standard_artifacts.ModelEvaluation,
                                  pipeline_outputs["first_run"].evaluation_uri)],
          "blessing": [blessing], "pushed_model": [pushed]},
-        {"report": [report]}, {"model_name": "ms_mri", "decision_threshold": 0.5})
+        {"report": [report]}, {"model_name": "ms_mri"})
     text = _text((tmp_path / "report" / "index.html").read_text(encoding="utf-8"))
     assert "BLESSED: the Evaluator accepted this model" in text
     assert "Pushed as ms_mri version 3" in text
@@ -223,3 +252,11 @@ def test_report_renders_in_a_headless_browser(rejected_report, tmp_path):
     assert all(width >= 400 for _, width in seen["images"]), seen["images"]
     assert seen["overflow"] <= 0
     assert screenshot.read_bytes().startswith(PNG_MAGIC)
+
+
+def test_report_says_when_the_model_has_no_explanation_signature(rejected_report):
+    """The test model predates serving_explain: a sentence, no heat-map figure."""
+    path, page = rejected_report
+    assert "Where the model looked" in _text(page)
+    assert "exports no serving_explain signature" in _text(page)
+    assert not [name for name in os.listdir(os.path.dirname(path)) if name.startswith("gradcam")]

@@ -242,3 +242,23 @@ def test_full_size_image_round_trips(tmp_path):
     for name, values in expected.items():
         got = [row[name] for row in response.json()["predictions"]]
         np.testing.assert_array_equal(np.asarray(got, dtype=np.float32), values)
+
+
+def test_explain_signature_is_listed_and_answers_over_rest_as_over_grpc(parity_target, rest):
+    """serving_explain (Grad-CAM) is a plain signature: GetModelMetadata lists it, and REST
+    with signature_name gives gRPC's probability and heat map."""
+    response = requests.get(model_url(rest, parity_target, "/metadata"), timeout=TIMEOUT)
+    signatures = response.json()["metadata"]["signature_def"]["signature_def"]
+    outputs = signatures[contract.SERVING_EXPLAIN]["outputs"]
+    assert [d["size"] for d in outputs[contract.HEATMAP]["tensor_shape"]["dim"]] == \
+        ["-1", str(IMAGE_SIZE), str(IMAGE_SIZE), "1"]
+    images = random_images(2, seed=9)
+    response = post(model_url(rest, parity_target, ":predict"),
+                    {"signature_name": contract.SERVING_EXPLAIN, "instances": images.tolist()})
+    assert response.status_code == 200, response.text
+    predictions = response.json()["predictions"]
+    expected = grpc_predict(parity_target, images, signature=contract.SERVING_EXPLAIN)
+    assert expected[contract.HEATMAP].shape == (2, IMAGE_SIZE, IMAGE_SIZE, 1)
+    for name, values in expected.items():
+        got = np.asarray([row[name] for row in predictions], dtype=np.float32)
+        np.testing.assert_array_equal(got, values)

@@ -107,10 +107,48 @@ def _combine(slices) -> dict:
     return {key.name: value for key, value in result.items()}
 
 
+def _study_means(slices) -> tuple[np.ndarray, np.ndarray]:
+    totals = roc.StudyTotals()
+    for spec in slices:
+        totals.add(spec.study_id, fx.candidate_probability(spec), spec.label)
+    scores = totals.scores()
+    return scores.mean_probability, scores.label
+
+
 def test_combiner_groups_slices_by_study():
     result = _combine(fx.EVAL_SLICES)
+    expected = roc.bootstrap_study_metrics(*_study_means(fx.EVAL_SLICES), 0.5)
     assert result == {"study_auc": pytest.approx(fx.EXPECTED_CANDIDATE_STUDY_AUC, abs=1e-12),
-                      "study_count": 6}
+                      "study_count": 6,
+                      # the 95% bootstrap interval over studies; no operating point: the
+                      # model exports no threshold of its own
+                      "study_auc_ci_low": expected.auc.low, "study_auc_ci_high": expected.auc.high}
+    assert result["study_auc_ci_low"] < result["study_auc"] <= result["study_auc_ci_high"]
+
+
+def test_combiner_reports_the_models_operating_point_with_intervals():
+    """A model that returns its threshold (contract.THRESHOLD_OUTPUT) gets sensitivity and
+    specificity per study at it, each with its interval."""
+    import tensorflow_model_analysis as tfma
+    config = tfma.EvalConfig(model_specs=[tfma.ModelSpec(prediction_key="probability")])
+    (computation,) = study_metrics.StudyAUC().computations(eval_config=config)
+    combiner = computation.combiner
+    accumulator = combiner.create_accumulator()
+    for spec in fx.EVAL_SLICES:
+        accumulator = combiner.add_input(accumulator, metric_types.StandardMetricInputs(
+            labels=np.array([spec.label]), example_weights=np.array([1.0]),
+            predictions={"probability": np.array([fx.candidate_probability(spec)]),
+                         "decision_threshold": np.array([0.35], np.float32)},
+            features={"study_id": np.array([spec.study_id.encode()], dtype=object)}))
+    result = {key.name: value for key, value in combiner.extract_output(accumulator).items()}
+    expected = roc.bootstrap_study_metrics(*_study_means(fx.EVAL_SLICES), 0.35)
+    assert result["study_threshold"] == pytest.approx(0.35)
+    assert result["study_auc"] == pytest.approx(fx.EXPECTED_CANDIDATE_STUDY_AUC, abs=1e-12)
+    for name in ("sensitivity", "specificity"):
+        interval = getattr(expected, name)
+        assert (result[f"study_{name}"], result[f"study_{name}_ci_low"],
+                result[f"study_{name}_ci_high"]) == (interval.estimate, interval.low,
+                                                     interval.high)
 
 
 def test_combiner_of_one_class_reports_nan():

@@ -5,6 +5,7 @@ Metrics here are per slice (every example is one synthetic slice).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -110,7 +111,8 @@ def test_schedule_prefers_tfx_steps_then_config_steps_then_full_passes():
 
 def test_signatures_have_exact_names_dtypes_and_shapes(trained):
     _, loaded = trained
-    assert set(loaded.signatures) == {"serving_default", "serving_float", "serving_examples"}
+    assert set(loaded.signatures) == {"serving_default", "serving_float", "serving_examples",
+                                      "serving_explain"}
     default = loaded.signatures["serving_default"]
     assert default.structured_input_signature == ((), {"image": tf.TensorSpec(
         [None, IMAGE_SIZE, IMAGE_SIZE, 1], tf.uint8, name="image")})
@@ -123,7 +125,15 @@ def test_signatures_have_exact_names_dtypes_and_shapes(trained):
     for signature in (default, floats, examples):
         assert signature.structured_outputs == {
             "probability": tf.TensorSpec([None], tf.float32, name="probability"),
-            "logit": tf.TensorSpec([None], tf.float32, name="logit")}
+            "logit": tf.TensorSpec([None], tf.float32, name="logit"),
+            "decision_threshold": tf.TensorSpec([None], tf.float32, name="decision_threshold")}
+    explain = loaded.signatures["serving_explain"]
+    assert explain.structured_input_signature == default.structured_input_signature
+    assert explain.structured_outputs == {
+        "probability": tf.TensorSpec([None], tf.float32, name="probability"),
+        "logit": tf.TensorSpec([None], tf.float32, name="logit"),
+        "decision_threshold": tf.TensorSpec([None], tf.float32, name="decision_threshold"),
+        "heatmap": tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 1], tf.float32, name="heatmap")}
 
 
 def test_probability_is_sigmoid_of_logit_and_both_signatures_agree(trained):
@@ -136,6 +146,10 @@ def test_probability_is_sigmoid_of_logit_and_both_signatures_agree(trained):
     np.testing.assert_allclose(probability, 1 / (1 + np.exp(-logit)), rtol=1e-5, atol=1e-6)
     by_float = loaded.signatures["serving_float"](image=tf.constant(images, tf.float32))
     np.testing.assert_array_equal(by_float["probability"].numpy(), probability)
+    explained = loaded.signatures["serving_explain"](image=tf.constant(images))
+    np.testing.assert_allclose(explained["probability"].numpy(), probability, rtol=1e-5)
+    heatmap = explained["heatmap"].numpy()
+    assert np.all((heatmap >= 0) & (heatmap <= 1)) and heatmap.max() == 1.0
     for labelled in (labels, None):  # a full training example, and an image-only example
         by_example = loaded.signatures["serving_examples"](
             examples=serialized_examples(images, labelled))
@@ -145,7 +159,9 @@ def test_probability_is_sigmoid_of_logit_and_both_signatures_agree(trained):
 
 def test_training_learns_blobs_deterministically(trained, records, tmp_path):
     result, loaded = trained
-    assert result.train_counts == data.LabelCounts(negatives=48, positives=48)
+    # one study of each class (24 slices each) is held out to choose the threshold on
+    assert result.train_counts == data.LabelCounts(negatives=24, positives=24)
+    assert len(result.validation_studies) == 2
     assert result.history["loss"][-1] < result.history["loss"][0]
     for split, seed, count in (("train", 1, 96), ("eval", 2, 32)):
         images, labels = blob_images(count, IMAGE_SIZE, seed=seed)  # the records' contents
@@ -154,6 +170,40 @@ def test_training_learns_blobs_deterministically(trained, records, tmp_path):
     again = train_and_export([records["train"]], [records["eval"]], CONFIG,
                              str(tmp_path / "again"), None)
     assert again.history == result.history
+
+
+def test_threshold_is_chosen_on_held_out_train_studies_and_exported(trained, records):
+    result, loaded = trained
+    choice = result.threshold
+    assert choice is not None and choice.rule == "youden"
+    assert (choice.positives, choice.negatives) == (1, 1)
+    train_studies = data.study_labels([records["train"]], data.load_schema(schema_path()),
+                                      data.tfxio_dataset_factory, "train")
+    assert set(result.validation_studies) < set(train_studies)
+    images, _ = blob_images(5, IMAGE_SIZE, seed=9)
+    for name, dtype in (("serving_default", tf.uint8), ("serving_float", tf.float32)):
+        outputs = loaded.signatures[name](image=tf.constant(images, dtype))
+        np.testing.assert_array_equal(outputs["decision_threshold"].numpy(),
+                                      np.full(5, choice.threshold, np.float32))
+
+
+def test_float_signature_refuses_nan_and_inf_instead_of_answering(trained):
+    _, loaded = trained
+    for bad in (np.nan, np.inf):
+        images = np.full((2, IMAGE_SIZE, IMAGE_SIZE, 1), bad, np.float32)
+        with pytest.raises(tf.errors.InvalidArgumentError, match="NaN or infinite"):
+            loaded.signatures["serving_float"](image=tf.constant(images))
+
+
+def test_fixed_threshold_when_no_validation_part_is_asked_for(records, tmp_path):
+    config = dataclasses.replace(CONFIG, epochs=1, threshold_validation_fraction=0.0,
+                                 fixed_threshold=0.4)
+    result = train_and_export([records["train"]], None, config, str(tmp_path / "m"), None)
+    assert result.threshold is None and result.validation_studies == ()
+    assert result.train_counts == data.LabelCounts(negatives=48, positives=48)
+    outputs = tf.saved_model.load(result.serving_model_dir).signatures["serving_default"](
+        image=tf.constant(blob_images(2, IMAGE_SIZE, seed=9)[0]))
+    np.testing.assert_allclose(outputs["decision_threshold"].numpy(), [0.4, 0.4])
 
 
 def test_tensorboard_logs_and_settings_are_written(trained):
@@ -165,7 +215,12 @@ def test_tensorboard_logs_and_settings_are_written(trained):
     with open(os.path.join(log_dir, "trainer_config.json")) as handle:
         settings = json.load(handle)
     assert settings["model_config"]["widths"] == [4, 8, 16]
-    assert settings["train_counts_per_slice"] == {"negatives": 48, "positives": 48}
+    assert settings["train_counts_per_slice"] == {"negatives": 24, "positives": 24}
+    with open(os.path.join(result.serving_model_dir, "assets.extra", "threshold.json")) as handle:
+        recorded = json.load(handle)
+    assert recorded["rule"] == "youden"
+    assert recorded["threshold"] == pytest.approx(result.threshold.threshold)
+    assert recorded["validation"]["positive_studies"] == 1
 
 
 def _examples_artifact(root, train_file: str, eval_file: str):
@@ -243,8 +298,9 @@ def test_tfma_evaluates_the_exported_model(trained, records, tmp_path):
 
 def test_wrong_image_byte_length_fails_with_a_clear_message(tmp_path, trained):
     images, labels = blob_images(4, 60, seed=1)  # written for image_size 60, read as 64
-    path = write_gzip_tfrecord(tmp_path / "bad.gz",
-                               [slice_example(i, int(l)) for i, l in zip(images, labels)])
+    path = write_gzip_tfrecord(tmp_path / "bad.gz",  # one study per label, as ingest writes
+                               [slice_example(i, int(l), study=f"study-{l}")
+                                for i, l in zip(images, labels)])
     expected = "feature image must hold image_size\\*image_size = 4096 raw uint8 bytes"
     with pytest.raises(tf.errors.InvalidArgumentError, match=expected):
         train_and_export([path], None, CONFIG, str(tmp_path / "model"), None)
@@ -261,6 +317,10 @@ def test_one_class_or_bad_labels_are_refused(tmp_path):
     bad_label = write_gzip_tfrecord(tmp_path / "bad.gz", [slice_example(images[0], 2)])
     with pytest.raises(ValueError, match="feature 'label' must be 0 or 1, found \\[2\\]"):
         train_and_export([bad_label], None, CONFIG, str(tmp_path / "m2"), None)
+    mixed = write_gzip_tfrecord(tmp_path / "mixed.gz", [slice_example(images[0], 0),
+                                                        slice_example(images[1], 1)])
+    with pytest.raises(ValueError, match="has slices labelled 0 and 1; the label must be per"):
+        train_and_export([mixed], None, CONFIG, str(tmp_path / "m3"), None)
 
 
 def test_curated_schema_matches_the_feature_contract():

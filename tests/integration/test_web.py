@@ -27,6 +27,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
 from support.browser import full_page_screenshot, headless_chromium, wait_for
+from components.dicom.overlay import heat_rgba
 from components.dicom.preprocessing import PreprocessedSlice, preprocess_path
 from components.synthetic import generate_dataset
 from support.rollout_fixtures import FAST, common, initial_config
@@ -47,11 +48,14 @@ PATIENT_LIKE_NAME = "Doe^Jane_MRN-4711-XYZ.dcm"
 HOSTILE_NAME = "<img src=x onerror=\"document.title='owned'\">notes.txt"  # shown as text
 
 
+MODEL_THRESHOLD = 0.37  # the served model's own operating threshold (not the 0.5 fallback)
+
+
 # ---------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def page_model_server(tmp_path_factory):
     root = tmp_path_factory.mktemp("web_models")
-    save_version(root / MODEL_NAME, 1, image_size=IMAGE_SIZE)
+    save_version(root / MODEL_NAME, 1, image_size=IMAGE_SIZE, threshold=MODEL_THRESHOLD)
     write_model_config(root / "models.config",
                        build_model_config([model_entry(MODEL_NAME, root / MODEL_NAME)]))
     with running_server(root / "models.config") as server:
@@ -124,7 +128,12 @@ def test_study_zip_shows_what_the_client_library_answers(chrome, web, client, da
     assert shown_study["shown"] == f"{expected_study.probability:.3f}"
     assert {(r["name"], r["reason"]) for r in state["rejections"]} == {
         (relative(r.path), r.reason) for r in expected.rejections}
-    assert "threshold 0.50" in shown_study["text"]
+    # the served model's own threshold, the one `mspipe predict` reads from the same reply
+    assert (expected.threshold, expected.threshold_source) == (pytest.approx(MODEL_THRESHOLD),
+                                                               "model")
+    assert expected_study.above_threshold == (expected_study.probability > MODEL_THRESHOLD)
+    assert "decision threshold of 0.37, the model's own operating threshold" in \
+        shown_study["text"]
     assert shown_study["answered_by"] == ("Answered by ms_mri version 1 (the server's default "
                                           "version; no version label).")
     assert "Model ms_mri · input 512×512 pixels · 12 file(s) received." == state["answered_by"]
@@ -450,3 +459,48 @@ def test_every_control_is_reached_and_used_by_keyboard(chrome, web, dataset):
     press(chrome, Keys.ENTER)
     assert chrome.execute_script("return document.getElementById('chosen').textContent") \
         == "No file chosen."
+
+
+# ---------------------------------------------------------------------- where the model looked
+HEATMAP_STATE = """
+return [...document.querySelectorAll('figure.slice')].map(figure => {
+  const layer = figure.querySelector('img.heatmap');
+  return {name: figure.dataset.name, frame: Number(figure.dataset.frame),
+          src: layer && layer.src, loaded: layer && layer.naturalWidth,
+          shown: layer !== null && getComputedStyle(layer).display !== 'none'};
+});
+"""
+
+
+def test_heat_maps_overlay_each_slice_and_toggle_by_keyboard(chrome, web, client, dataset,
+                                                            tmp_path):
+    """Each slice carries the served model's Grad-CAM (serving_explain) as a layer exactly
+    over it, hidden until the toggle, which Tab reaches and Space switches."""
+    study = study_folder(dataset)
+    upload_in_page(chrome, web, [zip_folders(tmp_path / "study.zip", study)])
+    assert chrome.execute_script("return !document.getElementById('heatmap-toggle').hidden")
+    layers = chrome.execute_script(HEATMAP_STATE)
+    assert len(layers) == 3 and not any(layer["shown"] for layer in layers)
+    by_path = {path.relative_to(study.parent).as_posix(): path for path in study.rglob("*")}
+    images = np.stack([sent_tensor(by_path[layer["name"]], layer["frame"])[..., None]
+                       for layer in layers])
+    heatmaps = client.explain_tensors(images).heatmaps
+    assert heatmaps.max() == 1.0  # the test model has evidence to show
+    for layer, heatmap in zip(layers, heatmaps):
+        assert layer["loaded"] == IMAGE_SIZE
+        np.testing.assert_array_equal(decode_thumbnail(layer["src"]), heat_rgba(heatmap))
+
+    chrome.execute_script("document.getElementById('analyse').focus()")
+    tab_until(chrome, "show-heatmaps")
+    press(chrome, Keys.SPACE)
+    assert all(layer["shown"] for layer in chrome.execute_script(HEATMAP_STATE))
+    ARTIFACTS.mkdir(exist_ok=True)
+    full_page_screenshot(chrome, ARTIFACTS / "web-heatmap.png")
+    chrome.find_element(By.CSS_SELECTOR, "figure.slice").click()  # the viewer shows it too
+    assert wait_for(chrome, "const layer = document.getElementById('viewer-heatmap'); return "
+                    "document.getElementById('viewer').open && "
+                    "getComputedStyle(layer).display !== 'none' && layer.naturalWidth;") == 512
+    press(chrome, Keys.ESCAPE)
+    chrome.execute_script("document.getElementById('show-heatmaps').focus()")
+    press(chrome, Keys.SPACE)
+    assert not any(layer["shown"] for layer in chrome.execute_script(HEATMAP_STATE))

@@ -2,7 +2,9 @@
 
 `save_version` writes a real `tf.Module` that follows the signature contract of
 components/contract.py exactly (`serving_default`: uint8 `image` [None, S, S, 1] -> float32
-`probability`, `logit` [None]; `serving_examples`: string `examples` [None] -> the same), with
+`probability`, `logit` [None]; `serving_examples`: string `examples` [None] -> the same;
+`serving_explain`: uint8 `image` -> the same plus its Grad-CAM `heatmap` [None, S, S, 1], by
+the exporter's own components/trainer/explain.py on the model's convolution), with
 weights drawn from the version number so that versions answer differently. It is written the
 way the Pusher writes: into a hidden temp folder, then renamed to base_path/<version>, so a
 polling server never sees half a model. When the real pipeline pushes models, tests can point
@@ -31,10 +33,11 @@ TEST_LOAD_RETRY_INTERVAL_MICROS = 100_000
 class ContractModel(tf.Module):
     """Rescale -> 3x3 conv (4 filters, relu) -> global mean -> dense -> logit."""
 
-    def __init__(self, image_size: int, seed: int):
+    def __init__(self, image_size: int, seed: int, threshold: float | None = None):
         super().__init__()
         rng = np.random.default_rng(seed)
         self.image_size = image_size
+        self.threshold = threshold  # exported as contract.THRESHOLD_OUTPUT when given
         self.kernel = tf.Variable(rng.normal(0, 0.5, (3, 3, 1, 4)).astype(np.float32))
         self.dense = tf.Variable(rng.normal(0, 1.0, (4, 1)).astype(np.float32))
         self.bias = tf.Variable(np.float32(rng.normal(0, 0.5)))
@@ -44,16 +47,34 @@ class ContractModel(tf.Module):
         examples_spec = tf.TensorSpec([None], tf.string, name=contract.EXAMPLES_INPUT)
         self.serve_images = tf.function(self._serve_images, input_signature=[image_spec])
         self.serve_examples = tf.function(self._serve_examples, input_signature=[examples_spec])
+        self.serve_explain = tf.function(self._serve_explain, input_signature=[image_spec])
+
+    def features(self, image: tf.Tensor) -> tf.Tensor:
+        x = tf.cast(image, tf.float32) / 255.0
+        return tf.nn.relu(tf.nn.conv2d(x, self.kernel, strides=1, padding="SAME"))
+
+    def head(self, activations: tf.Tensor) -> tf.Tensor:
+        x = tf.reduce_mean(activations, axis=[1, 2])
+        return tf.reshape(tf.matmul(x, self.dense), [-1]) + self.bias
 
     def logits(self, image: tf.Tensor) -> tf.Tensor:
-        x = tf.cast(image, tf.float32) / 255.0
-        x = tf.nn.relu(tf.nn.conv2d(x, self.kernel, strides=1, padding="SAME"))
-        x = tf.reduce_mean(x, axis=[1, 2])
-        return tf.reshape(tf.matmul(x, self.dense), [-1]) + self.bias
+        return self.head(self.features(image))
+
+    def _serve_explain(self, image):
+        from components.trainer.explain import grad_cam, upsampling_matrix
+
+        # a 'same' convolution of stride 1: cell u is centred on pixel u
+        grid = upsampling_matrix(self.image_size, self.image_size, (0.0, 1.0))
+        logit, heatmap = grad_cam(self.features, self.head, image, grid, grid)
+        return {contract.PROBABILITY: tf.sigmoid(logit), contract.LOGIT: logit,
+                contract.HEATMAP: heatmap}
 
     def _serve_images(self, image):
         logit = self.logits(image)
-        return {contract.PROBABILITY: tf.sigmoid(logit), contract.LOGIT: logit}
+        outputs = {contract.PROBABILITY: tf.sigmoid(logit), contract.LOGIT: logit}
+        if self.threshold is not None:
+            outputs[contract.THRESHOLD_OUTPUT] = tf.fill(tf.shape(logit), self.threshold)
+        return outputs
 
     def _serve_examples(self, examples):
         parsed = tf.io.parse_example(
@@ -66,15 +87,17 @@ class ContractModel(tf.Module):
 def contract_signatures(model: ContractModel) -> dict:
     """The model's functions under the signature names a pushed model serves."""
     return {contract.SERVING_DEFAULT: model.serve_images,
-            contract.SERVING_EXAMPLES: model.serve_examples}
+            contract.SERVING_EXAMPLES: model.serve_examples,
+            contract.SERVING_EXPLAIN: model.serve_explain}
 
 
 def save_version(base_path: str | os.PathLike, version: int, *,
-                 image_size: int = IMAGE_SIZE) -> Path:
-    """Write version `version` atomically (temp folder + rename); returns its folder."""
+                 image_size: int = IMAGE_SIZE, threshold: float | None = None) -> Path:
+    """Write version `version` atomically (temp folder + rename); returns its folder.
+    `threshold`: the model's own operating threshold (an output of its signatures)."""
     base_path = Path(base_path)
     base_path.mkdir(parents=True, exist_ok=True)
-    model = ContractModel(image_size, seed=version)
+    model = ContractModel(image_size, seed=version, threshold=threshold)
     staging = Path(tempfile.mkdtemp(prefix=f".staging-{version}-", dir=base_path))
     tf.saved_model.save(model, str(staging), signatures=contract_signatures(model))
     final = base_path / str(version)

@@ -146,20 +146,29 @@ function renderResult(answer) {
     describeRouting(model.routing);
   $("notices").replaceChildren(...answer.notices.map((text) => el("li", { text })));
   $("studies").replaceChildren(...answer.studies.map((study) => renderStudy(study, answer)));
+  $("heatmap-toggle").hidden = !answer.studies.some(
+    (study) => study.slices.some((slice) => slice.heatmap));
   renderRejections(answer.rejections);
   $("result").hidden = false;
 }
 
+const THRESHOLD_SOURCES = {
+  model: "the model's own operating threshold, chosen on validation studies of its training " +
+    "data (its sensitivity and specificity on the eval studies are in the evaluation report)",
+  fallback: "the fixed fallback threshold: this model was exported without a chosen one",
+  operator: "the threshold set by the page's operator",
+};
+
 function renderStudy(study, answer) {
-  const threshold = answer.threshold.toFixed(2);
+  const threshold = study.threshold.toFixed(2);
   const side = study.above_threshold ? "Above"
-    : study.probability === answer.threshold ? "At" : "Below";
+    : study.probability === study.threshold ? "At" : "Below";
   const source = study.kind === "dicom"
     ? `${study.file_count} file(s), ${study.series_count} axial series`
     : `${study.file_count} image(s)`;
   const summary = `Mean of the ${study.slice_count} slice probabilities below (${source}). ` +
-    `${side} the decision threshold of ${threshold} used in evaluation, where a probability ` +
-    `above ${threshold} counts as MS-like.`;
+    `${side} the decision threshold of ${threshold}, ${THRESHOLD_SOURCES[study.threshold_source]}; ` +
+    `a probability above ${threshold} counts as MS-like.`;
   const label = study.kind === "dicom" ? "Study-level probability" : "Mean probability";
   const by = study.answered_by;
   const answeredBy = "Answered by " + describeVersion(answer.model.name, by.version, by.labels,
@@ -174,7 +183,7 @@ function renderStudy(study, answer) {
         el("span", { class: "big-label", text: label }),
         el("span", { class: "study-probability", text: study.probability.toFixed(3) }),
       ]),
-      probabilityBar(study.probability, answer.threshold),
+      probabilityBar(study.probability, study.threshold),
     ]),
     el("p", { class: "study-summary", text: summary }),
     el("p", { class: "study-answered-by", text: answeredBy }),
@@ -209,8 +218,16 @@ function sliceCaption(slice) {
   return slice.name + frameSuffix(slice);
 }
 
+// The Grad-CAM layer over a slice (a transparent PNG from the server), or nothing.
+function heatmapLayer(slice) {
+  return slice.heatmap ? el("img", { class: "heatmap", src: slice.heatmap,
+    alt: `where the model looked in ${sliceCaption(slice)}` }) : null;
+}
+
 function renderSlice(slice) {
-  const image = el("img", { class: "thumbnail", src: slice.thumbnail, alt: sliceCaption(slice) });
+  const image = el("div", { class: "thumb-wrap" }, [
+    el("img", { class: "thumbnail", src: slice.thumbnail, alt: sliceCaption(slice) }),
+    heatmapLayer(slice)]);
   const figure = el("figure", { class: "slice", tabindex: "0", role: "button",
     "aria-label": `${sliceCaption(slice)}, probability ${slice.probability.toFixed(3)}: ` +
       "open larger", dataset: {
@@ -235,6 +252,8 @@ function renderSlice(slice) {
 
 function openViewer(slice) {
   $("viewer-image").src = slice.thumbnail;
+  $("viewer-heatmap").hidden = !slice.heatmap;
+  if (slice.heatmap) $("viewer-heatmap").src = slice.heatmap;
   $("viewer-caption").textContent = `${sliceCaption(slice)}: probability ` +
     `${slice.probability.toFixed(3)} (original ${slice.rows}×${slice.cols}, ` +
     `${slice.orientation})`;
@@ -268,6 +287,9 @@ function setUp() {
     chooseFiles([]);
   });
   $("upload-form").addEventListener("submit", analyse);
+  // a native checkbox: Tab reaches it, Space toggles it
+  $("show-heatmaps").addEventListener("change", (event) =>
+    document.body.classList.toggle("heatmaps-on", event.target.checked));
   const zone = $("drop-zone");
   zone.addEventListener("dragover", (event) => {
     event.preventDefault();
