@@ -109,6 +109,16 @@ class LabelCounts:
         return (self.total / (2.0 * self.negatives), self.total / (2.0 * self.positives))
 
 
+def _checked_labels(batch: dict, split: str):
+    """A batch's `label` values, flat; a ValueError naming the split for any other than 0/1."""
+    labels = batch[features.LABEL].numpy().reshape(-1)
+    bad = labels[(labels != 0) & (labels != 1)]
+    if bad.size:
+        raise ValueError(f"{split} split: feature '{features.LABEL}' must be 0 or 1, "
+                         f"found {sorted(set(bad.tolist()))[:5]}")
+    return labels
+
+
 def count_labels(file_patterns: list[str], schema: schema_pb2.Schema,
                  dataset_factory: DatasetFactory, split: str) -> LabelCounts:
     """One pass over a split reading only `label`; rejects labels other than 0/1."""
@@ -117,11 +127,7 @@ def count_labels(file_patterns: list[str], schema: schema_pb2.Schema,
     dataset = dataset_factory(file_patterns, options, project_schema(schema, [features.LABEL]))
     negatives = positives = 0
     for batch in dataset:
-        labels = batch[features.LABEL].numpy().reshape(-1)
-        bad = labels[(labels != 0) & (labels != 1)]
-        if bad.size:
-            raise ValueError(f"{split} split: feature '{features.LABEL}' must be 0 or 1, "
-                             f"found {sorted(set(bad.tolist()))[:5]}")
+        labels = _checked_labels(batch, split)
         positives += int(labels.sum())
         negatives += int(labels.size - labels.sum())
     counts = LabelCounts(negatives=negatives, positives=positives)
@@ -140,11 +146,7 @@ def study_labels(file_patterns: list[str], schema: schema_pb2.Schema,
                               project_schema(schema, [features.LABEL, features.STUDY_ID]))
     studies: dict[str, tuple[int, int]] = {}
     for batch in dataset:
-        labels = batch[features.LABEL].numpy().reshape(-1)
-        bad = labels[(labels != 0) & (labels != 1)]
-        if bad.size:
-            raise ValueError(f"{split} split: feature '{features.LABEL}' must be 0 or 1, "
-                             f"found {sorted(set(bad.tolist()))[:5]}")
+        labels = _checked_labels(batch, split)
         for study_id, label in zip(batch[features.STUDY_ID].numpy().reshape(-1), labels):
             study_id = study_id.decode()
             known = studies.get(study_id)
