@@ -260,11 +260,19 @@ def _retry_service_config(settings: ClientSettings) -> str:
 
 
 def channel_options(settings: ClientSettings) -> list[tuple[str, object]]:
-    """The gRPC channel arguments: message limits, the retry policy, the reconnect back-off."""
+    """The gRPC channel arguments: message limits, the retry policy, the reconnect back-off.
+
+    The retry buffer holds a whole request: gRPC keeps a call's messages for a retry only up
+    to `grpc.per_rpc_retry_buffer_size` (default 256 KiB) and commits (never retries) a call
+    whose request is larger, so with the default one 512^2 uint8 image (256 KiB + framing)
+    already turned the retry policy off for every Predict. The buffer holds references to the
+    serialized request, which lives until the call ends anyway; its CPU cost is in
+    bench/serving.py's docstring."""
     balancing = [("grpc.lb_policy_name", settings.lb_policy)] if settings.lb_policy else []
     return balancing + [("grpc.max_send_message_length", settings.max_message_bytes),
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.enable_retries", 1),
+            ("grpc.per_rpc_retry_buffer_size", settings.max_message_bytes),
             ("grpc.service_config", _retry_service_config(settings)),
             ("grpc.initial_reconnect_backoff_ms", RECONNECT_BACKOFF_MS["initial"]),
             ("grpc.min_reconnect_backoff_ms", RECONNECT_BACKOFF_MS["min"]),

@@ -146,6 +146,9 @@ class FlakyServer(prediction_service_pb2_grpc.PredictionServiceServicer,
     def HandleReloadConfigRequest(self, request, context):
         self._answer(context)
 
+    def Predict(self, request, context):
+        self._answer(context)
+
 
 @contextlib.contextmanager
 def flaky_server(unavailable: int):
@@ -173,6 +176,17 @@ def test_channel_retries_only_unavailable_and_only_so_often(retries, unavailable
             with pytest.raises(ServingError) as caught:
                 client.metadata()
     assert (caught.value.code, service.attempts) == (code, attempts)
+
+
+@pytest.mark.parametrize("images", [1, 4])
+def test_a_predict_of_full_size_images_is_retried(images):
+    """A 512^2 uint8 request is over gRPC's default retry buffer (256 KiB): without a buffer
+    that holds the whole request, gRPC commits the call and never retries it."""
+    with flaky_server(unavailable=2) as (address, service):
+        with ModelClient(address, retries=3, backoff_s=0.01, timeout_s=10) as client:
+            with pytest.raises(ServingError) as caught:
+                client.predict_tensors(np.zeros((images, 512, 512, 1), np.uint8))
+    assert (caught.value.code, service.attempts) == (grpc.StatusCode.NOT_FOUND, 3)
 
 
 def test_reload_config_is_not_retried():
