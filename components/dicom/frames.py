@@ -49,6 +49,7 @@ _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 # No MR matrix comes near this (4096 x 4096 is already exceptional); a compressed file whose
 # Rows x Columns claim more would make the decoder allocate gigabytes before failing.
 MAX_FRAME_PIXELS = 8192 * 8192
+_NO_FILE_META = Dataset()
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,12 @@ def read_mr_dataset(data: bytes, parsed: Dataset | None = None) -> Dataset:
     return dataset
 
 
+def _file_meta(dataset: Dataset) -> Dataset:
+    """The file meta information, or an empty stand-in (never mutated) when there is none.
+    One shared stand-in: building a Dataset per check cost more than the checks (issue 13)."""
+    return getattr(dataset, "file_meta", None) or _NO_FILE_META
+
+
 def check_file_meta_present(dataset: Dataset, data: bytes) -> None:
     """Bytes after 'DICM' that do not start a (0002,xxxx) element are not a DICOM header.
 
@@ -121,7 +128,7 @@ def check_file_meta_present(dataset: Dataset, data: bytes) -> None:
     starts with group 0002 and stays `truncated` (check_not_truncated).
     """
     meta_start = data[MAGIC_OFFSET + 4:MAGIC_OFFSET + 6]
-    if not (getattr(dataset, "file_meta", None) or Dataset()) and meta_start \
+    if not _file_meta(dataset) and meta_start \
             and not b"\x02\x00".startswith(meta_start):
         raise reject("decode_error", "no file meta information (group 0002) after the 'DICM' "
                      "marker: the bytes that follow are not a DICOM header")
@@ -134,7 +141,7 @@ def check_not_truncated(dataset: Dataset, total_bytes: int) -> None:
     after the last element (the file ends inside an element header, or inside an
     undefined-length value that pydicom dropped).
     """
-    file_meta = getattr(dataset, "file_meta", None) or Dataset()
+    file_meta = _file_meta(dataset)
     group_length = file_meta.get("FileMetaInformationGroupLength")
     if isinstance(group_length, int) and MAGIC_OFFSET + 16 + group_length > total_bytes:
         raise reject("truncated", "file ends inside the file meta information ("
@@ -158,7 +165,7 @@ def check_not_truncated(dataset: Dataset, total_bytes: int) -> None:
                 start, end = getattr(element, "file_tell", None) or -1, None
             if start > last_start:
                 last_tag, last_start, last_end = tag, start, end
-    transfer_syntax = getattr(dataset, "file_meta", Dataset()).get("TransferSyntaxUID")
+    transfer_syntax = _file_meta(dataset).get("TransferSyntaxUID")
     if last_end is None or transfer_syntax == DeflatedExplicitVRLittleEndian:
         return  # offsets of deflated data refer to the inflated stream
     tail = total_bytes - last_end
@@ -172,7 +179,7 @@ def check_not_truncated(dataset: Dataset, total_bytes: int) -> None:
 def check_sop_class(dataset: Dataset) -> None:
     """Only MR image storage classes hold brain-MRI slices the model was trained on."""
     sop_class = read_attribute(dataset, "SOPClassUID") or read_attribute(
-        getattr(dataset, "file_meta", Dataset()), "MediaStorageSOPClassUID")
+        _file_meta(dataset), "MediaStorageSOPClassUID")
     if not sop_class:
         raise reject("unsupported_sop_class", f"{tag_name('SOPClassUID')} is missing")
     sop_class = UID(str(sop_class).strip())
@@ -198,7 +205,7 @@ def check_pixel_module(dataset: Dataset) -> None:
 
 def check_decoder_available(dataset: Dataset) -> None:
     """Reject encodings that no installed pydicom plugin can decode, before trying."""
-    transfer_syntax = getattr(dataset, "file_meta", Dataset()).get("TransferSyntaxUID")
+    transfer_syntax = _file_meta(dataset).get("TransferSyntaxUID")
     if not transfer_syntax:
         raise reject("unsupported_transfer_syntax",
                      f"{tag_name('TransferSyntaxUID')} is missing from the file meta information")
