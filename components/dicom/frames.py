@@ -308,20 +308,16 @@ def image_shape(dataset: Dataset) -> tuple[int, int]:
     return shape[0], shape[1]
 
 
-def functional_group_value(dataset: Dataset, index: int, macro: str, keyword: str) -> Any:
+def functional_group_value(dataset: Dataset, index: int, macro: str, keyword: str,
+                           groups: tuple[Dataset, ...] | None = None) -> Any:
     """Per-frame functional group, else shared functional group, else the top-level tag.
 
     This is the lookup order of PS3.3 C.7.6.16 for Enhanced / Legacy Converted MR objects;
-    classic MR Image Storage has only the top-level tag.
+    classic MR Image Storage has only the top-level tag. `groups`: `frame_groups(dataset,
+    index)`, when the caller looks up several values of one frame.
     """
-    for groups_keyword in ("PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence"):
-        groups = read_attribute(dataset, groups_keyword)
-        if not groups:
-            continue
-        item_index = index if groups_keyword.startswith("PerFrame") else 0
-        if item_index >= len(groups):
-            continue
-        macro_items = read_attribute(groups[item_index], macro)
+    for group in frame_groups(dataset, index) if groups is None else groups:
+        macro_items = read_attribute(group, macro)
         if macro_items:
             value = read_attribute(macro_items[0], keyword)
             if value is not None:
@@ -329,14 +325,27 @@ def functional_group_value(dataset: Dataset, index: int, macro: str, keyword: st
     return read_attribute(dataset, keyword)
 
 
+def frame_groups(dataset: Dataset, index: int) -> tuple[Dataset, ...]:
+    """The functional group items that apply to frame `index`, per-frame first; none for a
+    classic MR image."""
+    items = []
+    for groups_keyword in ("PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence"):
+        groups = read_attribute(dataset, groups_keyword)
+        item_index = index if groups_keyword.startswith("PerFrame") else 0
+        if groups and item_index < len(groups):
+            items.append(groups[item_index])
+    return tuple(items)
+
+
 def frame_info(dataset: Dataset, index: int) -> FrameInfo:
     """Step 2: the geometry and modality LUT of one frame."""
+    groups = frame_groups(dataset, index)
     cosines = functional_group_value(dataset, index, "PlaneOrientationSequence",
-                                     "ImageOrientationPatient")
+                                     "ImageOrientationPatient", groups)
     slope = functional_group_value(dataset, index, "PixelValueTransformationSequence",
-                                   "RescaleSlope")
+                                   "RescaleSlope", groups)
     intercept = functional_group_value(dataset, index, "PixelValueTransformationSequence",
-                                       "RescaleIntercept")
+                                       "RescaleIntercept", groups)
     return FrameInfo(
         index=index,
         orientation_cosines=_as_floats(cosines, "ImageOrientationPatient"),
@@ -379,13 +388,14 @@ def classify_orientation(cosines: tuple[float, ...] | None, oblique_threshold: f
     if len(cosines) != 6 or not all(math.isfinite(c) for c in cosines):
         raise reject("invalid_orientation", f"{iop} must hold 6 finite direction cosines, "
                      f"has {len(cosines)}")
-    row, column = np.array(cosines[:3], dtype=np.float64), np.array(cosines[3:], dtype=np.float64)
-    normal = np.cross(row, column)
+    # numpy's cross product, term for term, without its cost on 3-vectors (~0.1 ms a slice)
+    (r0, r1, r2), (c0, c1, c2) = cosines[:3], cosines[3:]
+    normal = (r1 * c2 - r2 * c1, r2 * c0 - r0 * c2, r0 * c1 - r1 * c0)
     length = float(np.linalg.norm(normal))
     if length < 1e-6:
         raise reject("invalid_orientation", f"{iop} row and column cosines are parallel or zero")
-    components = np.abs(normal / length)
-    axis = int(np.argmax(components))
+    components = [abs(component / length) for component in normal]
+    axis = components.index(max(components))  # the first largest, as np.argmax
     return _AXIS_ORIENTATION[axis] if components[axis] >= oblique_threshold else "oblique"
 
 
