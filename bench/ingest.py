@@ -168,9 +168,11 @@ def per_slice_costs(settings: BenchSettings) -> list[SliceCost]:
                              RLELossless)
 
     from components.dicom_example_gen import file_to_examples as fte
+    from components.dicom_example_gen.allocator import keep_freed_memory
     from components.features import hash_uid
     from slice_files import slice_files
 
+    keep_freed_memory()  # as DicomExampleGen's workers do (FileToExamplesDoFn.setup)
     syntaxes = (ExplicitVRLittleEndian, RLELossless, JPEG2000Lossless, JPEGBaseline8Bit)
     costs = []
     for rows, cols in ((384, 416), (512, 512)):
@@ -265,7 +267,9 @@ def child_loop(data: str, labels: str, out: str, image_size: int) -> dict:
     from components.dicom_example_gen import file_to_examples as fte
     from components.dicom_example_gen.executor import list_input_files
     from components.dicom.labels import read_labels
+    from components.dicom_example_gen.allocator import keep_freed_memory
 
+    keep_freed_memory()  # as DicomExampleGen's workers do (FileToExamplesDoFn.setup)
     started = time.perf_counter()
     labels = read_labels(labels, SALT)
     settings = fte.IngestSettings(data, image_size, ("axial",), SALT, dict(labels.labels))

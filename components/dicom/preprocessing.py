@@ -18,6 +18,7 @@ whose reason is one of `REJECT_REASONS`. I/O errors (a missing file) do raise.
 from __future__ import annotations
 
 import io
+import math
 import numbers
 import os
 import struct
@@ -411,7 +412,9 @@ def _scaled_level_table(pixels: ModalityPixels, low_percentile: float, high_perc
     low_level, high_level = int(stored.min()), int(stored.max())
     if high_level - low_level >= _MAX_TABLE_LEVELS:
         return None
-    index = np.subtract(stored, low_level, dtype=np.intp)
+    index = stored.astype(np.intp)  # a plain cast is faster than a casting subtract
+    if low_level:
+        index -= low_level
     counts = np.bincount(index.ravel(), minlength=high_level - low_level + 1)
     values = pixels.modality(np.arange(low_level, high_level + 1, dtype=np.int64))
     low, high = _percentiles_from_counts(values, counts, (low_percentile, high_percentile),
@@ -436,22 +439,23 @@ def _percentiles_from_counts(values: np.ndarray, counts: np.ndarray,
     if descending:
         values, counts = values[::-1], counts[::-1]
     cumulative = np.cumsum(counts)
-    n = int(cumulative[-1])
-    quantiles = np.true_divide(np.asarray(percentiles, dtype=np.float64), 100)
-    virtual = (n - 1) * quantiles
-    previous = np.floor(virtual)
-    following = previous + 1
-    above = virtual >= n - 1
-    previous[above] = n - 1
-    following[above] = n - 1
-    gamma = virtual - np.where(above, -1.0, previous)  # numpy's, with its -1 index for the last
-    order_statistic = values[np.searchsorted(cumulative, np.stack([previous, following]),
-                                             side="right")]
-    a, b = order_statistic[0], order_statistic[1]
-    difference = np.subtract(b, a)
-    result = np.add(a, difference * gamma)
-    np.subtract(b, difference * (1 - gamma), out=result, where=gamma >= 0.5)
-    return result
+    last = int(cumulative[-1]) - 1
+    neighbours, gammas = [], []
+    for percentile in percentiles:  # scalars: numpy's array calls cost more than the math
+        virtual = last * (float(percentile) / 100)
+        if virtual >= last:
+            neighbours += [last, last]
+            gammas.append(virtual + 1.0)  # numpy's gamma with its -1 index for the last
+        else:
+            previous = float(math.floor(virtual))
+            neighbours += [previous, previous + 1]
+            gammas.append(virtual - previous)
+    order_statistics = values[np.searchsorted(cumulative, neighbours, side="right")].tolist()
+    result = []
+    for a, b, gamma in zip(order_statistics[::2], order_statistics[1::2], gammas):
+        difference = b - a
+        result.append(b - difference * (1 - gamma) if gamma >= 0.5 else a + difference * gamma)
+    return np.array(result, dtype=np.float64)
 
 
 def fitted_shape(rows: int, cols: int, size: int) -> tuple[int, int]:
