@@ -221,23 +221,26 @@ def _best_ms(run, count: int, repeats: int) -> float:
 
 def gzip_cost(repeats: int = 20) -> str:
     """What gzip adds per slice: one serialized 512x512 example, zlib level 6 (Beam's
-    WriteToTFRecord) vs level 1 (DicomExampleGen's sink)."""
+    WriteToTFRecord), zlib level 1, and ISA-L level 1 (DicomExampleGen's sink)."""
     import zlib
 
     from pydicom.uid import ExplicitVRLittleEndian
 
     from components.dicom.preprocessing import preprocess_dicom
+    from components.dicom_example_gen.gzip_sink import GZIP_LEVEL, compressor
     from slice_files import slice_files
 
     image = preprocess_dicom(slice_files(512, 512, ExplicitVRLittleEndian, 1)[0])[0].image
     data = image.tobytes()
     parts = []
-    for level in (6, 1):
+    for name, make in (("zlib level 6", lambda: zlib.compressobj(6, zlib.DEFLATED, 31)),
+                       ("zlib level 1", lambda: zlib.compressobj(1, zlib.DEFLATED, 31)),
+                       (f"ISA-L level {GZIP_LEVEL} (ours)", lambda: compressor(GZIP_LEVEL))):
         def run() -> None:
-            compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
-            parts_out[0] = len(compressor.compress(data) + compressor.flush())
+            stream = make()
+            parts_out[0] = len(stream.compress(data) + stream.flush())
         parts_out = [0]
-        parts.append(f"level {level} {_best_ms(run, 1, repeats):.2f} ms -> "
+        parts.append(f"{name} {_best_ms(run, 1, repeats):.2f} ms -> "
                      f"{parts_out[0] / 1024:.0f} KiB")
     return f"gzip of one 512x512 slice ({len(data) / 1024:.0f} KiB): " + ", ".join(parts)
 
@@ -261,13 +264,15 @@ def format_slice_costs(costs: list[SliceCost]) -> str:
 # ------------------------------------------------------------------ children
 
 def child_loop(data: str, labels: str, out: str, image_size: int) -> dict:
-    """The baseline: the same per-file work, no TFX and no Beam, one gzip TFRecord file."""
-    import tensorflow as tf
+    """The baseline: the same per-file work, no TFX and no Beam pipeline, one gzip TFRecord
+    file written by the component's own compressor (gzip_sink.GzipWriter)."""
+    from apache_beam.io.tfrecordio import _TFRecordUtil
 
-    from components.dicom_example_gen import file_to_examples as fte
-    from components.dicom_example_gen.executor import list_input_files
     from components.dicom.labels import read_labels
+    from components.dicom_example_gen import file_to_examples as fte
     from components.dicom_example_gen.allocator import keep_freed_memory
+    from components.dicom_example_gen.executor import list_input_files
+    from components.dicom_example_gen.gzip_sink import GzipWriter
 
     keep_freed_memory()  # as DicomExampleGen's workers do (FileToExamplesDoFn.setup)
     started = time.perf_counter()
@@ -275,16 +280,16 @@ def child_loop(data: str, labels: str, out: str, image_size: int) -> dict:
     settings = fte.IngestSettings(data, image_size, ("axial",), SALT, dict(labels.labels))
     kept = 0
     os.makedirs(out, exist_ok=True)
-    from components.dicom_example_gen.gzip_sink import GZIP_LEVEL
-
-    options = tf.io.TFRecordOptions(compression_type="GZIP", compression_level=GZIP_LEVEL)
-    with tf.io.TFRecordWriter(os.path.join(out, "loop.tfrecord.gz"), options=options) as writer:
+    writer = GzipWriter(open(os.path.join(out, "loop.tfrecord.gz"), "wb"))
+    try:
         for relative_path in list_input_files(data):
             outcome = fte.file_outcome(relative_path, fte.read_file_bytes(
                 os.path.join(data, relative_path)), settings)
             for example in outcome.examples:
-                writer.write(example)
+                _TFRecordUtil.write_record(writer, example)
                 kept += 1
+    finally:
+        writer.close()
     return {"slices": kept, "seconds": time.perf_counter() - started}
 
 
