@@ -98,7 +98,7 @@ class BenchSettings:
     workdir: Path = REPO / "bench_out" / "ingest"
     keep_outputs: bool = False
     slice_files: int = 24                          # files per per-slice row
-    slice_repeats: int = 3                         # per-slice rows: best of this many passes
+    slice_repeats: int = 5                         # per-slice rows: best of this many passes
 
 
 @dataclass(frozen=True)
@@ -108,6 +108,8 @@ class Measurement:
     seconds: float      # work time reported by the child (imports excluded)
     max_rss_mb: float   # largest single process (ru_maxrss of the child and its waited children)
     tree_rss_mb: float  # peak of the summed RSS of the child's process tree (sampled)
+    cpu_seconds: float = 0.0  # user + system CPU of the child and its waited children (wait4),
+                              # imports included: differences between sizes cancel them
 
     @property
     def rate(self) -> float:
@@ -261,6 +263,102 @@ def format_slice_costs(costs: list[SliceCost]) -> str:
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------------ per-step profile
+
+STEPS = ("read file", "parse header", "study check + scanner", "MR checks", "frame geometry",
+         "decode (pydicom)", "steps 5-7", "serialize")
+
+
+def step_costs(settings: BenchSettings, rows: int, cols: int) -> dict[str, float]:
+    """CPU ms per slice of each step of file_outcome's path on uncompressed slices, called one
+    by one as components.dicom.slices / preprocessing call them (best of passes; fresh files
+    each pass, so pydicom's lazy header conversions are paid where they happen), beside the
+    decode-only baseline split into its parse and its pixel_array."""
+    import pydicom
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    from components.dicom import frames, preprocessing, records
+    from components.dicom.scanner import read_scanner
+    from components.dicom.slices import labelled_studies_only
+    from components.dicom_example_gen import file_to_examples as fte
+    from components.features import hash_uid
+    from slice_files import slice_files
+
+    folder = settings.workdir / "steps" / f"{rows}x{cols}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    paths = []
+    for number, data in enumerate(slice_files(rows, cols, ExplicitVRLittleEndian,
+                                              settings.slice_files), 1):
+        paths.append(folder / f"IM{number:05d}")
+        paths[-1].write_bytes(data)
+    study = pydicom.dcmread(paths[0], stop_before_pixels=True).StudyInstanceUID
+    check = labelled_studies_only({hash_uid(study, SALT): 1}, SALT)
+    preprocess = preprocessing.PreprocessSettings(image_size=settings.image_size)
+    best: dict[str, float] = {}
+    for _ in range(settings.slice_repeats + 5):
+        spent = dict.fromkeys(("baseline: dcmread(path)", "baseline: .pixel_array", *STEPS), 0.0)
+        for path in paths:
+            clock = [time.process_time()]
+
+            def step(name: str) -> None:
+                now = time.process_time()
+                spent[name] += now - clock[0]
+                clock[0] = now
+
+            dataset = pydicom.dcmread(path)
+            step("baseline: dcmread(path)")
+            dataset.pixel_array
+            step("baseline: .pixel_array")
+            data = fte.read_file_bytes(str(path))
+            step("read file")
+            parsed = preprocessing.parse_dicom(data)
+            step("parse header")
+            check(preprocessing.read_study_identity(parsed)[0])
+            read_scanner(parsed)
+            step("study check + scanner")
+            dataset = frames.read_mr_dataset(data, parsed.dataset)
+            frames.frame_count(dataset), frames.image_shape(dataset)
+            frames.optional_uid(dataset, "SeriesInstanceUID")
+            frames.optional_int(dataset, "InstanceNumber")
+            step("MR checks")
+            info = frames.frame_info(dataset, 0)
+            frames.classify_orientation(info.orientation_cosines)
+            step("frame geometry")
+            pixels = frames.frame_pixels(dataset, info)
+            step("decode (pydicom)")
+            image = preprocessing._pixels_to_tensor(pixels, preprocess)
+            step("steps 5-7")
+            records.encode_example({"image": image.tobytes(), "label": 1, "study_id": "s" * 22,
+                                    "series_id": "s" * 22, "scanner": "ge_signa",
+                                    "slice_index": 1, "orientation": "axial", "rows": rows,
+                                    "cols": cols})
+            step("serialize")
+        for name, seconds in spent.items():
+            best[name] = min(best.get(name, float("inf")), seconds / len(paths) * 1000)
+    shutil.rmtree(folder, ignore_errors=True)
+    return best
+
+
+def format_step_costs(settings: BenchSettings) -> str:
+    from components.dicom_example_gen.allocator import keep_freed_memory
+
+    keep_freed_memory()
+    columns = {f"{rows}x{cols}": step_costs(settings, rows, cols)
+               for rows, cols in ((384, 416), (512, 512))}
+    lines = ["per-step CPU ms per uncompressed slice (file_outcome's path, step by step; best "
+             "of passes)", f"{'step':<26}" + "".join(f"{name:>10}" for name in columns)]
+    names = [name for name in next(iter(columns.values()))]
+    for name in names:
+        lines.append(f"{name:<26}" + "".join(f"{costs[name]:>10.3f}"
+                                             for costs in columns.values()))
+    for label, pick in (("decode only (baseline)", lambda n: n.startswith("baseline")),
+                        ("all steps (work)", lambda n: not n.startswith("baseline"))):
+        lines.append(f"{label:<26}" + "".join(
+            f"{sum(v for n, v in costs.items() if pick(n)):>10.3f}" for costs in columns.values()))
+    return "\n".join(lines)
+
+
 # ------------------------------------------------------------------ children
 
 def child_loop(data: str, labels: str, out: str, image_size: int) -> dict:
@@ -351,7 +449,7 @@ def measure(name: str, child_args: list[str]) -> Measurement:
     result = json.loads(result_path.read_text())
     result_path.unlink()
     return Measurement(name, result["slices"], result["seconds"], usage.ru_maxrss / 1024,
-                       peak[0] / 2 ** 20)
+                       peak[0] / 2 ** 20, usage.ru_utime + usage.ru_stime)
 
 
 def _rss(process) -> int:
@@ -407,6 +505,19 @@ def format_table(results: list[tuple[int, list[Measurement]]], settings: BenchSe
                          f"fixed cost {fixed:>6.1f} s  mosmed {minutes:>5.1f} min  peak RSS "
                          f"{before.max_rss_mb:.0f}->{after.max_rss_mb:.0f} MB per process, "
                          f"{before.tree_rss_mb:.0f}->{after.tree_rss_mb:.0f} MB tree")
+        lines.append(f"marginal CPU per slice (user + system of every process of the run, "
+                     f"{small}->{large} slices), and the mosmed time if all {os.cpu_count()} "
+                     f"cores were the run's: fixed cost + {MOSMED_SLICES:,} x CPU per slice / "
+                     f"cores (on a shared machine the wall-time rate above also counts other "
+                     f"jobs):")
+        for before, after in zip(small_rows, large_rows):
+            cpu_ms = (after.cpu_seconds - before.cpu_seconds) / (large - small) * 1000
+            rate = (large - small) / (after.seconds - before.seconds)
+            fixed = before.seconds - small / rate
+            cores = 1 if after.name == "loop" else os.cpu_count()
+            minutes = (fixed + MOSMED_SLICES * cpu_ms / 1000 / cores) / 60
+            lines.append(f"  {after.name:<28} {cpu_ms:>6.2f} CPU ms/slice on {cores} core(s)  "
+                         f"mosmed {minutes:>5.1f} min")
     return "\n".join(lines)
 
 
@@ -434,6 +545,7 @@ def main(argv: list[str] | None = None) -> int:
                              keep_outputs=args.keep_outputs, slice_files=args.slice_files)
     settings.workdir.mkdir(parents=True, exist_ok=True)
     if "slices" not in args.skip:
+        print(format_step_costs(settings), flush=True)
         print(format_slice_costs(per_slice_costs(settings)), flush=True)
     if "datasets" not in args.skip:
         print(format_table(run_benchmark(settings), settings))
