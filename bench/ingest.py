@@ -85,8 +85,10 @@ move between rows; the ratio to the decode in the same run, and CPU time, are th
   gzip of one 512x512 slice (256 KiB): zlib level 6 14.40 ms -> 182 KiB, zlib level 1 7.35 ms -> 183 KiB, ISA-L level 1 (ours) 1.25 ms -> 188 KiB
 Two earlier runs of the per-slice rows this session (same code but the profile) gave 512x512
 uncompressed 2.66x and 2.51x decode, 384x416 4.97x and 4.27x; the per-step table's sums give
-2.28x and 3.91x. So, deliverable 1: at 512x512 (mosmed's matrix) the whole per-slice work is
-2.1-2.7x pydicom's decode alone (was 3.0x), not yet the 2x goal; at 384x416 3.9-5x (was 7.8x),
+2.28x and 3.91x. A last run (best of 5 passes, load 3.3-3.9, every CPU time ~1.5x the above):
+512x512 2.39x (per-step sums 2.31x), 384x416 6.30x (4.00x). So, deliverable 1: at 512x512
+(mosmed's matrix) the whole per-slice work is 2.1-2.7x pydicom's decode alone (was 3.0x), not
+yet the 2x goal; at 384x416 3.9-6.3x (was 7.8x),
 where the exact Lanczos resize alone (~2 ms) exceeds the decode (~1.1 ms). What is left beside
 pydicom's own parse + decode is numpy's bincount + take (~0.8 ms at 512x512: at numpy's floor;
 np.add.at, np.histogram, scipy.ndimage.histogram and Pillow's point/histogram were slower or
