@@ -18,6 +18,7 @@ whose reason is one of `REJECT_REASONS`. I/O errors (a missing file) do raise.
 from __future__ import annotations
 
 import io
+import math
 import numbers
 import os
 import struct
@@ -45,6 +46,7 @@ from components.dicom.frames import (
     read_mr_dataset,
     safe_exception_text,
 )
+from components.dicom.lanczos import lanczos_resize
 from components.features import DEFAULT_IMAGE_SIZE
 from components.dicom.rejections import REJECT_REASONS, RejectedInput, Rejection, reject
 
@@ -332,12 +334,23 @@ _MAX_TABLE_LEVELS = 1 << 17
 
 
 def _pixels_to_tensor(pixels: Pixels, settings: PreprocessSettings) -> np.ndarray:
-    stored = pixels.stored if isinstance(pixels, ModalityPixels) else pixels
-    if stored.ndim != 2 or stored.size == 0:
-        raise ValueError(f"expected a non-empty 2-D array, got shape {stored.shape}")
-    scaled = clip_and_scale(pixels, settings.low_percentile, settings.high_percentile)
+    frame = pixels if isinstance(pixels, ModalityPixels) else ModalityPixels(np.asarray(pixels))
+    if frame.stored.ndim != 2 or frame.stored.size == 0:
+        raise ValueError(f"expected a non-empty 2-D array, got shape {frame.stored.shape}")
+    size = settings.image_size
+    table = _scaled_level_table(frame, settings.low_percentile, settings.high_percentile)
+    if table is None:  # floats, or integers too wide for a table
+        scaled = clip_and_scale(pixels, settings.low_percentile, settings.high_percentile)
+    elif fitted_shape(*frame.stored.shape, size) == frame.stored.shape:
+        # No resize (a 512x512 MR matrix): step 7's rounding is a function of each pixel's
+        # level, so round the table once instead of every pixel: same bytes, one pass.
+        levels, index = table
+        return _centred(np.take(_rounded(levels), index), size)[:, :, np.newaxis]
+    else:
+        levels, index = table
+        scaled = np.take(levels, index)
     # scaled: float32 0..255 at the original matrix size, the normalised slice
-    return to_uint8_tensor(fit_to_square(scaled, settings.image_size))
+    return to_uint8_tensor(fit_to_square(scaled, size))
 
 
 def clip_and_scale(pixels: Pixels, low_percentile: float, high_percentile: float) -> np.ndarray:
@@ -359,8 +372,8 @@ def clip_and_scale(pixels: Pixels, low_percentile: float, high_percentile: float
     frame = ModalityPixels(np.asarray(pixels)) if plain else pixels
     table = _scaled_level_table(frame, low_percentile, high_percentile)
     if table is not None:
-        levels, low_level = table
-        return np.take(levels, _level_index(frame.stored, low_level))
+        levels, index = table
+        return np.take(levels, index)
     return _clip_and_scale_values(frame.stored if plain else frame.values(), low_percentile,
                                   high_percentile)
 
@@ -388,18 +401,21 @@ def _check_contrast(low: float, high: float, low_percentile: float,
 
 
 def _scaled_level_table(pixels: ModalityPixels, low_percentile: float, high_percentile: float,
-                        ) -> tuple[np.ndarray, int] | None:
+                        ) -> tuple[np.ndarray, np.ndarray] | None:
     """float32 output of step 5 for every stored level from the frame's minimum to its maximum,
-    and that minimum; None when the frame is not integer, spans too many levels, or its span
-    overflows (the float path handles those rare cases)."""
+    and each pixel's row in it (intp, the index type np.bincount and np.take work in: one
+    conversion serves both); None when the frame is not integer, spans too many levels, or its
+    span overflows (the float path handles those rare cases)."""
     stored = pixels.stored
     if stored.dtype.kind not in "ui" or stored.dtype.itemsize > 4:
         return None
     low_level, high_level = int(stored.min()), int(stored.max())
     if high_level - low_level >= _MAX_TABLE_LEVELS:
         return None
-    counts = np.bincount(_level_index(stored, low_level).ravel(),
-                         minlength=high_level - low_level + 1)
+    index = stored.astype(np.intp)  # a plain cast is faster than a casting subtract
+    if low_level:
+        index -= low_level
+    counts = np.bincount(index.ravel(), minlength=high_level - low_level + 1)
     values = pixels.modality(np.arange(low_level, high_level + 1, dtype=np.int64))
     low, high = _percentiles_from_counts(values, counts, (low_percentile, high_percentile),
                                          descending=(pixels.slope < 0) != pixels.invert)
@@ -408,14 +424,7 @@ def _scaled_level_table(pixels: ModalityPixels, low_percentile: float, high_perc
             return None
     _check_contrast(low, high, low_percentile, high_percentile)
     scaled = (np.clip(values, low, high) - low) * (255.0 / (high - low))
-    return scaled.astype(np.float32), low_level
-
-
-def _level_index(stored: np.ndarray, low_level: int) -> np.ndarray:
-    """Stored values -> 0-based table rows, in a dtype that cannot overflow."""
-    if low_level == 0 and stored.dtype.kind == "u":
-        return stored
-    return np.subtract(stored, low_level, dtype=np.int64 if stored.itemsize >= 4 else np.int32)
+    return scaled.astype(np.float32), index
 
 
 def _percentiles_from_counts(values: np.ndarray, counts: np.ndarray,
@@ -430,45 +439,56 @@ def _percentiles_from_counts(values: np.ndarray, counts: np.ndarray,
     if descending:
         values, counts = values[::-1], counts[::-1]
     cumulative = np.cumsum(counts)
-    n = int(cumulative[-1])
-    quantiles = np.true_divide(np.asarray(percentiles, dtype=np.float64), 100)
-    virtual = (n - 1) * quantiles
-    previous = np.floor(virtual)
-    following = previous + 1
-    above = virtual >= n - 1
-    previous[above] = n - 1
-    following[above] = n - 1
-    gamma = virtual - np.where(above, -1.0, previous)  # numpy's, with its -1 index for the last
-    order_statistic = values[np.searchsorted(cumulative, np.stack([previous, following]),
-                                             side="right")]
-    a, b = order_statistic[0], order_statistic[1]
-    difference = np.subtract(b, a)
-    result = np.add(a, difference * gamma)
-    np.subtract(b, difference * (1 - gamma), out=result, where=gamma >= 0.5)
-    return result
+    last = int(cumulative[-1]) - 1
+    neighbours, gammas = [], []
+    for percentile in percentiles:  # scalars: numpy's array calls cost more than the math
+        virtual = last * (float(percentile) / 100)
+        if virtual >= last:
+            neighbours += [last, last]
+            gammas.append(virtual + 1.0)  # numpy's gamma with its -1 index for the last
+        else:
+            previous = float(math.floor(virtual))
+            neighbours += [previous, previous + 1]
+            gammas.append(virtual - previous)
+    order_statistics = values[np.searchsorted(cumulative, neighbours, side="right")].tolist()
+    result = []
+    for a, b, gamma in zip(order_statistics[::2], order_statistics[1::2], gammas):
+        difference = b - a
+        result.append(b - difference * (1 - gamma) if gamma >= 0.5 else a + difference * gamma)
+    return np.array(result, dtype=np.float64)
+
+
+def fitted_shape(rows: int, cols: int, size: int) -> tuple[int, int]:
+    """Step 6's matrix before padding: the longest side becomes `size`, aspect ratio kept."""
+    scale = size / max(rows, cols)
+    return (min(size, max(1, int(rows * scale + 0.5))),
+            min(size, max(1, int(cols * scale + 0.5))))
 
 
 def fit_to_square(image: np.ndarray, size: int) -> np.ndarray:
     """Step 6: longest side -> `size` with Lanczos (antialiased when shrinking), centre zero-pad.
 
-    Resampling the float image (Pillow mode "F") avoids an 8-bit rounding before the resize.
-    A matrix already `size` x `size` is kept as it is (Pillow's resize returns a copy then).
+    Resampling the float image (Pillow's mode "F" Lanczos, computed bit for bit by
+    components.dicom.lanczos at about half Pillow's cost) avoids an 8-bit rounding before the
+    resize. A matrix already the fitted size is only padded.
     """
     rows, cols = image.shape
-    scale = size / max(rows, cols)
-    new_rows = min(size, max(1, int(rows * scale + 0.5)))
-    new_cols = min(size, max(1, int(cols * scale + 0.5)))
+    new_rows, new_cols = fitted_shape(rows, cols, size)
     if (new_rows, new_cols) == (rows, cols):
         resized = np.asarray(image, dtype=np.float32)
     else:
-        source = Image.fromarray(np.ascontiguousarray(image, dtype=np.float32))
-        resized = np.asarray(source.resize((new_cols, new_rows), Image.Resampling.LANCZOS),
-                             dtype=np.float32)
-    if (new_rows, new_cols) == (size, size):
-        return resized
-    canvas = np.zeros((size, size), dtype=np.float32)
-    top, left = (size - new_rows) // 2, (size - new_cols) // 2
-    canvas[top:top + new_rows, left:left + new_cols] = resized
+        resized = lanczos_resize(image, new_rows, new_cols)
+    return _centred(resized, size)
+
+
+def _centred(image: np.ndarray, size: int) -> np.ndarray:
+    """`image` (at most size x size) in the middle of a zero size x size canvas of its dtype."""
+    rows, cols = image.shape
+    if (rows, cols) == (size, size):
+        return image
+    canvas = np.zeros((size, size), dtype=image.dtype)
+    top, left = (size - rows) // 2, (size - cols) // 2
+    canvas[top:top + rows, left:left + cols] = image
     return canvas
 
 
@@ -480,6 +500,11 @@ def preprocess_mask(mask: np.ndarray, size: int = DEFAULT_IMAGE_SIZE) -> np.ndar
 
 def to_uint8_tensor(image: np.ndarray) -> np.ndarray:
     """Step 7: round to uint8 [S, S, 1]; Lanczos overshoot is clipped, not wrapped."""
-    rounded = np.clip(image, 0.0, 255.0)
+    return _rounded(image)[:, :, np.newaxis]
+
+
+def _rounded(values: np.ndarray) -> np.ndarray:
+    """Step 7's per-value rounding: clip to 0..255, round half to even, uint8."""
+    rounded = np.clip(values, 0.0, 255.0)
     np.rint(rounded, out=rounded)
-    return rounded.astype(np.uint8)[:, :, np.newaxis]
+    return rounded.astype(np.uint8)

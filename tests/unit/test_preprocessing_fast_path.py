@@ -14,9 +14,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from components.dicom.frames import ModalityPixels
-from components.dicom.preprocessing import (RejectedInput, _clip_and_scale_values,
-                                            _percentiles_from_counts, _scaled_level_table,
-                                            clip_and_scale, pixels_to_tensor)
+from components.dicom.preprocessing import (PreprocessSettings, RejectedInput,
+                                            _clip_and_scale_values, _percentiles_from_counts,
+                                            _pixels_to_tensor, _scaled_level_table,
+                                            clip_and_scale, fit_to_square, pixels_to_tensor,
+                                            to_uint8_tensor)
 
 DTYPES = (np.uint8, np.int8, np.uint16, np.int16, np.int32, np.uint32)
 SLOPES = (1.0, 2.5, 0.25, -1.0, 1e-3, 0.1, 3.3e5)
@@ -88,7 +90,26 @@ def test_the_table_path_is_taken_for_16_bit_frames_and_not_for_floats_or_wide_ra
     assert table_path(ModalityPixels(wide)).tobytes() == per_pixel(ModalityPixels(wide)).tobytes()
 
 
-@pytest.mark.parametrize("shape", [(512, 512), (384, 416), (748, 640), (30, 20)])
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(frames())
+def test_a_frame_that_needs_no_resize_is_rounded_through_its_table_with_the_same_bytes(frame):
+    """Its longest side is already the tensor's size (512x512 MR, or padded only): step 7's
+    rounding is applied to the table of levels, not to every pixel."""
+    size = max(frame.stored.shape)
+    try:
+        expected = to_uint8_tensor(fit_to_square(_clip_and_scale_values(frame.values(), 0.5,
+                                                                        99.5), size))
+        got = _pixels_to_tensor(frame, PreprocessSettings(image_size=size))
+    except RejectedInput as exc:
+        with pytest.raises(RejectedInput) as raised:
+            _pixels_to_tensor(frame, PreprocessSettings(image_size=size))
+        assert raised.value.rejection == exc.rejection
+        return
+    assert got.dtype == np.uint8 and got.shape == (size, size, 1)
+    assert got.tobytes() == expected.tobytes()
+
+
+@pytest.mark.parametrize("shape", [(512, 512), (512, 400), (384, 416), (748, 640), (30, 20)])
 def test_pixels_to_tensor_of_integers_equals_it_of_the_same_values_as_floats(shape):
     stored = np.random.default_rng(1).integers(0, 2000, shape).astype(np.uint16)
     assert np.array_equal(pixels_to_tensor(stored), pixels_to_tensor(stored.astype(np.float64)))
