@@ -40,6 +40,7 @@ from components.dicom.frames import (
     safe_exception_text,
 )
 from components.features import DEFAULT_IMAGE_SIZE
+from components.dicom.anatomy import require_anatomy
 from components.dicom.rejections import REJECT_REASONS, RejectedInput, Rejection, reject
 
 __all__ = [
@@ -193,7 +194,8 @@ def read_source(source: Source) -> bytes:
 def pixels_to_tensor(pixels: np.ndarray, *, image_size: int = DEFAULT_IMAGE_SIZE) -> np.ndarray:
     """Steps 5-7 on a 2-D array of modality values: the model's uint8 [S, S, 1].
 
-    Raises RejectedInput("constant_image") when clipping leaves no contrast.
+    Raises RejectedInput("constant_image") when clipping leaves no contrast, and
+    RejectedInput("no_anatomy") when the frame shows no head (components.dicom.anatomy).
     """
     return _pixels_to_tensor(np.asarray(pixels), PreprocessSettings(image_size=image_size))
 
@@ -284,6 +286,7 @@ def _pixels_to_tensor(pixels: np.ndarray, settings: PreprocessSettings) -> np.nd
     if pixels.ndim != 2 or pixels.size == 0:
         raise ValueError(f"expected a non-empty 2-D array, got shape {pixels.shape}")
     scaled = clip_and_scale(pixels, settings.low_percentile, settings.high_percentile)
+    require_anatomy(scaled)   # no head, no answer: blank, noise-only or speck frames
     return to_uint8_tensor(fit_to_square(scaled, settings.image_size))
 
 
