@@ -128,6 +128,14 @@ MATRIX_SIZES: tuple[tuple[int, int], ...] = (
 RESCALES: tuple[tuple[float, float], ...] = ((1.0, 0.0), (2.5, 0.0), (0.25, -100.0))
 
 
+# The conspicuous end of the lesion menu (SynthSettings overrides): dozens of 12-15 mm lesions,
+# brighter than typical FLAIR lesions. Small models trained on a few studies learn it (the
+# tests' pipeline fixtures, `mspipe demo`); the default, realistic mix needs more data than
+# that (measured figures: tests/support/pipeline_fixtures.py).
+CONSPICUOUS_LESIONS: dict = {"lesion_count": (30, 40), "lesion_diameter_mm": (12.0, 15.0),
+                             "lesion_intensity": (0.8, 1.0)}
+
+
 @dataclass(frozen=True)
 class SynthSettings:
     """One synthetic hospital export. Defaults are small so `make demo` stays quick."""

@@ -9,6 +9,7 @@ import dataclasses
 from pathlib import Path
 
 from components.synthetic import generate_dataset
+from components.synthetic.settings import CONSPICUOUS_LESIONS
 from components.trainer.config import ModelConfig
 from pipeline.config import PipelineConfig
 from pipeline.local_runner import run_local
@@ -23,8 +24,7 @@ SMALL_MODEL = ModelConfig(image_size=64, widths=(8, 16, 32), dense_units=32, dro
 # lesions of 8-15 mm were not blessed by the pipeline (eval slice AUC 0.21 / 0.23 in training);
 # in-process (same model and epochs, 3 study splits, held-out study AUC) 20-40 of 8-15 mm gave
 # 0.25-0.63, 30-40 of 10-15 mm at +0.6-0.9 gave 0.38-0.94 (0.63-1.0 at 128x128), this 0.88-1.0.
-CI_LESIONS = {"lesion_count": (30, 40), "lesion_diameter_mm": (12.0, 15.0),
-              "lesion_intensity": (0.8, 1.0)}
+CI_LESIONS = CONSPICUOUS_LESIONS
 # In-process Beam: the tests' datasets are tiny, worker start-up would dominate.
 TEST_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
 # The hashing salt as a deployment should give it: a reference, the secret in the environment.
