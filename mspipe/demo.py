@@ -149,6 +149,7 @@ def _predict_examples(target: str, manifest, data_dir: Path, salt: str) -> None:
 
 def run_demo(settings: DemoSettings) -> None:
     from components.synthetic import generate_dataset
+    from components.synthetic.settings import CONSPICUOUS_LESIONS
     from components.trainer.config import ModelConfig
     from mspipe.commands.pipeline import print_summary
     from pipeline.config import PipelineConfig
@@ -166,7 +167,8 @@ def run_demo(settings: DemoSettings) -> None:
 
     _step(1, total, f"synthetic hospital export ({settings.studies} studies)")
     data_dir = out / "hospital"
-    manifest = generate_dataset(data_dir, studies=settings.studies, seed=0)
+    # realistic anatomy, with the conspicuous lesion load a model learns from 16 studies
+    manifest = generate_dataset(data_dir, studies=settings.studies, seed=0, **CONSPICUOUS_LESIONS)
     print(manifest.summary())
 
     _step(2, total, f"TFX pipeline at {settings.image_size}x{settings.image_size}")

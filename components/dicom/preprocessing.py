@@ -46,6 +46,7 @@ from components.dicom.frames import (
     safe_exception_text,
 )
 from components.features import DEFAULT_IMAGE_SIZE
+from components.dicom.anatomy import require_anatomy
 from components.dicom.rejections import REJECT_REASONS, RejectedInput, Rejection, reject
 
 __all__ = [
@@ -237,7 +238,8 @@ def read_source(source: Source) -> bytes:
 def pixels_to_tensor(pixels: np.ndarray, *, image_size: int = DEFAULT_IMAGE_SIZE) -> np.ndarray:
     """Steps 5-7 on a 2-D array of modality values: the model's uint8 [S, S, 1].
 
-    Raises RejectedInput("constant_image") when clipping leaves no contrast.
+    Raises RejectedInput("constant_image") when clipping leaves no contrast, and
+    RejectedInput("no_anatomy") when the frame shows no head (components.dicom.anatomy).
     """
     return _pixels_to_tensor(np.asarray(pixels), PreprocessSettings(image_size=image_size))
 
@@ -337,6 +339,7 @@ def _pixels_to_tensor(pixels: Pixels, settings: PreprocessSettings) -> np.ndarra
         raise ValueError(f"expected a non-empty 2-D array, got shape {stored.shape}")
     scaled = clip_and_scale(pixels, settings.low_percentile, settings.high_percentile)
     # scaled: float32 0..255 at the original matrix size, the normalised slice
+    require_anatomy(scaled)   # no head, no answer: blank, noise-only or speck frames
     return to_uint8_tensor(fit_to_square(scaled, settings.image_size))
 
 
