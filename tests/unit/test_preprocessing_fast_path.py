@@ -90,5 +90,8 @@ def test_the_table_path_is_taken_for_16_bit_frames_and_not_for_floats_or_wide_ra
 
 @pytest.mark.parametrize("shape", [(512, 512), (384, 416), (748, 640), (30, 20)])
 def test_pixels_to_tensor_of_integers_equals_it_of_the_same_values_as_floats(shape):
-    stored = np.random.default_rng(1).integers(0, 2000, shape).astype(np.uint16)
+    rows, cols = np.mgrid[: shape[0], : shape[1]]
+    head = (rows - shape[0] / 2) ** 2 + (cols - shape[1] / 2) ** 2 < (min(shape) / 3) ** 2
+    noise = np.random.default_rng(1).integers(0, 300, shape)
+    stored = (1500 * head + noise).astype(np.uint16)  # a disk: pure noise has no anatomy
     assert np.array_equal(pixels_to_tensor(stored), pixels_to_tensor(stored.astype(np.float64)))
