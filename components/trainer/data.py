@@ -240,5 +240,5 @@ def random_left_right_flips(dataset: tf.data.Dataset, seed: int) -> tf.data.Data
         mirrored = tf.reshape(draw < 0.5, [-1, 1, 1, 1])
         return (tf.where(mirrored, tf.reverse(image, axis=[2]), image),) + tuple(batch[1:])
 
-    return dataset.enumerate().map(lambda number, *batch: flip(number, batch),
+    return dataset.enumerate().map(flip,
                                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
