@@ -52,7 +52,12 @@ def head_region(grid: np.ndarray) -> np.ndarray:
     if count == 0:
         return np.zeros(grid.shape, dtype=bool)
     sizes = np.bincount(labels.ravel())[1:]
-    return ndimage.binary_fill_holes(labels == 1 + int(np.argmax(sizes)))
+    region = labels == 1 + int(np.argmax(sizes))
+    # holes: background parts that do not reach the border (ndimage.binary_fill_holes, by one
+    # labelling instead of its repeated dilations: ~0.1 ms instead of ~5 ms per slice)
+    outside, _ = ndimage.label(~region)
+    border = np.unique(np.concatenate([outside[0], outside[-1], outside[:, 0], outside[:, -1]]))
+    return region | ~np.isin(outside, border[border > 0])
 
 
 def require_anatomy(scaled: np.ndarray) -> None:
@@ -86,7 +91,9 @@ def neighbour_correlation(grid: np.ndarray) -> float:
         if first.size < 2 or first.std() == 0 or second.std() == 0:
             correlations.append(1.0 if np.array_equal(first, second) else 0.0)
             continue
-        correlations.append(float(np.corrcoef(first.ravel(), second.ravel())[0, 1]))
+        first, second = first - first.mean(), second - second.mean()
+        correlations.append(float((first * second).sum()
+                                  / np.sqrt((first * first).sum() * (second * second).sum())))
     return float(np.mean(correlations))
 
 
@@ -95,6 +102,10 @@ def block_mean(image: np.ndarray, size: int = ANALYSIS_SIZE) -> np.ndarray:
     robust to single-pixel noise and independent of the matrix size."""
     values = np.asarray(image, dtype=np.float32)
     rows, cols = values.shape
+    if rows % size == 0 and cols % size == 0:   # whole blocks (512 x 512): one reshape
+        block_rows, block_cols = rows // size, cols // size
+        summed = values.reshape(size, block_rows, cols).sum(axis=1)
+        return summed.reshape(size, size, block_cols).sum(axis=2) / (block_rows * block_cols)
     row_edges = np.linspace(0, rows, size + 1).astype(int)
     col_edges = np.linspace(0, cols, size + 1).astype(int)
     summed = np.add.reduceat(np.add.reduceat(values, row_edges[:-1], axis=0),
