@@ -122,35 +122,6 @@ def test_served_heat_maps_equal_the_in_process_explanation(full_size_run, pushed
                                expected["probability"].numpy(), rtol=1e-5, atol=1e-6)
 
 
-def test_web_page_overlays_the_trained_models_heat_maps(full_size_run, pushed_model_client):
-    """The page on the pipeline's pushed model: an MS study with its heat maps toggled on,
-    saved as test-artifacts/web-heatmap-trained.png for a person to look at."""
-    from pathlib import Path
-
-    from serving.web.app import start_web
-    from support.browser import full_page_screenshot, headless_chromium, wait_for
-    from support.web_fixtures import upload_in_page
-
-    study_uid = next(uid for uid, record in sorted(full_size_run.manifest.studies.items())
-                     if record.label == 1 and record.axial_slices)
-    (folder,) = glob.glob(os.path.join(full_size_run.config.data_dir, "*", study_uid))
-    files = sorted(path for path in Path(folder).rglob("*") if path.is_file())
-    artifacts = Path(__file__).resolve().parents[2] / "test-artifacts"
-    with start_web(pushed_model_client.target, port=0) as web, headless_chromium() as chrome:
-        upload_in_page(chrome, web, files)
-        chrome.execute_script("document.getElementById('show-heatmaps').click()")
-        shown = wait_for(chrome, "const layers = [...document.querySelectorAll("
-                         "'figure.slice img.heatmap')]; return layers.length && layers.every("
-                         "l => getComputedStyle(l).display !== 'none' && l.naturalWidth) && "
-                         "layers.length;")
-        assert shown == record_slices(full_size_run, study_uid)
-        full_page_screenshot(chrome, artifacts / "web-heatmap-trained.png")
-
-
-def record_slices(run, study_uid: str) -> int:
-    return run.manifest.studies[study_uid].axial_slices
-
-
 def test_folder_is_one_study_with_mean_probability(full_size_run, pushed_model_client):
     study_uid = next(uid for uid, record in full_size_run.manifest.studies.items()
                      if record.axial_slices)

@@ -131,6 +131,38 @@ def test_grad_cam_peak_falls_in_a_lesion(trained_pipeline):
     assert chance < 0.25  # the game is not won by pointing anywhere
 
 
+def test_web_page_overlays_the_trained_models_heat_maps(trained_pipeline, tmp_path):
+    """The page on the pipeline's pushed (learned) model: an MS study with its heat maps
+    toggled on, saved as test-artifacts/web-heatmap-trained.png for a person to look at."""
+    from pathlib import Path
+
+    from serving.api.model_config import build_model_config, model_entry, write_model_config
+    from serving.web.app import start_web
+    from support.browser import full_page_screenshot, headless_chromium, wait_for
+    from support.serving_fixtures import running_server
+    from support.web_fixtures import upload_in_page
+
+    run = trained_pipeline
+    study_uid = next(uid for uid, record in sorted(run.manifest.studies.items())
+                     if record.label == 1 and record.axial_slices)
+    (folder,) = glob.glob(os.path.join(run.config.data_dir, "*", study_uid))
+    files = sorted(path for path in Path(folder).rglob("*") if path.is_file())
+    artifacts = Path(__file__).resolve().parents[2] / "test-artifacts"
+    config_path = tmp_path / "models.config"
+    write_model_config(config_path, build_model_config(
+        [model_entry(run.config.model_name, run.config.model_base_path, versions=[1])]))
+    with running_server(config_path) as server, \
+            start_web(server.address, port=0) as web, headless_chromium() as chrome:
+        upload_in_page(chrome, web, files)
+        chrome.execute_script("document.getElementById('show-heatmaps').click()")
+        shown = wait_for(chrome, "const layers = [...document.querySelectorAll("
+                         "'figure.slice img.heatmap')]; return layers.length && layers.every("
+                         "l => getComputedStyle(l).display !== 'none' && l.naturalWidth) && "
+                         "layers.length;")
+        assert shown == run.manifest.studies[study_uid].axial_slices
+        full_page_screenshot(chrome, artifacts / "web-heatmap-trained.png")
+
+
 def test_evaluator_study_auc_matches_independent_computation(trained_pipeline):
     import tensorflow_model_analysis as tfma
 
