@@ -51,7 +51,7 @@ def pipeline_salt():
 
 @pytest.fixture(scope="session")
 def trained_pipeline(tmp_path_factory, pipeline_salt):
-    """One real pipeline run on a 16-study synthetic hospital export, model version 1 pushed."""
+    """One real pipeline run on a 48-study synthetic hospital export, model version 1 pushed."""
     from support.pipeline_fixtures import run_pipeline, synthetic_config
 
     config, manifest = synthetic_config(tmp_path_factory.mktemp("pipeline"))

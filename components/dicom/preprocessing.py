@@ -48,6 +48,7 @@ from components.dicom.frames import (
 )
 from components.dicom.lanczos import lanczos_resize
 from components.features import DEFAULT_IMAGE_SIZE
+from components.dicom.anatomy import require_anatomy
 from components.dicom.rejections import REJECT_REASONS, RejectedInput, Rejection, reject
 
 __all__ = [
@@ -239,7 +240,8 @@ def read_source(source: Source) -> bytes:
 def pixels_to_tensor(pixels: np.ndarray, *, image_size: int = DEFAULT_IMAGE_SIZE) -> np.ndarray:
     """Steps 5-7 on a 2-D array of modality values: the model's uint8 [S, S, 1].
 
-    Raises RejectedInput("constant_image") when clipping leaves no contrast.
+    Raises RejectedInput("constant_image") when clipping leaves no contrast, and
+    RejectedInput("no_anatomy") when the frame shows no head (components.dicom.anatomy).
     """
     return _pixels_to_tensor(np.asarray(pixels), PreprocessSettings(image_size=image_size))
 
@@ -345,11 +347,14 @@ def _pixels_to_tensor(pixels: Pixels, settings: PreprocessSettings) -> np.ndarra
         # No resize (a 512x512 MR matrix): step 7's rounding is a function of each pixel's
         # level, so round the table once instead of every pixel: same bytes, one pass.
         levels, index = table
-        return _centred(np.take(_rounded(levels), index), size)[:, :, np.newaxis]
+        rounded = np.take(_rounded(levels), index)
+        require_anatomy(rounded)  # the rule reads 64x64 block means: rounding cannot move it
+        return _centred(rounded, size)[:, :, np.newaxis]
     else:
         levels, index = table
         scaled = np.take(levels, index)
     # scaled: float32 0..255 at the original matrix size, the normalised slice
+    require_anatomy(scaled)   # no head, no answer: blank, noise-only or speck frames
     return to_uint8_tensor(fit_to_square(scaled, size))
 
 

@@ -23,6 +23,7 @@ REJECT_REASONS: frozenset[str] = frozenset({
     "invalid_orientation",      # orientation cosines that do not span a plane
     "non_axial",                # frame orientation not among the kept orientations
     "constant_image",           # nothing left after percentile clipping (high == low)
+    "no_anatomy",               # no head in the frame: blank, noise only (dicom/anatomy.py)
     "unreadable_image",         # PNG/JPEG that Pillow cannot decode
     "unreadable_file",          # reading the file itself failed (I/O): components.dicom.slices
     "internal_error",           # preprocessing raised unexpectedly (a bug): components.dicom.slices

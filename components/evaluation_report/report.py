@@ -44,6 +44,7 @@ REJECT_EXPLANATIONS: dict[str, str] = {
     "non_axial": "a slice in another direction (coronal, sagittal, oblique) than the kept "
                  "ones (axial by default)",
     "constant_image": "a blank image (every pixel the same after contrast clipping)",
+    "no_anatomy": "no head in the image (blank background, noise only or a speck)",
     "unreadable_image": "a PNG/JPEG that cannot be decoded",
     "unreadable_file": "the file could not be read from disk (permissions, vanished)",
     "missing_study_uid": "no Study Instance UID, so the slice cannot be grouped into a study",

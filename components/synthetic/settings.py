@@ -38,15 +38,21 @@ class ScannerProfile:
     bias: float            # strength of the smooth coil shading
     signed: bool           # PixelRepresentation 1 (int16) instead of uint16
     file_pattern: str      # file name of instance n; no ".dcm" on some scanners, as in real exports
+    # FLAIR-like signal of (white matter, grey matter, CSF, skull, scalp fat), per scanner:
+    # grey brighter than white, CSF suppressed, as sequences and vendors tune it
+    tissue_contrast: tuple[float, float, float, float, float] = (0.50, 0.62, 0.08, 0.05, 0.85)
 
 
 DEFAULT_SCANNERS: tuple[ScannerProfile, ...] = (
     ScannerProfile("siemens_skyra", "SIEMENS", "Skyra", 3.0, gain=1400.0, gamma=1.0,
-                   noise=0.025, bias=0.15, signed=False, file_pattern="MR.{n:04d}.dcm"),
+                   noise=0.025, bias=0.15, signed=False, file_pattern="MR.{n:04d}.dcm",
+                   tissue_contrast=(0.50, 0.63, 0.07, 0.05, 0.85)),
     ScannerProfile("ge_signa", "GE MEDICAL SYSTEMS", "SIGNA Premier", 3.0, gain=2600.0,
-                   gamma=0.85, noise=0.035, bias=0.25, signed=True, file_pattern="IM{n:05d}"),
+                   gamma=0.85, noise=0.035, bias=0.25, signed=True, file_pattern="IM{n:05d}",
+                   tissue_contrast=(0.48, 0.58, 0.10, 0.04, 0.80)),
     ScannerProfile("philips_ingenia", "Philips Medical Systems", "Ingenia", 1.5, gain=700.0,
-                   gamma=1.15, noise=0.03, bias=0.2, signed=False, file_pattern="IM_{n:04d}.dcm"),
+                   gamma=1.15, noise=0.03, bias=0.2, signed=False, file_pattern="IM_{n:04d}.dcm",
+                   tissue_contrast=(0.52, 0.66, 0.06, 0.06, 0.90)),
 )
 
 
@@ -122,6 +128,14 @@ MATRIX_SIZES: tuple[tuple[int, int], ...] = (
 RESCALES: tuple[tuple[float, float], ...] = ((1.0, 0.0), (2.5, 0.0), (0.25, -100.0))
 
 
+# The conspicuous end of the lesion menu (SynthSettings overrides): dozens of 12-15 mm lesions,
+# brighter than typical FLAIR lesions. Small models trained on a few studies learn it (the
+# tests' pipeline fixtures, `mspipe demo`); the default, realistic mix needs more data than
+# that (measured figures: tests/support/pipeline_fixtures.py).
+CONSPICUOUS_LESIONS: dict = {"lesion_count": (30, 40), "lesion_diameter_mm": (12.0, 15.0),
+                             "lesion_intensity": (0.8, 1.0)}
+
+
 @dataclass(frozen=True)
 class SynthSettings:
     """One synthetic hospital export. Defaults are small so `make demo` stays quick."""
@@ -135,9 +149,11 @@ class SynthSettings:
     plant_defects: bool = True
     scanners: tuple[ScannerProfile, ...] = DEFAULT_SCANNERS
     fov_mm: tuple[float, float] = (230.0, 250.0)
-    lesion_semi_axis_mm: tuple[float, float] = (7.0, 13.0)  # in-plane major semi-axis, 3-5 % FOV
-    lesion_intensity: tuple[float, float] = (0.45, 0.7)     # added to white matter (~0.5)
-    lesions_per_mm: float = 0.5       # lesion density along the axial slab; ~4-10 per slice
+    lesion_diameter_mm: tuple[float, float] = (3.0, 15.0)   # MS lesions' long axis
+    lesion_count: tuple[int, int] = (3, 40)   # MS lesion load in and around the imaged slab
+    #                                           (log-uniform: a few to dozens)
+    lesion_intensity: tuple[float, float] = (0.35, 0.6)     # added to white matter (~0.5)
+    control_hyperintensity_share: float = 0.35  # controls with 1-3 small non-specific WM spots
     transfer_syntaxes: tuple[UID, ...] = TRANSFER_SYNTAXES
 
     def __post_init__(self) -> None:

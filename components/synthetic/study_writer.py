@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from pydicom.uid import ExplicitVRLittleEndian
 
-from components.synthetic import dicom_files, ground_truth, phantom
+from components.synthetic import brain, dicom_files, ground_truth, phantom
 from components.synthetic.dicom_files import PixelEncoding, SeriesIdentity, StoredPixels
 from components.synthetic.manifest import (
     NON_AXIAL,
@@ -44,7 +44,7 @@ _README_TEXT = b"Exported with PACS Viewer 7.2\r\nDo not modify the contents of 
 class _Context:
     root: Path
     study: StudyPlan
-    anatomy: phantom.Anatomy
+    anatomy: brain.Subject
     rng: np.random.Generator
 
     def folder(self, series_uid: str) -> Path:
@@ -81,7 +81,7 @@ def write_study(root: Path, study: StudyPlan, settings: SynthSettings,
         raise ValueError("defects are planted in labelled studies only")
     rng = np.random.default_rng(study.pixel_seed)
     positions, _ = axial_positions(settings.slices_per_series)
-    anatomy = phantom.make_anatomy(rng, multiple_sclerosis=study.has_lesions,
+    anatomy = brain.make_subject(rng, multiple_sclerosis=study.has_lesions,
                                    slab=(positions[0], positions[-1]), settings=settings)
     context = _Context(root, study, anatomy, rng)
     records: list[FileRecord] = []
@@ -135,7 +135,7 @@ def _reject_of(context: _Context, series: SeriesPlan) -> tuple[str | None, int]:
 
 def _write_series(context: _Context, series: SeriesPlan) -> list[FileRecord]:
     planes, thickness = _planes(series)
-    rendered = [phantom.render_plane_and_mask(context.anatomy, plane, context.study.scanner,
+    rendered = [brain.render_plane_and_mask(context.anatomy, plane, context.study.scanner,
                                               context.rng) for plane in planes]
     images = np.stack([image for image, _ in rendered])
     reason, rejected = _reject_of(context, series)
@@ -194,7 +194,7 @@ def _write_capture(context: _Context, base: SeriesIdentity) -> FileRecord:
     """A secondary capture (screenshot with burned-in text): has pixels, still not MR."""
     identity = _defect_identity(context, base, 901, "Screen Save")
     plane = phantom.axial_plane(512, 512, 0.47, phantom.SLAB_CENTER_Z)
-    signal = phantom.render_plane(context.anatomy, plane, identity.scanner, context.rng)
+    signal = brain.render_plane(context.anatomy, plane, identity.scanner, context.rng)
     low, high = np.percentile(signal, [1.0, 99.0])
     pixels = np.clip((signal - low) / max(high - low, 1e-6) * 255.0, 0, 255).astype(np.uint8)
     for line in range(3):   # blocks of "text" in the corner, as viewers burn in
@@ -220,7 +220,7 @@ def _write_truncated(context: _Context, axial: SeriesPlan) -> FileRecord:
     """One more axial instance whose header is intact but whose pixel data stops halfway,
     as an interrupted copy leaves it."""
     planes, thickness = _planes(axial)
-    image = phantom.render_plane(context.anatomy, planes[-1], context.study.scanner, context.rng)
+    image = brain.render_plane(context.anatomy, planes[-1], context.study.scanner, context.rng)
     encoding = PixelEncoding(ExplicitVRLittleEndian, False, (1.0, 0.0), axial.encoding.signed)
     stored = dicom_files.to_stored(image[None], encoding, (1.0,))
     instance = axial.files + 1

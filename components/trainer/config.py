@@ -33,6 +33,9 @@ class ModelConfig:
     `threshold_min_sensitivity`); see components.dicom.metrics.choose_threshold. The eval
     split is never used. `threshold_validation_fraction=0` trains on every train study and
     exports the fixed `contract.DECISION_THRESHOLD` instead (rule "fixed").
+
+    `flip_left_right` mirrors training slices at random (augmentation); evaluation, the
+    threshold's validation studies and serving always see the slice as it is.
     """
 
     image_size: int = DEFAULT_IMAGE_SIZE
@@ -47,6 +50,11 @@ class ModelConfig:
     steps_per_epoch: int | None = None
     shuffle_buffer_size: int = 1024
     class_balance: bool = True
+    # training only: each slice mirrored left-right with probability 1/2, drawn anew each epoch
+    # (seeded: the same seed gives the same flips). Brains are near-symmetric and MS lesions
+    # have no side; on the synthetic MNI data it lifted held-out study AUC from 0.93 (min 0.63
+    # over 6 splits) to 1.00 (min 1.00) at equal epochs (notes: tests/support/pipeline_fixtures.py)
+    flip_left_right: bool = True
     seed: int = 42
     threshold_rule: str = "youden"
     threshold_min_sensitivity: float = 0.9

@@ -224,4 +224,21 @@ def make_dataset(file_patterns: list[str], config: ModelConfig, schema: schema_p
 
     dataset = dataset.map(to_model_inputs, num_parallel_calls=tf.data.AUTOTUNE,
                           deterministic=True)
+    if training and config.flip_left_right:
+        dataset = random_left_right_flips(dataset, config.seed)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def random_left_right_flips(dataset: tf.data.Dataset, seed: int) -> tf.data.Dataset:
+    """Mirrors each image of each batch left-right with probability 1/2. The draws are
+    stateless, keyed by (seed, batch number): a rerun with the same seed flips the same
+    slices, and a repeated dataset draws anew in each pass (the batch number keeps counting)."""
+    def flip(batch_number, batch):
+        image = batch[0]
+        draw = tf.random.stateless_uniform([tf.shape(image)[0]],
+                                           seed=tf.stack([tf.cast(seed, tf.int64), batch_number]))
+        mirrored = tf.reshape(draw < 0.5, [-1, 1, 1, 1])
+        return (tf.where(mirrored, tf.reverse(image, axis=[2]), image),) + tuple(batch[1:])
+
+    return dataset.enumerate().map(flip,
+                                   num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

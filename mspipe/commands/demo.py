@@ -16,6 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="working folder, recreated (default: %(default)s)")
     parser.add_argument("--studies", type=int, default=defaults.studies,
                         help="synthetic studies (default: %(default)s)")
+    parser.add_argument("--slices", type=int, default=defaults.slices,
+                        help="axial slices per study (default: %(default)s)")
     options.add_image_size(parser, defaults.image_size)
     parser.add_argument("--epochs", type=int, default=defaults.epochs,
                         help="training epochs of the first model (default: %(default)s)")
@@ -26,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    run_demo(DemoSettings(out=args.out, studies=args.studies, image_size=args.image_size,
+    run_demo(DemoSettings(out=args.out, studies=args.studies, slices=args.slices,
+                          image_size=args.image_size,
                           epochs=args.epochs, web=not args.no_web,
                           keep_running=args.keep_running))
     return 0

@@ -21,6 +21,8 @@ PLAIN_REASONS: dict[str, str] = {
     "invalid_orientation": "The slice's orientation information is invalid.",
     "non_axial": "Not an axial slice: the model was trained on axial slices only.",
     "constant_image": "The image is blank: every pixel has the same value.",
+    "no_anatomy": ("No head in this image (blank background or noise only): the model "
+                   "only answers about brain slices."),
     "unreadable_image": "A JPEG or PNG file that could not be read.",
     "unreadable_file": "The file could not be read.",
     "internal_error": "This tool failed on the file (a bug): please report it.",

@@ -104,83 +104,22 @@ def test_grpc_prediction_equals_in_process_savedmodel(full_size_run, pushed_mode
     assert np.all((result.probabilities >= 0) & (result.probabilities <= 1))
 
 
-def positive_lesion_slices(run) -> tuple[np.ndarray, np.ndarray, list[bool]]:
-    """Every kept axial slice of an MS study that shows a lesion: (uint8 images [N,512,512,1],
-    bool masks [N,512,512] from the generator's ground truth, whether its study is in the eval
-    split)."""
-    from components.dicom.preprocessing import preprocess_path
-    from components.synthetic.ground_truth import iter_lesion_masks
+def test_served_heat_maps_equal_the_in_process_explanation(full_size_run, pushed_model_client):
+    """serving_explain at 512x512 over gRPC gives the SavedModel's own heat maps (the pointing
+    game on a model that learned is in test_pipeline.py: two epochs prove plumbing only)."""
+    from support.lesions import positive_lesion_slices
 
-    salt = features.resolve_salt(run.config.salt)
-    eval_studies = {decode_example(record)[features.STUDY_ID][0].decode()
-                    for path in glob.glob(os.path.join(run.summary.examples_uri, "Split-eval",
-                                                       "*.gz"))
-                    for record in read_tfrecords(path)}
-    root = os.path.realpath(run.config.data_dir)
-    images, masks, held_out = [], [], []
-    for path, frame, mask in iter_lesion_masks(root, image_size=512):
-        study_uid = os.path.relpath(path, root).split(os.sep)[1]
-        record = run.manifest.studies.get(study_uid)
-        if record is None or record.label != 1 or not mask.any():
-            continue
-        kept = [s for s in preprocess_path(path, image_size=512)
-                if isinstance(s, PreprocessedSlice) and s.frame_index == frame]
-        if kept:
-            images.append(kept[0].image)
-            masks.append(mask)
-            held_out.append(features.hash_uid(study_uid, salt) in eval_studies)
-    return np.stack(images), np.stack(masks), held_out
-
-
-def test_grad_cam_peak_falls_in_a_lesion(full_size_run, pushed_model_client):
-    """The pointing game on the served serving_explain signature (over gRPC), against the
-    generator's lesion masks: the heat map's peak lies on a lesion in >= 80 % of the positive
-    slices that show one."""
-    from components.evaluation.pointing_game import pointing_game
-
-    images, masks, held_out = positive_lesion_slices(full_size_run)
+    images, masks, _ = positive_lesion_slices(full_size_run)
+    assert masks.shape == images.shape[:3] and masks.any(axis=(1, 2)).all()
+    images = images[:4]
     explained = pushed_model_client.explain_tensors(images)
     assert explained.prediction.signature_name == "serving_explain"
-    score = pointing_game(explained.heatmaps, masks)
-    held = np.asarray(held_out)
-    on_eval = pointing_game(explained.heatmaps[held], masks[held])
-    # chance: a point drawn uniformly in the head lands on a lesion this often
-    head = images[..., 0] > 20
-    chance = float(np.mean([(m & h).sum() / h.sum() for m, h in zip(masks, head)]))
-    print(f"\n{score.describe(512)}; eval studies only: {on_eval.describe(512)}; "
-          f"chance (random point in the head) {chance:.1%}")
-    assert score.scored >= 5
-    assert score.score >= 0.8, score.describe(512)
-    assert chance < 0.2  # the game is not won by pointing anywhere
-
-
-def test_web_page_overlays_the_trained_models_heat_maps(full_size_run, pushed_model_client):
-    """The page on the pipeline's pushed model: an MS study with its heat maps toggled on,
-    saved as test-artifacts/web-heatmap-trained.png for a person to look at."""
-    from pathlib import Path
-
-    from serving.web.app import start_web
-    from support.browser import full_page_screenshot, headless_chromium, wait_for
-    from support.web_fixtures import upload_in_page
-
-    study_uid = next(uid for uid, record in sorted(full_size_run.manifest.studies.items())
-                     if record.label == 1 and record.axial_slices)
-    (folder,) = glob.glob(os.path.join(full_size_run.config.data_dir, "*", study_uid))
-    files = sorted(path for path in Path(folder).rglob("*") if path.is_file())
-    artifacts = Path(__file__).resolve().parents[2] / "test-artifacts"
-    with start_web(pushed_model_client.target, port=0) as web, headless_chromium() as chrome:
-        upload_in_page(chrome, web, files)
-        chrome.execute_script("document.getElementById('show-heatmaps').click()")
-        shown = wait_for(chrome, "const layers = [...document.querySelectorAll("
-                         "'figure.slice img.heatmap')]; return layers.length && layers.every("
-                         "l => getComputedStyle(l).display !== 'none' && l.naturalWidth) && "
-                         "layers.length;")
-        assert shown == record_slices(full_size_run, study_uid)
-        full_page_screenshot(chrome, artifacts / "web-heatmap-trained.png")
-
-
-def record_slices(run, study_uid: str) -> int:
-    return run.manifest.studies[study_uid].axial_slices
+    model = tf.saved_model.load(full_size_run.summary.pushed_path)
+    expected = model.signatures["serving_explain"](image=tf.constant(images))
+    np.testing.assert_allclose(explained.heatmaps, expected["heatmap"].numpy()[..., 0],
+                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(explained.prediction.probabilities,
+                               expected["probability"].numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_folder_is_one_study_with_mean_probability(full_size_run, pushed_model_client):

@@ -68,20 +68,24 @@ def test_upsampling_matrix_interpolates_between_cell_centres():
 
 def test_explain_signature_points_at_the_evidence(exported):
     assert contract.SERVING_EXPLAIN in exported.signatures
-    images = np.zeros((3, SIZE, SIZE, 1), np.uint8)
+    images = np.zeros((4, SIZE, SIZE, 1), np.uint8)
     images[0, 44, 62] = 255
-    images[1, 26, 71] = 200
+    images[1, 26, 53] = 200
+    images[3, 26, 71] = 200  # conv3 column 6: the last 3x3 pool drops it, the logit never sees it
     explained = exported.signatures[contract.SERVING_EXPLAIN](image=tf.constant(images))
     plain = exported.signatures[contract.SERVING_DEFAULT](image=tf.constant(images))
     np.testing.assert_allclose(explained[contract.PROBABILITY].numpy(),
                                plain[contract.PROBABILITY].numpy(), rtol=1e-6)
     heat = explained[contract.HEATMAP].numpy()
-    assert heat.shape == (3, SIZE, SIZE, 1) and heat.dtype == np.float32
+    assert heat.shape == (4, SIZE, SIZE, 1) and heat.dtype == np.float32
     assert np.all(np.isfinite(heat)) and heat.min() >= 0.0 and heat.max() <= 1.0
-    for index, peak in ((0, (44, 62)), (1, (26, 71))):
+    for index, peak in ((0, (44, 62)), (1, (26, 53))):
         assert np.unravel_index(np.argmax(heat[index, :, :, 0]), (SIZE, SIZE)) == peak
         assert heat[index].max() == 1.0
     assert np.all(heat[2] == 0.0)  # no evidence anywhere: zeros, not NaN
+    # plain Grad-CAM would light the unseen pixel's cell (its channel weights come from the
+    # other cells); the pixel gradient of the guided map knows the logit does not depend on it
+    assert np.all(heat[3] == 0.0)
 
 
 def test_explain_is_served_over_grpc_by_the_thin_client(tmp_path):

@@ -363,3 +363,27 @@ def test_curated_schema_flags_bad_data_with_tfdv():
     del unlabelled.features.feature[features.LABEL]
     assert anomalies([unlabelled], environment="SERVING") == set()
     assert anomalies([unlabelled], environment="TRAINING") == {"label"}
+
+
+def test_random_flips_mirror_about_half_the_slices_reproducibly_and_anew_each_pass():
+    images = np.arange(40 * 4 * 6, dtype=np.uint8).reshape(40, 4, 6, 1)
+    targets = np.arange(40, dtype=np.float32).reshape(40, 1)
+    batches = tf.data.Dataset.from_tensor_slices((images, targets, targets[:, 0])).batch(8)
+
+    def passes(seed: int, count: int = 2) -> list[np.ndarray]:
+        flipped = data.random_left_right_flips(batches.repeat(count), seed)
+        out = [(i.numpy(), t.numpy(), w.numpy()) for i, t, w in flipped]
+        for image, target, weight in out:  # labels and weights ride along untouched
+            np.testing.assert_array_equal(target[:, 0], weight)
+        chosen = np.concatenate([i for i, _, _ in out]).reshape(count, 40, 4, 6, 1)
+        mirrored = np.array([[np.array_equal(c, images[k][:, ::-1]) for k, c in enumerate(p)]
+                             for p in chosen])
+        kept = np.array([[np.array_equal(c, images[k]) for k, c in enumerate(p)] for p in chosen])
+        assert np.all(mirrored ^ kept)  # each slice exactly as it was, or exactly mirrored
+        return mirrored
+
+    first = passes(seed=7)
+    assert 10 <= first[0].sum() <= 30 and 10 <= first[1].sum() <= 30
+    assert not np.array_equal(first[0], first[1])  # drawn anew in the second pass
+    np.testing.assert_array_equal(passes(seed=7), first)  # same seed, same flips
+    assert not np.array_equal(passes(seed=8), first)

@@ -98,3 +98,26 @@ def test_preprocess_mask_follows_the_image_geometry(rows, cols):
 def test_missing_ground_truth_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no lesion ground truth"):
         next(iter_lesion_masks(tmp_path / "nothing"))
+
+
+def test_ms_lesions_sit_in_white_matter_with_realistic_sizes_and_loads():
+    """Lesion load varies from a few to dozens, long axes 3-15 mm, centres in white matter of
+    MS's regions; controls get at most a few small non-specific spots, never counted."""
+    from components.synthetic import brain
+    from components.synthetic.settings import SynthSettings
+
+    settings, rng = SynthSettings(), np.random.default_rng(9)
+    loads, diameters, controls = [], [], []
+    for index in range(12):
+        subject = brain.make_subject(rng, multiple_sclerosis=index % 2 == 0, slab=(-10.0, 25.0),
+                                     settings=settings)
+        counted = [lesion for lesion in subject.lesions if lesion.counted]
+        if index % 2 == 0:
+            loads.append(len(counted))
+            diameters += [2 * float(lesion.axes.max()) for lesion in counted]
+        else:
+            assert not counted and len(subject.lesions) <= 3
+            controls.append(len(subject.lesions))
+    assert min(loads) <= 8 and max(loads) >= 15 and min(loads) >= settings.lesion_count[0]
+    assert 3.0 <= min(diameters) and max(diameters) <= 15.0 and max(diameters) > 9.0
+    assert 0 < sum(c > 0 for c in controls) < len(controls)

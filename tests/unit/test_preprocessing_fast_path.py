@@ -111,5 +111,8 @@ def test_a_frame_that_needs_no_resize_is_rounded_through_its_table_with_the_same
 
 @pytest.mark.parametrize("shape", [(512, 512), (512, 400), (384, 416), (748, 640), (30, 20)])
 def test_pixels_to_tensor_of_integers_equals_it_of_the_same_values_as_floats(shape):
-    stored = np.random.default_rng(1).integers(0, 2000, shape).astype(np.uint16)
+    rows, cols = np.mgrid[: shape[0], : shape[1]]
+    head = (rows - shape[0] / 2) ** 2 + (cols - shape[1] / 2) ** 2 < (min(shape) / 3) ** 2
+    noise = np.random.default_rng(1).integers(0, 300, shape)
+    stored = (1500 * head + noise).astype(np.uint16)  # a disk: pure noise has no anatomy
     assert np.array_equal(pixels_to_tensor(stored), pixels_to_tensor(stored.astype(np.float64)))

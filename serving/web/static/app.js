@@ -159,8 +159,18 @@ const THRESHOLD_SOURCES = {
   operator: "the threshold set by the page's operator",
 };
 
+// Two decimals, or as many more as keep a threshold near 0 or 1 from reading as 0.00 or 1.00
+// (a threshold of 0.9993 shown as "1.00" would say nothing can be above it).
+function formatThreshold(value) {
+  for (let digits = 2; digits <= 6; digits += 1) {
+    const text = value.toFixed(digits);
+    if (Number(text) !== 0 && Number(text) !== 1) return text;
+  }
+  return value.toFixed(6);
+}
+
 function renderStudy(study, answer) {
-  const threshold = study.threshold.toFixed(2);
+  const threshold = formatThreshold(study.threshold);
   const side = study.above_threshold ? "Above"
     : study.probability === study.threshold ? "At" : "Below";
   const source = study.kind === "dicom"
@@ -196,13 +206,13 @@ function renderStudy(study, answer) {
 
 function probabilityBar(probability, threshold) {
   const bar = el("div", { class: "bar", role: "img",
-    "aria-label": `probability ${probability.toFixed(3)}, threshold ${threshold}` });
+    "aria-label": `probability ${probability.toFixed(3)}, threshold ${formatThreshold(threshold)}` });
   const fill = el("div", { class: "bar-fill" });
   fill.style.width = `${(probability * 100).toFixed(1)}%`;
-  const mark = el("div", { class: "bar-threshold", title: `threshold ${threshold}` });
+  const mark = el("div", { class: "bar-threshold", title: `threshold ${formatThreshold(threshold)}` });
   mark.style.left = `${(threshold * 100).toFixed(1)}%`;
   const scale = el("div", { class: "bar-scale" }, [
-    el("span", { text: "0" }), el("span", { text: `threshold ${threshold.toFixed(2)}` }),
+    el("span", { text: "0" }), el("span", { text: `threshold ${formatThreshold(threshold)}` }),
     el("span", { text: "1" })]);
   scale.children[1].style.left = `${(threshold * 100).toFixed(1)}%`;
   bar.append(fill, mark);
