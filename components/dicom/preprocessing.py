@@ -348,7 +348,7 @@ def _pixels_to_tensor(pixels: Pixels, settings: PreprocessSettings) -> np.ndarra
         # level, so round the table once instead of every pixel: same bytes, one pass.
         levels, index = table
         rounded = np.take(_rounded(levels), index)
-        require_anatomy(rounded)  # the rule reads 64x64 block means: rounding cannot move it
+        require_anatomy(rounded)  # as below; rounding moves its 64x64 block means by < 0.5 level
         return _centred(rounded, size)[:, :, np.newaxis]
     else:
         levels, index = table
