@@ -115,7 +115,24 @@ REST nums run below):
   1.21-1.30x: server CPU as gRPC's, plus the client's requests + JSON + base64 (2.3-4.5 ms).
 - client encode <= 1 ms: met in all (gRPC 0.05-0.12 ms).
 At this load a run swings by 0.1-0.2 either way: the lead's quiet rerun is the figure of
-record. REST nums, its own run (--rounds 6 --calls 4 --clients 1,4 --rest-forms nums, load
+record.
+The quiet rerun (2026-12-01 23:23, fresh clone at 333e156, nothing else running, load 1.2):
+    .venv/bin/python bench/serving.py --rounds 12 --calls 4 --clients 1,4 --rest-forms b64ex
+clients           path   p50 ms   p99 ms   img/s p50 ratio paired img/s ratio paired
+      1     in-process    16.18    32.30    58.9     1.000  1.000       1.000  1.000
+      1           gRPC    19.74    57.17    45.2     1.220  1.247       0.767  0.803
+      1     REST b64ex    23.51    54.10    40.5     1.453  1.458       0.687  0.698
+      4     in-process    49.36   103.02    69.5     1.000  1.000       1.000  1.000
+      4           gRPC    57.24   138.45    60.6     1.160  1.163       0.871  0.888
+      4     REST b64ex    66.04   151.66    50.9     1.338  1.399       0.732  0.734
+client encode per image: gRPC 0.072 ms, REST b64ex 0.750 ms
+where the time goes (means, ms): gRPC client 52.63, handler 47.18, the server's model call
+48.18 against 44.58 for the same SavedModel called in this process; CPU per call: in-process
+28.25, gRPC 32.91 (1.17x: 1.79 here + 31.12 in the server), REST b64ex 37.50 (1.33x).
+All three ratio goals missed on the quiet machine (gRPC 1.22x / 0.87x, REST b64ex 1.45x). The
+largest single part is now the model call itself, ~3.6 ms (8 %) slower in the server process
+than in the bench process, with the same SavedModel and signature: the next thing to find
+(TF's thread pools and allocator as the server sets them up vs. here), not the transport. REST nums, its own run (--rounds 6 --calls 4 --clients 1,4 --rest-forms nums, load
 4.8): p50 5.15x at 1 client, 4.42x at 4; client encode 30-60 ms; CPU per call 3.69x.
 """
 from __future__ import annotations
