@@ -1,8 +1,8 @@
 """Synthetic DICOM files for bench/ingest.py: one slice in a chosen matrix and transfer syntax,
 and a mosmed-like export (single-frame 512x512 axial MR, uncompressed) of any size.
 
-The pixels come from the synthetic phantom (components.synthetic), so decode and preprocessing
-see MR-like content (background, tissue, noise), not a constant or random array. A few images
+The pixels come from the synthetic MNI152 subjects (components.synthetic.brain), so decode and
+preprocessing see MR content (background, head, noise), not a constant or random array. A few images
 are rendered per study and reused by its slices: rendering costs more than ingesting them.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from PIL import Image
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEGBaseline8Bit, UID
 
-from components.synthetic import dicom_files, phantom
+from components.synthetic import brain, dicom_files, phantom
 from components.synthetic.labels import LABEL_COLUMNS
 from components.synthetic.settings import (DEFAULT_SCANNERS, PLANTED_INSTITUTIONS,
                                            PLANTED_PATIENTS, SynthSettings)
@@ -34,11 +34,12 @@ def _identity(study: int) -> dicom_files.SeriesIdentity:
 
 def _render(rows: int, cols: int, seed: int, count: int) -> list[tuple[phantom.Plane, np.ndarray]]:
     rng = np.random.default_rng(seed)
-    anatomy = phantom.make_anatomy(rng, multiple_sclerosis=bool(seed % 2), slab=(-30.0, 30.0),
-                                   settings=SynthSettings())
+    anatomy = brain.make_subject(rng, multiple_sclerosis=bool(seed % 2),
+                                 slab=(phantom.SLAB_CENTER_Z - 20.0, phantom.SLAB_CENTER_Z + 20.0),
+                                 settings=SynthSettings())
     planes = [phantom.axial_plane(rows, cols, 240.0 / max(rows, cols), z)
-              for z in np.linspace(-20.0, 20.0, count)]
-    return [(plane, phantom.render_plane(anatomy, plane, DEFAULT_SCANNERS[0], rng))
+              for z in phantom.SLAB_CENTER_Z + np.linspace(-20.0, 20.0, count)]
+    return [(plane, brain.render_plane(anatomy, plane, DEFAULT_SCANNERS[0], rng))
             for plane in planes]
 
 
