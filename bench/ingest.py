@@ -123,6 +123,27 @@ write + read and routing add ~2.5 ms to the loop's 6.5), i.e. ~5.5 min for mosme
 cores are its own. Before this round (zlib level 1, Pillow resize), the same runs under the
 same kind of load gave the loop 54-87 slices/s and the component 82 slices/s (11.4 min). The
 lead's quiet rerun of `bench/ingest.py` settles the wall-time figure.
+
+The lead's quiet reruns (2026-12-01 23:27-23:35, nothing else running, load 0.9-1.4), after
+the merge that added the `no_anatomy` check (components/dicom/anatomy.py) to steps 5-7:
+`.venv/bin/python bench/ingest.py --skip datasets`: per-step CPU ms (every figure ~1.5x the
+loaded run above, baselines included: another CPU clock, same ratios)
+  step                         384x416   512x512
+  decode only (baseline)         1.672     1.668
+  steps 5-7 (incl. no_anatomy)   5.805     2.558
+  all steps (work)               8.382     5.120
+  384x416  Explicit VR Little Endian  decode 1.41 ms  work 8.21 ms  work/decode 5.83
+  512x512  Explicit VR Little Endian  decode 1.53 ms  work 3.99 ms  work/decode 2.61
+  (RLE 3.96 / 2.36, JPEG 2000 1.25 / 1.12, JPEG baseline 2.38 / 1.53; ISA-L gzip 1.20 ms)
+The anatomy check costs ~1.2 ms a slice at 512x512 and ~1.9 ms at 384x416 (two ndimage.label
+calls on the 64x64 grid, Otsu, and at 384x416 the uneven block means): it moved 512x512 from
+~2.1-2.4x to 2.6x decode. Deliverable 1 (<= 2x) is not met.
+`.venv/bin/python bench/ingest.py --skip slices` (500 and 5,000 slices):
+  loop                 134.87 slices/s marginal  fixed  -0.6 s  mosmed 6.4 min
+  component[default]   232.31 slices/s marginal  fixed 34.7 s  mosmed 4.3 min
+  peak RSS: 1151 -> 1151 MB per process, 2379 -> 2390 MB tree (flat)
+  marginal CPU: loop 8.60 ms/slice (1 core), component 8.98 ms/slice (2 cores): 4.5 min
+Deliverable 2 (mosmed under 10 minutes on 2 cores, memory flat) is met: 4.3 min.
 """
 from __future__ import annotations
 
