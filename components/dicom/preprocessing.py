@@ -412,9 +412,9 @@ def _scaled_level_table(pixels: ModalityPixels, low_percentile: float, high_perc
     conversion serves both); None when the frame is not integer, spans too many levels, or its
     span overflows (the float path handles those rare cases)."""
     stored = pixels.stored
-    if stored.dtype.kind not in "ui" or stored.dtype.itemsize > 4:
+    if pixels.levels is None or stored.dtype.itemsize > 4:
         return None
-    low_level, high_level = int(stored.min()), int(stored.max())
+    low_level, high_level = pixels.levels
     if high_level - low_level >= _MAX_TABLE_LEVELS:
         return None
     index = stored.astype(np.intp)  # a plain cast is faster than a casting subtract

@@ -23,6 +23,8 @@ from collections.abc import Sequence
 
 import pydicom
 
+from components.dicom.frames import read_attribute
+
 UNKNOWN_SCANNER = "unknown"
 OTHER_VENDOR = "other"
 MAX_MODEL_CHARACTERS = 16
@@ -60,7 +62,8 @@ def read_scanner(data) -> str:
         if dataset is None:
             dataset = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True,
                                       specific_tags=list(HEADER_TAGS))
-        return scanner_token(dataset.get("Manufacturer"), dataset.get("ManufacturerModelName"))
+        return scanner_token(read_attribute(dataset, "Manufacturer"),
+                             read_attribute(dataset, "ManufacturerModelName"))
     except Exception:  # noqa: BLE001 -- an unreadable header has no known scanner
         return UNKNOWN_SCANNER
 
