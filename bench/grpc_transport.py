@@ -1,6 +1,6 @@
 """gRPC transport alone: a 512^2 uint8 PredictRequest (256 KiB) to a handler that answers at once.
 
-    .venv/bin/python bench/grpc_transport.py [--calls 300] [--rounds 6]
+    .venv/bin/python bench/grpc_transport.py [--calls 300] [--rounds 6] [--handler-ms 0,17]
 
 bench/serving.py compares whole calls (transport + model); this isolates what the transport
 costs, and whether gRPC settings change it, one setting per row (each row its own server
@@ -15,6 +15,11 @@ client's retry buffer at gRPC's default 256 KiB (what the client had before: gRP
 call over it, so no retry buffering), retries off, HTTP/2 settings on both sides
 (`grpc.http2.lookahead_bytes`, `grpc.http2.bdp_probe`, `grpc.http2.max_frame_size`,
 `grpc.http2.write_buffer_size`: grpc C-core arg names, grpcio 1.65), and a grpc.aio server.
+
+--handler-ms: the "ours" row again with a handler that waits that long (time.sleep: no CPU,
+no TensorFlow) before answering, as long as a 512^2 model call; each such row also prints the
+time outside the handler (client latency minus the handler's own time, sent back in trailing
+metadata) and CPU per call. It answers: does the transport cost more when the call waits?
 
 Findings: see bench/serving.py's docstring (where the gRPC overhead goes).
 """
@@ -45,6 +50,7 @@ from serving.server.settings import INT32_MAX, FOUR_THREADS_PER_CPU  # noqa: E40
 SERVER_OPTIONS = [("grpc.max_receive_message_length", INT32_MAX),
                   ("grpc.max_send_message_length", INT32_MAX), ("grpc.so_reuseport", 0)]
 # label, server kind, extra server options, client option overrides
+HANDLER_WAIT = "handler-wait-ms"   # server option (ours): the handler sleeps this long
 ROWS = [
     ("ours", "sync", {}, {}),
     ("retry buffer 256 KiB", "sync", {}, {"grpc.per_rpc_retry_buffer_size": 256 << 10}),
@@ -72,17 +78,31 @@ def reply(request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
 
 
 class Immediate(prediction_service_pb2_grpc.PredictionServiceServicer):
+    def __init__(self, wait_s: float = 0.0):
+        self.wait_s = wait_s
+
     def Predict(self, request, context):
-        return reply(request)
+        started = time.perf_counter()
+        if self.wait_s:
+            time.sleep(self.wait_s)
+        answer = reply(request)
+        context.set_trailing_metadata(
+            (("handler-ms", f"{(time.perf_counter() - started) * 1000:.4f}"),))
+        return answer
 
 
 class ImmediateAsync(prediction_service_pb2_grpc.PredictionServiceServicer):
     async def Predict(self, request, context):
-        return reply(request)
+        started = time.perf_counter()
+        answer = reply(request)
+        context.set_trailing_metadata(
+            (("handler-ms", f"{(time.perf_counter() - started) * 1000:.4f}"),))
+        return answer
 
 
 def serve(kind: str, extra: dict) -> None:
     """Child process: print the port, serve until killed."""
+    wait_s = extra.pop(HANDLER_WAIT, 0) / 1000
     options = SERVER_OPTIONS + list(extra.items())
     if kind == "aio":
         async def run():
@@ -97,7 +117,8 @@ def serve(kind: str, extra: dict) -> None:
         return
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=FOUR_THREADS_PER_CPU),
                          options=options, maximum_concurrent_rpcs=FOUR_THREADS_PER_CPU * 8)
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(Immediate(), server)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(Immediate(wait_s),
+                                                                        server)
     print(server.add_insecure_port("127.0.0.1:0"), flush=True)
     server.start()
     server.wait_for_termination()
@@ -127,7 +148,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=300, help="calls per row, all rounds")
     parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--handler-ms", default="",
+                        help="comma-separated handler waits (ms): one more 'ours' row each")
     args = parser.parse_args()
+    waits = [float(ms) for ms in args.handler_ms.split(",") if ms.strip()]
 
     from serving.client.model_client import ModelClient
 
@@ -135,36 +159,41 @@ def main() -> int:
     builder = ModelClient.__new__(ModelClient)  # build_request needs only the model name
     builder.model_name, builder.signature_name = "default", "serving_default"
     rows = []
+    table = ROWS + [(f"ours, handler waits {ms:g} ms", "sync", {HANDLER_WAIT: ms}, {})
+                    for ms in waits]
     try:
-        for label, kind, server_extra, client_extra in ROWS:
+        for label, kind, server_extra, client_extra in table:
             process = subprocess.Popen(
                 [sys.executable, __file__, "--serve", kind, json.dumps(server_extra)],
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
             rows.append((label, process, *open_stub(int(process.stdout.readline()),
-                                                    client_extra), [], [0.0, 0.0]))
-        for _, _, _, stub, _, _ in rows:  # connection set-up
+                                                    client_extra), [], [0.0, 0.0], []))
+        for _, _, _, stub, _, _, _ in rows:  # connection set-up
             for _ in range(20):
                 stub.Predict(builder.build_request(image), timeout=30)
         per_round = max(1, args.calls // args.rounds)
         for round_index in range(args.rounds):
             order = rows[round_index % len(rows):] + rows[:round_index % len(rows)]
-            for _, process, _, stub, latencies, cpu in order:
+            for _, process, _, stub, latencies, cpu, outside in order:
                 own, served = time.process_time(), process_cpu_s(process.pid)
                 for _ in range(per_round):
                     started = time.perf_counter()
-                    stub.Predict(builder.build_request(image), timeout=30)
+                    _, call = stub.Predict.with_call(builder.build_request(image), timeout=30)
                     latencies.append(time.perf_counter() - started)
+                    handler_ms = float(dict(call.trailing_metadata() or ()).get("handler-ms", 0))
+                    outside.append(latencies[-1] - handler_ms / 1000)
                 cpu[0] += time.process_time() - own
                 cpu[1] += process_cpu_s(process.pid) - served
         print(f"\ngRPC transport only: 1 client, batch-1 512^2 uint8 request, "
               f"{args.rounds} rounds x {per_round} calls, {os.cpu_count()} CPUs, "
               f"load average {os.getloadavg()[0]:.1f}")
-        print(f"{'row':>24} {'p50 ms':>7} {'mean ms':>8} {'client CPU ms':>13} "
-              f"{'server CPU ms':>13}")
-        for label, _, _, _, latencies, (own, served) in rows:
+        print(f"{'row':>30} {'p50 ms':>7} {'mean ms':>8} {'outside handler p50':>19} "
+              f"{'client CPU ms':>13} {'server CPU ms':>13}")
+        for label, _, _, _, latencies, (own, served), outside in rows:
             calls = len(latencies)
-            print(f"{label:>24} {statistics.median(latencies) * 1000:7.3f} "
-                  f"{statistics.fmean(latencies) * 1000:8.3f} {own / calls * 1000:13.3f} "
+            print(f"{label:>30} {statistics.median(latencies) * 1000:7.3f} "
+                  f"{statistics.fmean(latencies) * 1000:8.3f} "
+                  f"{statistics.median(outside) * 1000:19.3f} {own / calls * 1000:13.3f} "
                   f"{served / calls * 1000:13.3f}")
     finally:
         for _, process, channel, *_ in rows:

@@ -3,6 +3,7 @@
     .venv/bin/python bench/serving.py [--image-size 512] [--calls 8] [--rounds 8] [--clients 1,2,4]
         [--server-flags="--tensorflow_intra_op_parallelism=1 ..."]... [--no-retry-client]
         [--rest-forms nums,b64ex | --no-rest] [--pipe-floor]
+    .venv/bin/python bench/serving.py --batching-only [--rounds 6 --calls 8]
 
 Model: the Trainer's real architecture (components/trainer/model.py, untrained weights: compute
 is what matters) exported with its real signatures, served by `mspipe serve` in a subprocess
@@ -298,7 +299,12 @@ def main() -> int:
                              "bytes over a pipe, the floor of any out-of-process server")
     parser.add_argument("--no-retry-client", action="store_true",
                         help="also a gRPC row whose client channel has retries off")
+    parser.add_argument("--batching-only", action="store_true",
+                        help="only the in-process question behind --enable_batching: is one "
+                             "batch of 4 faster than 4 concurrent batch-1 calls? (no server)")
     args = parser.parse_args()
+    if args.batching_only:
+        return batching_rows(args.image_size, args.rounds, args.calls)
 
     import requests
     import tensorflow as tf
@@ -422,6 +428,44 @@ def main() -> int:
             process.terminate()
         for _, _, process, _, _ in servers:
             process.wait(timeout=60)
+    return 0
+
+
+def batching_rows(size: int, rounds: int, calls: int) -> int:
+    """Throughput of the same 4 images a round as 4 threads x batch 1 (what 4 clients send),
+    2 threads x batch 2 and 1 thread x batch 4 (what a batching scheduler would run), all in
+    this process, rounds alternating; with CPU per image."""
+    import tensorflow as tf
+
+    from components import contract
+
+    work = Path(tempfile.mkdtemp(prefix="bench_batching_"))
+    function = tf.saved_model.load(str(export_model(work / contract.DEFAULT_MODEL_NAME, size))
+                                   ).signatures[contract.SERVING_DEFAULT]
+    images = np.random.default_rng(0).integers(0, 256, (4, size, size, 1), dtype=np.uint8)
+
+    def call(batch: int) -> None:
+        function(**{contract.IMAGE_INPUT: tf.constant(images[:batch])}
+                 )[contract.PROBABILITY].numpy()
+
+    shapes = [(4, 1), (2, 2), (1, 4)]  # (threads, batch)
+    for _, batch in shapes:
+        call(batch), call(batch)
+    rows: dict[tuple[int, int], list[tuple[float, float]]] = {shape: [] for shape in shapes}
+    for round_index in range(rounds):
+        for threads, batch in shapes[round_index % 3:] + shapes[:round_index % 3]:
+            own = time.process_time()
+            _, wall = run_clients(lambda _: call(batch), threads, calls)
+            images_done = threads * batch * calls
+            rows[(threads, batch)].append((images_done / wall,
+                                           (time.process_time() - own) / images_done * 1000))
+    print(f"\nbatching question, in process, {size}x{size}, {rounds} rounds x {calls} calls, "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    base = statistics.median(rate for rate, _ in rows[(4, 1)])
+    for (threads, batch), values in rows.items():
+        rate = statistics.median(rate for rate, _ in values)
+        print(f"  {threads} thread(s) x batch {batch}: {rate:6.1f} img/s ({rate / base:.2f}x), "
+              f"CPU {statistics.median(cpu for _, cpu in values):6.2f} ms/img")
     return 0
 
 

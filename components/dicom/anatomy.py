@@ -161,18 +161,22 @@ def _strided_sum(values: np.ndarray, step: int, dtype: type) -> np.ndarray:
     return summed
 
 
+_LEVELS = np.arange(256)
+
+
 def otsu_threshold(values: np.ndarray) -> float:
     """Otsu's between-class-variance threshold on a 0..255 image (256 bins).
 
     The between-class variance w0 w1 (mu0 - mu1)^2 written as (m t - M w0)^2 / (w0 w1)
     (w: cumulative counts, m: cumulative moment, t and M their totals): the numerator's
     difference is exact in integers, and splits with an empty side are never the maximum."""
-    histogram = np.bincount(np.clip(np.asarray(values), 0, 255).astype(np.uint8).ravel(),
-                            minlength=256)
-    below = np.cumsum(histogram)
-    moment = np.cumsum(histogram * np.arange(256))
-    total, total_moment = int(below[-1]), int(moment[-1])
-    below, moment = below[:-1], moment[:-1]
+    values = np.asarray(values)
+    if values.min() < 0 or values.max() > 255:  # np.clip costs more than the whole rest
+        values = np.clip(values, 0, 255)
+    histogram = np.bincount(values.astype(np.uint8).ravel(), minlength=256)
+    below = np.cumsum(histogram[:-1])
+    moment = np.cumsum(histogram[:-1] * _LEVELS[:-1])
+    total, total_moment = values.size, int(histogram @ _LEVELS)
     spread = (moment * total - total_moment * below).astype(np.float64)
     sides = (below * (total - below)).astype(np.float64)
     sides[sides == 0] = np.inf   # an empty side: no split (between-class variance 0)

@@ -159,8 +159,7 @@ def check_not_truncated(dataset: Dataset, total_bytes: int) -> None:
     last_tag, last_start, last_end = None, -1, None
     containers = [file_meta, dataset]
     for container in containers:
-        for tag in container.keys():
-            element = container.get_item(tag, keep_deferred=True)
+        for tag, element in container.items():  # as stored: raw elements stay unconverted
             if isinstance(element, RawDataElement):
                 start = element.value_tell
                 value_length = len(element.value) if element.value is not None else 0

@@ -347,12 +347,12 @@ def _pixels_to_tensor(pixels: Pixels, settings: PreprocessSettings) -> np.ndarra
         # No resize (a 512x512 MR matrix): step 7's rounding is a function of each pixel's
         # level, so round the table once instead of every pixel: same bytes, one pass.
         levels, index = table
-        rounded = np.take(_rounded(levels), index)
+        rounded = np.take(_rounded(levels), index, mode="clip")  # in range: no bounds check
         require_anatomy(rounded)  # as below; rounding moves its 64x64 block means by < 0.5 level
         return _centred(rounded, size)[:, :, np.newaxis]
     else:
         levels, index = table
-        scaled = np.take(levels, index)
+        scaled = np.take(levels, index, mode="clip")
     # scaled: float32 0..255 at the original matrix size, the normalised slice
     require_anatomy(scaled)   # no head, no answer: blank, noise-only or speck frames
     return to_uint8_tensor(fit_to_square(scaled, size))
@@ -378,7 +378,7 @@ def clip_and_scale(pixels: Pixels, low_percentile: float, high_percentile: float
     table = _scaled_level_table(frame, low_percentile, high_percentile)
     if table is not None:
         levels, index = table
-        return np.take(levels, index)
+        return np.take(levels, index, mode="clip")
     return _clip_and_scale_values(frame.stored if plain else frame.values(), low_percentile,
                                   high_percentile)
 

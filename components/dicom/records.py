@@ -30,8 +30,13 @@ _FEATURE_BYTES_LIST, _FEATURE_FLOAT_LIST, _FEATURE_INT64_LIST = 1, 2, 3
 _LIST_VALUE = 1
 
 
+_ONE_BYTE = [bytes((value,)) for value in range(128)]
+
+
 def _varint(value: int) -> bytes:
     """Base-128 varint; negative int64 values take ten bytes (two's complement), as in protobuf."""
+    if 0 <= value < 128:  # field keys, names, small ints: most varints of an Example
+        return _ONE_BYTE[value]
     if value < 0:
         value += 1 << 64
     out = bytearray()
