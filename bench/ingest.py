@@ -144,6 +144,47 @@ calls on the 64x64 grid, Otsu, and at 384x416 the uneven block means): it moved 
   peak RSS: 1151 -> 1151 MB per process, 2379 -> 2390 MB tree (flat)
   marginal CPU: loop 8.60 ms/slice (1 core), component 8.98 ms/slice (2 cores): 4.5 min
 Deliverable 2 (mosmed under 10 minutes on 2 cores, memory flat) is met: 4.3 min.
+
+Third round (2026-12-02, the lead alone on the machine, load 0.8-1.3; tensors byte-identical
+before/after on 96 bench slices of 4 matrices x 2 syntaxes and every file of pydicom's
+test set, rejections included):
+  - decode: uncompressed little-endian integer frames are a read-only numpy view of the pixel
+    bytes (frames._native_frame, unused high bits as pydicom treats them; compared with
+    pydicom's decoder by tests/unit/test_native_frames.py): "decode (pydicom)" 0.68 -> 0.17 ms.
+  - header reads: pydicom converts an element on first access in ~30 us (its DataElement
+    set-up and checks) and we read ~25 a slice; frames.read_attribute now reads plain
+    US/UL/SS/SL/CS/UI/LO/SH/IS/DS values from the raw bytes and leaves the rest to pydicom
+    (tests/unit/test_plain_values.py: hypothesis against pydicom on arbitrary bytes); the
+    pixel-length check computes pydicom's expected length from those values. Study check +
+    MR checks + geometry: 0.96 -> 0.41 ms.
+  - no_anatomy check: integer block sums of the rounded frame, Pearson's r from sums, Otsu in
+    one expression without np.clip, labels with a prebuilt structure, holes looked for only
+    when the region alone is too small: 0.87 -> ~0.3 ms at 512x512 (same decisions on 360
+    cuts and noise images, same thresholds on 3,000 grids); the 384x416 grid by a reshape
+    where rows divide evenly (reduceat along rows alone was 0.5 ms).
+  - the frame's min/max found once (three passes before), np.take without bounds checks,
+    one-byte varints in the Example encoder, the truncation check walks raw elements.
+  - the per-slice rows now alternate decode and work passes (a change of CPU speed during a
+    row otherwise lands on one side of the ratio only), best of 8.
+`.venv/bin/python bench/ingest.py` (per step, per slice, then 500 and 5,000 slices), and
+`--skip datasets` three more times; the CPU clock of this VM drifts by up to 1.5x between
+runs, so the ratios, not the milliseconds, are the figures:
+  512x512 Explicit VR Little Endian  decode 1.62-2.16 ms  work 2.99-4.88 ms  work/decode 1.85,
+      2.26, 2.26, 2.21 (per-step sums 2.14, 2.16, 2.14, 2.04); an in-process loop over the same
+      24 files, 5 x best of 8 alternating: 2.37-2.53 (median 2.45).
+  384x416 Explicit VR Little Endian  work/decode 4.14, 3.84, 4.68, 4.98 (the exact Lanczos
+      resize, ~2 ms, is more than pydicom's whole decode, ~1.2 ms).
+  RLE 1.83-2.19 (512x512) / 3.3-4.4 (384x416); JPEG 2000 1.04-1.16; JPEG baseline 1.29-1.73
+      (512x512) / 2.0-2.4 (384x416): there the decoder's own cost dominates.
+  mosmed-like datasets (first run): loop 106.6 slices/s marginal (6.56 CPU ms/slice),
+  DicomExampleGen 365.5 slices/s marginal (5.73 CPU ms/slice on 2 workers), fixed cost 41 s:
+  mosmed 3.1 min (was 4.3); peak RSS 1275 -> 1275 MB per process, 2379 -> 2390 MB tree (flat).
+So deliverable 1 is still not met: at 512x512 the whole per-slice work is 2.0-2.5x pydicom's
+decode alone (was 2.6-3.4x the same day, same files), at 384x416 3.8-5x. What is left beside
+pydicom's own parse is numpy's floor (at 512x512: bincount ~0.43 ms, the table lookup ~0.33 ms,
+the index cast ~0.1 ms; the bincount's increments stall on long runs of equal background
+values) and ~0.5 ms of checks, anatomy and serializing in Python. A compiled histogram +
+lookup kernel (numba or Cython: a build or JIT dependency in every client) is what remains.
 """
 from __future__ import annotations
 

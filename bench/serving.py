@@ -135,6 +135,56 @@ largest single part is now the model call itself, ~3.6 ms (8 %) slower in the se
 than in the bench process, with the same SavedModel and signature: the next thing to find
 (TF's thread pools and allocator as the server sets them up vs. here), not the transport. REST nums, its own run (--rounds 6 --calls 4 --clients 1,4 --rest-forms nums, load
 4.8): p50 5.15x at 1 client, 4.42x at 4; client encode 30-60 ms; CPU per call 3.69x.
+
+Where the gap goes, measured on the quiet machine (2026-12-02, the lead alone, load 0.8-1.4):
+- The model call is not it: with 1 client the server's own histograms put its model call at
+  17.48 ms mean against 17.59 ms for the same SavedModel called in this process (`--clients 1
+  --no-rest --pipe-floor`, 8 rounds x 8 calls); the earlier "8 % slower in the server" was
+  the 4-client mean, where the server's model call shares the 2 cores with gRPC's threads
+  (49.6 vs 44.1 ms in the run below). Nor TensorFlow's pools spinning after a call: a server
+  with ConfigProto.experimental.disable_thread_spinning had the same time outside its
+  handler (1.97 vs 2.12 ms; an ad hoc experiment, not kept).
+- The gap is outside the handler: client 21.59 ms mean, handler 18.23 ms, model 17.48 ms, so
+  ~0.75 ms in the handler around the model (request checks, decode, tf.constant, reply, the
+  metrics) and ~3.4 ms between the client and the handler.
+- The transport costs more when the call waits. bench/grpc_transport.py --handler-ms 0,17
+  (the handler sleeps: no CPU, no TensorFlow):
+      row                          p50 ms  outside handler p50  client CPU  server CPU (ms)
+      ours, handler waits 0 ms      1.618                1.469       0.699        1.067
+      ours, handler waits 17 ms    19.985                2.531       1.413        2.167
+  The same request costs ~1 ms more latency and ~1.8 ms more CPU (both sides) when the two
+  processes sat idle for a model call's length in between: every hand-off (client -> the
+  server's poller thread -> its executor thread -> back to the client) then wakes a thread on
+  a core that went idle, with cold caches, on a VM. The pipe floor ("child (pipe)": one
+  hand-off each way) stays at 0.96-1.04x. Not changed by GRPC_POLL_STRATEGY=poll or
+  grpc.optimization_target=latency on both sides (ad hoc, same experiment); a grpc.aio
+  server saves ~0.1-0.3 ms on an immediate handler (table above).
+- So at 1 client gRPC is ~2.5 ms over in-process (transport after idle ~2.5 ms, handler
+  ~0.75 ms, minus what the in-process path also does); at 4 clients the ratio follows CPU per
+  call (1.17x below: +1.8 ms in the client, +2.9 ms in the server), i.e. ~0.85x throughput.
+- Request merging would cut CPU per image: `bench/serving.py --batching-only --rounds 6
+  --calls 6` (in process): 4 threads x batch 1 65.7 img/s, CPU 29.92 ms/img; 2 x batch 2
+  66.2 (1.01x), 29.15 ms; 1 x batch 4 70.9 (1.08x), 26.54 ms (an earlier quick run: 0.97x).
+  A real --enable_batching scheduler (serving/server/batching.py has its limits only) could
+  therefore take back ~3 ms of CPU per image at 4 clients: the next step for the throughput
+  goal, not the 1-client latency one.
+The quiet rerun of record (2026-12-02 01:25, load 0.9; serving code as at 6e57b02):
+    .venv/bin/python bench/serving.py --rounds 12 --calls 4 --clients 1,4 --rest-forms b64ex \
+        --pipe-floor
+clients           path   p50 ms   p99 ms   img/s p50 ratio paired img/s ratio paired
+      1     in-process    16.32    31.37    57.9     1.000  1.000       1.000  1.000
+      1   child (pipe)    16.98    50.18    51.1     1.041  1.083       0.882  0.915
+      1           gRPC    19.10    49.61    47.9     1.171  1.213       0.828  0.805
+      1     REST b64ex    23.22    86.84    38.7     1.423  1.418       0.668  0.687
+      4     in-process    49.88    95.44    69.1     1.000  1.000       1.000  1.000
+      4   child (pipe)    53.55   102.30    66.1     1.074  1.102       0.957  0.984
+      4           gRPC    61.53   148.12    58.9     1.234  1.180       0.852  0.868
+      4     REST b64ex    71.23   152.06    49.6     1.428  1.430       0.717  0.746
+client encode per image: gRPC 0.080 ms, REST b64ex 0.807 ms
+CPU per call: in-process 28.76, child (pipe) 30.46 (1.06x), gRPC 33.51 (1.17x: 1.81 here +
+31.71 in the server), REST b64ex 38.37 (1.33x).
+All three ratio goals still missed (gRPC 1.17x / 0.85x, REST b64ex 1.42x), by the measured
+causes above.
 """
 from __future__ import annotations
 
