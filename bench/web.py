@@ -40,6 +40,24 @@ in this process, same slices (ms): preprocess 962, model: sum of per-slice calls
 batches of 4 1139, one batched call 1791
 browser: total / (in-process preprocess + batched model) = 1.85; model phase / in-process
 batched call = 1.18 (HTTP: 1.83, 1.47)
+
+2026-12-02, the quiet machine (load 1.5), after issue 14's guided Grad-CAM heat maps and this
+round's ingest work:  bench/web.py
+  driver   total  before request  upload  preprocess  model  render  download  browser render (ms)
+    HTTP    7768               -      11         317   5547    1682         -               -
+ browser    8241               3      20         285   5389    2070        56             412
+in this process, same slices (ms): preprocess 176, model: sum of per-slice calls 486,
+batches of 4 501, one batched call 406
+browser: total / (in-process preprocess + batched model) = 14.16; model phase / in-process
+batched call = 13.28 (HTTP: 13.35, 13.67)
+- Preprocessing in the page is now 285-317 ms for 30 slices (in process 176 ms; 962 ms in the
+  run above, at load 11, before the ingest work).
+- The model phase is now the heat maps: the page asks the scoring version for every slice's
+  Grad-CAM (`serving_explain`), and that signature costs ~150 ms a 512x512 slice against
+  ~20 ms for the probability (ModelClient, same server: explain of 30 slices 4.4-5.2 s at
+  max_batch 32, 4 or 1; predict 0.65 s). The probabilities alone would make the wait ~2.5 s.
+  Computing heat maps only when the user turns them on (a second request for the slices
+  shown) is the change this points to; not made this round.
 """
 from __future__ import annotations
 
