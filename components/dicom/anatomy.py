@@ -98,29 +98,28 @@ def anatomy_problem(image: np.ndarray) -> str | None:
 
 def neighbour_correlation(grid: np.ndarray) -> float:
     """Mean correlation of each pixel with its right and lower neighbour on the analysis grid:
-    anatomy is smooth at that scale, noise is not. (Pearson's r from sums of products, in
-    float64: a third of the cost of centring each shifted copy.)"""
+    anatomy is smooth at that scale, noise is not."""
     values = np.asarray(grid, dtype=np.float64)
-    correlations = []
-    for first, second in ((values[:, :-1], values[:, 1:]), (values[:-1, :], values[1:, :])):
-        count = first.size
-        if count < 2:
-            correlations.append(1.0 if np.array_equal(first, second) else 0.0)
-            continue
+    return float(np.mean([_correlation(values[:, :-1], values[:, 1:]),
+                          _correlation(values[:-1, :], values[1:, :])]))
+
+
+def _correlation(first: np.ndarray, second: np.ndarray) -> float:
+    """Pearson's r of two equal-shape arrays from sums of products (a third of the cost of
+    centring each shifted copy); 1 or 0 (equal or not) when a side is constant or too small."""
+    count = first.size
+    if count >= 2:
         sum_first, sum_second = first.sum(), second.sum()
         square_first = np.einsum("ij,ij->", first, first)
         square_second = np.einsum("ij,ij->", second, second)
         variance_first = square_first - sum_first * sum_first / count
         variance_second = square_second - sum_second * sum_second / count
-        # a constant side (rounding may leave a trace of variance in float sums)
-        if variance_first <= 1e-9 * square_first \
-                or variance_second <= 1e-9 * square_second:
-            correlations.append(1.0 if np.array_equal(first, second) else 0.0)
-            continue
-        product = np.einsum("ij,ij->", first, second)
-        correlations.append(float((product - sum_first * sum_second / count)
-                                  / np.sqrt(variance_first * variance_second)))
-    return float(np.mean(correlations))
+        # a constant side can leave a trace of variance in float sums
+        if variance_first > 1e-9 * square_first and variance_second > 1e-9 * square_second:
+            product = np.einsum("ij,ij->", first, second)
+            return float((product - sum_first * sum_second / count)
+                         / np.sqrt(variance_first * variance_second))
+    return 1.0 if np.array_equal(first, second) else 0.0
 
 
 def block_mean(image: np.ndarray, size: int = ANALYSIS_SIZE) -> np.ndarray:

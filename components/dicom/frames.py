@@ -1,7 +1,8 @@
 """DICOM half of the shared preprocessing: read, frames, orientation, pixel values.
 
 Package-private helper of `components.dicom.preprocessing` (steps 1-4 of DESIGN.md "One
-preprocessing, used twice"); use that module's public API instead of importing this one.
+preprocessing, used twice"); use that module's public API instead of importing this one
+(`components.dicom.scanner` reads its header values through `read_attribute` too).
 Every check raises `RejectedInput` with a message that names the tag and the reason, and never
 echoes a header value that could be patient data.
 """
@@ -199,7 +200,7 @@ def check_pixel_module(dataset: Dataset) -> None:
     """Pixel data must exist and be single-channel greyscale (MONOCHROME1/2)."""
     if not any(keyword in dataset for keyword in _PIXEL_KEYWORDS):
         raise reject("no_pixel_data", f"{tag_name('PixelData')} is missing")
-    photometric = str(read_attribute(dataset, "PhotometricInterpretation") or "").strip()
+    photometric = photometric_interpretation(dataset)
     samples = read_attribute(dataset, "SamplesPerPixel")
     if photometric not in ("MONOCHROME1", "MONOCHROME2") or (samples or 1) != 1:
         shown = photometric if re.fullmatch(r"[A-Z0-9_ ]{1,16}", photometric) else "missing"
@@ -207,6 +208,11 @@ def check_pixel_module(dataset: Dataset) -> None:
                      f"{tag_name('PhotometricInterpretation')} is {shown} with "
                      f"{tag_name('SamplesPerPixel')} {samples}; MR slices must be "
                      f"single-sample MONOCHROME1 or MONOCHROME2")
+
+
+def photometric_interpretation(dataset: Dataset) -> str:
+    """(0028,0004) as the checks compare it: stripped, "" when absent."""
+    return str(read_attribute(dataset, "PhotometricInterpretation") or "").strip()
 
 
 def check_decoder_available(dataset: Dataset) -> None:
@@ -525,7 +531,9 @@ class ModalityPixels:
 def frame_pixels(dataset: Dataset, frame: FrameInfo) -> ModalityPixels:
     """Step 4: one frame with its modality LUT; MONOCHROME1 is turned bright-is-high.
 
-    Byte order and bit depth are pydicom's job; no display windowing (presets vary by vendor).
+    Byte order and bit depth are pydicom's rules (uncompressed little-endian frames are read
+    as views, _native_frame, exactly as pydicom decodes them); no display windowing (presets
+    vary by vendor).
     Negating MONOCHROME1 is an exact inversion because step 5 rescales by percentiles anyway.
     """
     transfer_syntax = dataset.file_meta.TransferSyntaxUID
@@ -543,9 +551,8 @@ def frame_pixels(dataset: Dataset, frame: FrameInfo) -> ModalityPixels:
     if raw.ndim != 2 or raw.size == 0:
         raise reject("decode_error", f"{tag_name('PixelData')} decoded to shape {raw.shape}, "
                      "expected one greyscale frame")
-    photometric = str(read_attribute(dataset, "PhotometricInterpretation") or "").strip()
     pixels = ModalityPixels(raw, frame.rescale_slope, frame.rescale_intercept,
-                            photometric == "MONOCHROME1", levels)
+                            photometric_interpretation(dataset) == "MONOCHROME1", levels)
     # The modality LUT is monotonic, so integer frames are finite iff their extremes are.
     probe = raw if pixels.levels is None else np.array(pixels.levels, dtype=np.int64)
     if not np.all(np.isfinite(pixels.modality(probe))):
