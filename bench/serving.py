@@ -86,9 +86,7 @@ engineers' tests and training; experiments one change at a time):
   floats (json.loads keeps them exact): not taken. TCP_NODELAY on the REST socket: no change.
 - REST nums: 4.4-5.3x, and cannot reach 1.3x whatever the server does: the client's JSON encode
   of a [1,512,512,1] array alone (orjson, 29-32 ms) is about one in-process model call.
-- Not done: request merging (TF Serving's --enable_batching scheduler; serving/server/batching.py
-  implements its limits only). Four concurrent batch-1 calls already keep both cores busy; it
-  stays a candidate for a machine with more cores.
+- Request merging: not built in this round (see "Request merging, measured" at the end).
 
 2026-12-01, shared 2-core machine, load average 5.8, commit after a7e91fa (this bench):
     bench/serving.py --rounds 12 --calls 4 --clients 1,4 --rest-forms b64ex --pipe-floor
@@ -165,9 +163,9 @@ Where the gap goes, measured on the quiet machine (2026-12-02, the lead alone, l
 - Request merging would cut CPU per image: `bench/serving.py --batching-only --rounds 6
   --calls 6` (in process): 4 threads x batch 1 65.7 img/s, CPU 29.92 ms/img; 2 x batch 2
   66.2 (1.01x), 29.15 ms; 1 x batch 4 70.9 (1.08x), 26.54 ms (an earlier quick run: 0.97x).
-  A real --enable_batching scheduler (serving/server/batching.py has its limits only) could
-  therefore take back ~3 ms of CPU per image at 4 clients: the next step for the throughput
-  goal, not the 1-client latency one.
+  A real --enable_batching scheduler could therefore take back ~3 ms of CPU per image at 4
+  clients: the next step for the throughput goal, not the 1-client latency one. (Built since:
+  see "Request merging, measured" below; it did not.)
 The quiet rerun of record (2026-12-02 01:25, load 0.9; serving code as at 6e57b02):
     .venv/bin/python bench/serving.py --rounds 12 --calls 4 --clients 1,4 --rest-forms b64ex \
         --pipe-floor
@@ -185,6 +183,44 @@ CPU per call: in-process 28.76, child (pipe) 30.46 (1.06x), gRPC 33.51 (1.17x: 1
 31.71 in the server), REST b64ex 38.37 (1.33x).
 All three ratio goals still missed (gRPC 1.17x / 0.85x, REST b64ex 1.42x), by the measured
 causes above.
+
+Request merging, measured (2026-12-02, quiet machine, load 1.0-1.5). The local server now
+merges concurrent requests with --enable_batching as TF Serving does (serving/server/
+batching.py: a batch runs on one of its requests' threads, so a lone request pays no extra
+thread hand-off). Rows gRPC#N are servers with batching on; /tmp/btN.txt: max_batch_size 32,
+batch_timeout_micros 0, num_batch_threads N; "deploy" is serving/deploy/batching_parameters.txt
+as it was then (timeout 2000 us, 4 threads).
+    bench/serving.py --rounds 8 --calls 4 --clients 1,4 --no-rest \
+        --server-flags="--enable_batching --batching_parameters_file=/tmp/bt2.txt" \
+        --server-flags="--enable_batching --batching_parameters_file=/tmp/bt1.txt"
+clients   path (server)        p50 ratio  paired  img/s ratio  paired   CPU/call ratio
+      1   gRPC (no batching)       1.220   1.212        0.759   0.838        1.12
+      1   gRPC#1 (2 threads)       1.220   1.205        0.828   0.853        1.09
+      1   gRPC#2 (1 thread)        1.242   1.180        0.749   0.861        1.06
+      4   gRPC (no batching)       1.153   1.158        0.911   0.900
+      4   gRPC#1 (2 threads)       1.148   1.139        0.898   0.818
+      4   gRPC#2 (1 thread)        1.375   1.359        0.877   0.810
+    the same with --server-flags deploy, then bt2:
+      1   gRPC (no batching)       1.334   1.357        0.647   0.716        1.20
+      1   deploy (2 ms timeout)    1.382   1.389        0.685   0.701        1.06
+      1   bt2 (2 threads)          1.194   1.182        0.800   0.842        1.05
+      4   gRPC (no batching)       1.122   1.189        0.865   0.840
+      4   deploy (2 ms timeout)    1.189   1.202        0.916   0.823
+      4   bt2 (2 threads)          0.992   1.114        0.955   0.860
+    --rounds 16, gRPC vs bt2 only:
+      1   gRPC (no batching)       1.242   1.244        0.780   0.813        1.19
+      1   bt2 (2 threads)          1.229   1.251        0.781   0.812        1.16
+      4   gRPC (no batching)       1.188   1.222        0.832   0.850
+      4   bt2 (2 threads)          1.209   1.274        0.801   0.823
+Merging lowers the server's CPU per call a little (1.05-1.16x in-process against 1.12-1.20x
+without) but buys no throughput on 2 cores: at 4 clients the batching server is 0.80-0.96x
+in-process against 0.83-0.91x without, within the run-to-run swing, and one batch thread
+serialises the model (1.36x p50). The in-process question (--batching-only: one batch of 4 up
+to 1.08x four batch-1 threads) does not carry over: at 4 clients at most ~3 requests wait
+while 1-2 run, so batches stay small, and the transport's cost per request is not merged. A
+2000 us timeout adds ~2 ms to a lone request (the 1-client rows), which is why the deploy
+file now has TF Serving's CPU advice: timeout 0, one batch thread per core. The gRPC goals
+stay missed, with or without merging.
 """
 from __future__ import annotations
 

@@ -29,9 +29,9 @@ from serving.api.errors import ServingError
 from serving.server.grpc_services import ModelService, PredictionService
 from serving.api.model_config import ModelConfigError, parse_model_config, read_model_config_text
 from serving.server.health import add_health_service
-from serving.server.metrics import metrics_routes
+from serving.server.metrics import ServerMetrics, metrics_routes
 from serving.server.model_manager import LoadRetries, ModelManager
-from serving.server.batching import batch_limits
+from serving.server.batching import BatchScheduler, batch_limits
 from serving.server.servable import servable_loader
 from serving.server.rest import RestServer, WSGIApp
 from serving.api.protos import model_service_pb2_grpc, prediction_service_pb2_grpc
@@ -46,9 +46,13 @@ class ModelServer:
 
     def __init__(self, settings: ServerSettings):
         self.settings = settings
+        metrics = ServerMetrics()
+        limits = batch_limits(settings.enable_batching, settings.batching_parameters_file)
+        scheduler = (BatchScheduler(limits.schedule, metrics) if limits.schedule is not None
+                     else None)
         self.manager = ModelManager(allow_version_labels_for_unavailable_models=(
-            settings.allow_version_labels_for_unavailable_models), loader=servable_loader(
-            batch_limits(settings.enable_batching, settings.batching_parameters_file)),
+            settings.allow_version_labels_for_unavailable_models),
+            loader=servable_loader(limits, scheduler), metrics=metrics,
             load_retries=LoadRetries.from_flags(settings.max_num_load_retries,
                                                 settings.load_retry_interval_micros))
         self.health = None  # grpc.health.v1 servicer, with --enable_grpc_healthcheck_service

@@ -17,6 +17,9 @@ SavedModel loader), so a dashboard or alert written for one server reads the oth
 - `:tensorflow:cc:saved_model:load_attempt_count` counter {model_path, status="success"|"fail"}
   and `:tensorflow:cc:saved_model:load_latency` counter {model_path}, microseconds
   (tensorflow/cc/saved_model/loader.cc); model_path is the version folder.
+- with --enable_batching, the batching-session series (BatchingMetrics below):
+  `:tensorflow:serving:batching_session:queuing_latency` {thread_pool_name}, `input_batch_size`,
+  `processed_batch_size`, `padding_size` {execution_batch_size}.
 Latency buckets are Buckets::Exponential(10, 1.8, 33), example counts Exponential(1, 2, 15).
 
 The page is written like TF Serving's PrometheusExporter (util/prometheus_exporter.cc): a
@@ -43,6 +46,8 @@ from serving.api.protos import MonitoringConfig
 
 LATENCY_BUCKETS_US = tuple(10 * 1.8 ** i for i in range(33))  # Buckets::Exponential(10, 1.8, 33)
 EXAMPLE_COUNT_BUCKETS = tuple(2.0 ** i for i in range(15))    # Buckets::Exponential(1, 2, 15)
+QUEUING_BUCKETS_US = tuple(100 * 1.2 ** i for i in range(52))  # Buckets::Exponential(100, 1.2, 52)
+BATCH_SIZE_BUCKETS = tuple(2.0 ** i for i in range(14))        # Buckets::Exponential(1, 2, 14)
 RUNTIME = "TF1"
 CONTENT_TYPE = "text/plain"
 DEFAULT_PATH = "/monitoring/prometheus/metrics"  # PrometheusExporter::kPrometheusPath
@@ -107,6 +112,7 @@ class ServerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._exported: list[tuple[str, object]] = []  # (TF Serving name, metric)
+        self._batching: BatchingMetrics | None = None
         self.request_count = self._add(Counter, ":tensorflow:serving:request_count",
                                        "The total number of requests.", ("model_name", "status"))
         self.request_latency = self._add(
@@ -131,6 +137,13 @@ class ServerMetrics:
             Counter, ":tensorflow:cc:saved_model:load_latency",
             "Latency in microseconds for SavedModels that were successfully loaded.",
             ("model_path",))
+
+    def batching(self, schedule) -> "BatchingMetrics":
+        """The batching-session series, registered when a server turns batching on (TF
+        registers them at the first batched request; they exist only with batching)."""
+        if self._batching is None:
+            self._batching = BatchingMetrics(self, schedule.thread_pool_name)
+        return self._batching
 
     def _add(self, kind: type, name: str, documentation: str, labels: tuple[str, ...],
              **options):
@@ -199,6 +212,44 @@ class ServerMetrics:
         for name, metric in sorted(self._exported, key=lambda item: item[0]):
             lines.extend(_serialize(name, metric))
         return "\n".join(lines) + "\n"
+
+
+class BatchingMetrics:
+    """TF Serving's batching-session series (batching_session.cc, batching_util.h):
+    `queuing_latency` {thread_pool_name} in microseconds, Exponential(100, 1.2, 52), per request
+    from enqueue to its batch starting; `input_batch_size` per input tensor of each request,
+    `processed_batch_size` (after padding) and `padding_size` {execution_batch_size} per batch,
+    Exponential(1, 2, 14)."""
+
+    def __init__(self, metrics: ServerMetrics, thread_pool_name: str):
+        prefix = ":tensorflow:serving:batching_session:"
+        self.thread_pool_name = thread_pool_name
+        self.queuing_latency = metrics._add(
+            Histogram, prefix + "queuing_latency",
+            "Distribution of wall time spent (in microseconds) in queuing",
+            ("thread_pool_name",), buckets=QUEUING_BUCKETS_US)
+        self.input_batch_size = metrics._add(
+            Histogram, prefix + "input_batch_size",
+            "Tracks the batch size distribution on the inputs.", (), buckets=BATCH_SIZE_BUCKETS)
+        self.processed_batch_size = metrics._add(
+            Histogram, prefix + "processed_batch_size",
+            "Tracks the batch size distribution on processing.", (),
+            buckets=BATCH_SIZE_BUCKETS)
+        self.padding_size = metrics._add(
+            Histogram, prefix + "padding_size", "Tracks the padding size distribution on "
+            "batches.", ("execution_batch_size",), buckets=BATCH_SIZE_BUCKETS)
+
+    def input_sizes(self, arrays) -> None:
+        for array in arrays.values():
+            self.input_batch_size.observe(len(array))
+
+    def processed(self, tasks, started: float, padded: int, padding: int) -> None:
+        """One batch starting at `started` (time.monotonic) with these requests."""
+        queued = self.queuing_latency.labels(self.thread_pool_name)
+        for task in tasks:
+            queued.observe(1e6 * (started - task.enqueued))
+        self.processed_batch_size.observe(padded)
+        self.padding_size.labels(str(padded)).observe(padding)
 
 
 class MonitoringConfigError(ValueError):
@@ -303,6 +354,8 @@ def _serialize(name: str, metric) -> list[str]:
 
 
 def _labels(labels: dict[str, str]) -> str:
+    if not labels:
+        return ""
     escaped = (value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
                for value in labels.values())
     return "{" + ",".join(f'{key}="{value}"' for key, value in zip(labels, escaped)) + "}"

@@ -8,8 +8,9 @@ against `tensorflow/serving`:
   TF Serving refuses it), wrong rank or size -> INVALID_ARGUMENT;
 - unknown output_filter alias -> INVALID_ARGUMENT.
 Signature functions are called without any lock: TensorFlow functions are thread-safe, and
-TensorFlow releases the GIL while it computes. Batch limits (TF Serving's --enable_batching) and
-bounded model calls are serving/server/batching.py's.
+TensorFlow releases the GIL while it computes. Batch limits and the merging of concurrent
+requests (TF Serving's --enable_batching), and bounded model calls, are
+serving/server/batching.py's.
 A model that fails at run time answers with TensorFlow's whole message (status code kept), as
 TF Serving does, less the framing Python's eager runtime adds around it (`serving_error_from`).
 """
@@ -32,7 +33,7 @@ from serving.api.protos import (get_model_metadata_pb2, meta_graph_pb2, saved_mo
                                 tensor_pb2, types_pb2)
 from serving.api.tensor_codec import TensorDecodeError, dtype_name, from_tensor_proto, shape_of
 from serving.server.metrics import runtime_timed
-from serving.server.batching import BatchLimits
+from serving.server.batching import BatchLimits, BatchScheduler
 
 LOG = logging.getLogger(__name__)
 # What TensorFlow's Python function call wraps around the runtime's status message; TF Serving
@@ -70,11 +71,12 @@ class Servable:
     """A loaded, warmed SavedModel version. Immutable after construction."""
 
     def __init__(self, model_name: str, version: int, path: str | os.PathLike,
-                 limits: BatchLimits = BatchLimits()):
+                 limits: BatchLimits = BatchLimits(), scheduler: BatchScheduler | None = None):
         self.model_name = model_name
         self.version = version
         self.path = Path(path)
         self.limits = limits
+        self.scheduler = scheduler  # merges concurrent calls (--enable_batching); None: never
         self.signature_defs = read_signature_defs(self.path)
         self._loaded = tf.saved_model.load(str(self.path), tags=[SERVE_TAG])
         self._functions = {name: self._loaded.signatures[name]
@@ -108,14 +110,28 @@ class Servable:
 
     @runtime_timed
     def run(self, signature_name: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Call a signature on already-validated arrays, in slices of at most
-        `limits.run_chunk` rows when the signature is batch-major, so memory does not grow
-        with the request; TF errors keep their status code and their whole message."""
+        """Call a signature on already-validated arrays: merged with concurrent calls of the
+        same signature and input shapes when batching is on and the signature is batch-major,
+        in slices of at most `limits.run_chunk` rows, so memory does not grow with the request;
+        TF errors keep their status code and their whole message."""
+        return self._run(signature_name, arrays, self.scheduler)
+
+    def _run(self, signature_name: str, arrays: dict[str, np.ndarray],
+             scheduler: BatchScheduler | None) -> dict[str, np.ndarray]:
         self.limits.check(arrays)  # TF Serving's batching queue, behind predict_util's checks
-        function = self._functions[signature_name]
         rows = _batch_rows(self.signature_defs[signature_name], arrays)
         if rows is None:
-            return _call(function, arrays)
+            return _call(self._functions[signature_name], arrays)
+        if scheduler is None or rows == 0:
+            return self._run_rows(signature_name, arrays, rows)
+        key = (self, signature_name, tuple((alias, array.dtype.str, array.shape[1:])
+                                           for alias, array in sorted(arrays.items())))
+        return scheduler.run(key, arrays, rows, lambda merged: self._run_rows(
+            signature_name, merged, len(next(iter(merged.values())))))
+
+    def _run_rows(self, signature_name: str, arrays: dict[str, np.ndarray],
+                  rows: int) -> dict[str, np.ndarray]:
+        function = self._functions[signature_name]
         parts = [_call(function, {alias: array[rows_slice] for alias, array in arrays.items()})
                  for rows_slice in self.limits.slices(rows)]
         if len(parts) == 1:
@@ -125,24 +141,28 @@ class Servable:
     # ---------------------------------------------------------------- warm-up
     def warm_up(self) -> int:
         """Run each numeric signature once (graph optimisation happens on the first call), so
-        the first real request is not the slow one. Returns the number of warm-up calls."""
+        the first real request is not the slow one; not through the batch scheduler (these
+        are not requests: no batch timeout to wait, no batching metrics). Returns the number
+        of warm-up calls."""
         calls = 0
         for name, signature in self.signature_defs.items():
             arrays = _zeros_for(signature)
             if arrays is None or name not in self._functions:
                 continue
             started = time.perf_counter()
-            self.run(name, arrays)
+            self._run(name, arrays, scheduler=None)
             calls += 1
             LOG.info("warmed %s version %d signature %s in %.0f ms", self.model_name,
                      self.version, name, 1000 * (time.perf_counter() - started))
         return calls
 
 
-def servable_loader(limits: BatchLimits) -> Callable[[str, int, Path], Servable]:
-    """ModelManager's loader for a server with these batch limits: load, then warm up."""
+def servable_loader(limits: BatchLimits, scheduler: BatchScheduler | None = None
+                    ) -> Callable[[str, int, Path], Servable]:
+    """ModelManager's loader for a server with these batch limits (and, with batching on, its
+    scheduler): load, then warm up."""
     def load_and_warm(model_name: str, version: int, path: Path) -> Servable:
-        servable = Servable(model_name, version, path, limits)
+        servable = Servable(model_name, version, path, limits, scheduler)
         servable.warm_up()
         return servable
     return load_and_warm

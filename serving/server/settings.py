@@ -60,8 +60,8 @@ class ServerSettings:
         "--model_config_file; 0: read once at start", 0.0, metavar="SECONDS",
         aliases=("--config-poll-seconds",))
     enable_batching: bool = option_field(
-        "--enable_batching", "apply --batching_parameters_file's limits, as TF Serving (requests "
-        "over max_batch_size are refused; concurrent requests are not merged here)", False)
+        "--enable_batching", "merge concurrent requests into one model call and refuse those "
+        "over max_batch_size, as TF Serving (--batching_parameters_file)", False)
     batching_parameters_file: str | None = option_field(
         "--batching_parameters_file", "BatchingParameters text proto (with --enable_batching)",
         None, metavar="PATH", type=str)

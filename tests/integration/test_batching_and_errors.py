@@ -4,6 +4,8 @@
   64-image request is refused with TF Serving's INVALID_ARGUMENT text; 32 images are answered.
   These run against a real TF Serving too (tests/support/parity.py: --tf-serving-grpc), when it
   is started with the deploy files' batching flags.
+- With batching on, concurrent requests are merged into one model call, each client gets the
+  answers for its own images, and TF Serving's batching-session metrics count it.
 - Without batching there is no batch limit, and a request over 64 MiB is accepted (TF Serving
   accepts up to INT32_MAX bytes).
 - A large batch does not raise the server's peak memory in proportion: measured on a
@@ -16,6 +18,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -76,9 +80,16 @@ def test_request_over_max_batch_size_is_refused_as_tf_serving(parity_target):
 def test_batching_parameters_follow_tf_serving_rules(tmp_path):
     """Load-time rules of TF Serving (server.cc, bundle_factory_util.h); default limit 1000."""
     assert batch_limits(False, None).max_input_size is None
-    assert batch_limits(True, None).max_input_size == 1000
+    assert batch_limits(False, None).schedule is None  # no merging without batching
+    defaults = batch_limits(True, None)
+    assert defaults.max_input_size == 1000
+    assert (defaults.schedule.batch_size, defaults.schedule.timeout_s,
+            defaults.schedule.max_enqueued_batches, defaults.schedule.num_batch_threads,
+            defaults.schedule.thread_pool_name) == (
+        1000, 0.0, 10, len(os.sched_getaffinity(0)), "model_server_batch_threads")
     deploy = batch_limits(True, str(DEPLOY_BATCHING))
     assert (deploy.max_input_size, deploy.run_chunk) == (32, 32)
+    assert deploy.schedule.thread_pool_name == "batch_threads"
     with pytest.raises(BatchingConfigError, match="without setting server_options.enable_batching"):
         batch_limits(False, str(DEPLOY_BATCHING))
     bad_sizes = tmp_path / "sizes.txt"
@@ -92,10 +103,76 @@ def test_batching_parameters_follow_tf_serving_rules(tmp_path):
                          " max_execution_batch_size { value: 8 }")
     split = batch_limits(True, str(splitting))
     assert (split.max_input_size, split.run_chunk) == (64, 8)  # splitting keeps the input limit
+    assert split.schedule.batch_size == 8  # and merges up to the execution batch size
+    padded = tmp_path / "padded.txt"
+    padded.write_text("max_batch_size { value: 8 } allowed_batch_sizes: 2 allowed_batch_sizes: 8")
+    assert [batch_limits(True, str(padded)).schedule.padded_size(n) for n in (1, 2, 3, 8)] == \
+        [2, 2, 8, 8]
+    threads = tmp_path / "threads.txt"
+    threads.write_text("num_batch_threads { value: 0 }")
+    with pytest.raises(BatchingConfigError, match="num_batch_threads must be positive"):
+        batch_limits(True, str(threads))
     typo = tmp_path / "typo.txt"
     typo.write_text("max_batch_sise { value: 32 }")
     with pytest.raises(BatchingConfigError, match="not a BatchingParameters text proto"):
         batch_limits(True, str(typo))
+
+
+def _batching_samples(server) -> dict[tuple[str, str], float]:
+    """{(sample name, thread_pool_name label or ""): value} of the batching-session series."""
+    from prometheus_client.parser import text_string_to_metric_families
+    url = f"http://{server.rest_address}/monitoring/prometheus/metrics"
+    with urllib.request.urlopen(url, timeout=60) as reply:
+        text = reply.read().decode()
+    return {(sample.name, sample.labels.get("thread_pool_name", "")): sample.value
+            for family in text_string_to_metric_families(text)
+            if family.name.startswith(":tensorflow:serving:batching_session:")
+            for sample in family.samples if sample.name.endswith(("_count", "_sum"))}
+
+
+def test_concurrent_requests_are_merged_into_one_model_call(tmp_path):
+    """Four clients at once, max_batch_size 4, a timeout far longer than the test: the batch
+    runs when the fourth request fills it, once, and each client gets its own image's answer."""
+    version = save_version(tmp_path / MODEL_NAME, 1)
+    write_model_config(tmp_path / "models.config",
+                       build_model_config([model_entry(MODEL_NAME, tmp_path / MODEL_NAME)]))
+    parameters = tmp_path / "batching.txt"
+    parameters.write_text("max_batch_size { value: 4 } batch_timeout_micros { value: 20000000 } "
+                          "num_batch_threads { value: 1 } thread_pool_name { value: 'pool' }")
+    monitoring = tmp_path / "monitoring.config"
+    monitoring.write_text('prometheus_config { enable: true }')
+    images = random_images(4, seed=9)
+    expected = reference_predict(version, images)["probability"]
+    with running_server(tmp_path / "models.config", enable_batching=True,
+                        batching_parameters_file=str(parameters), rest_api_port=free_port(),
+                        monitoring_config_file=str(monitoring)) as server:
+        before = _batching_samples(server)
+        barrier, answers = threading.Barrier(4), {}
+
+        def client(index: int) -> None:
+            with grpc.insecure_channel(server.address) as channel:
+                barrier.wait()
+                reply = predict(channel, images[index:index + 1])
+                answers[index] = from_tensor_proto(reply.outputs["probability"])
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        after = _batching_samples(server)
+    for index in range(4):
+        np.testing.assert_allclose(answers[index], expected[index:index + 1], rtol=1e-5,
+                                   atol=1e-6)
+
+    def grew(name: str, pool: str = "") -> float:
+        return after[(name, pool)] - before.get((name, pool), 0.0)
+
+    prefix = ":tensorflow:serving:batching_session:"
+    assert grew(prefix + "processed_batch_size_count") == 1  # one model call ...
+    assert grew(prefix + "processed_batch_size_sum") == 4    # ... of the four images
+    assert grew(prefix + "input_batch_size_count") == 4
+    assert grew(prefix + "queuing_latency_count", "pool") == 4
 
 
 # ------------------------------------------------------------------ batching off, errors
