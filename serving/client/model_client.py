@@ -39,7 +39,8 @@ from serving.api.protos import (SIGNATURE_DEF_FIELD, get_model_metadata_pb2,
                             get_model_status_pb2, model_management_pb2, model_pb2,
                             model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc,
                             types_pb2)
-from serving.api.tensor_codec import dtype_name, from_tensor_proto, shape_of, to_tensor_proto
+from serving.api.tensor_codec import (dtype_name, from_tensor_proto, output_tensors, shape_of,
+                                      to_tensor_proto)
 from serving.client.settings import ClientSettings
 
 _T = TypeVar("_T")
@@ -168,12 +169,12 @@ class ModelClient:
             raise ValueError(f"images must be uint8 [N, S, S, C], got {images.dtype} "
                              f"{list(images.shape)}")
         batch = self._batch_size(images)
-        parts: list[predict_pb2.PredictResponse] = []
+        parts: list[tuple[predict_pb2.PredictResponse, dict]] = []
         for start in range(0, max(len(images), 1), batch):
             response = self._predict_batch(images[start:start + batch], label, version)
             if version is None:  # pin the rest of the call to the version that answered
                 label, version = None, response.model_spec.version.value
-            parts.append(response)
+            parts.append((response, output_tensors(response)))
         return _merge(parts)
 
     def explain_tensors(self, images: np.ndarray, *, label: str | None = None,
@@ -186,19 +187,20 @@ class ModelClient:
             raise ValueError(f"images must be uint8 [N, S, S, C], got {images.dtype} "
                              f"{list(images.shape)}")
         batch = self._batch_size(images, reply_bytes_per_pixel=4)
-        parts: list[predict_pb2.PredictResponse] = []
+        parts: list[tuple[predict_pb2.PredictResponse, dict]] = []
         for start in range(0, max(len(images), 1), batch):
             request = self.build_request(images[start:start + batch], label=label,
                                          version=version, signature_name=SERVING_EXPLAIN)
             response = self._call(self._predict_stub.Predict, request)
-            if HEATMAP not in response.outputs:
+            outputs = output_tensors(response)
+            if HEATMAP not in outputs:
                 raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
                                    f"signature {SERVING_EXPLAIN} answered without "
-                                   f"'{HEATMAP}'; it has {sorted(response.outputs)}")
+                                   f"'{HEATMAP}'; it has {sorted(outputs)}")
             if version is None:
                 label, version = None, response.model_spec.version.value
-            parts.append(response)
-        heatmaps = [from_tensor_proto(p.outputs[HEATMAP], name=HEATMAP) for p in parts]
+            parts.append((response, outputs))
+        heatmaps = [from_tensor_proto(outputs[HEATMAP], name=HEATMAP) for _, outputs in parts]
         return ExplainResult(prediction=_merge(parts),
                              heatmaps=np.concatenate(heatmaps).astype(np.float32)
                              .reshape(len(images), *images.shape[1:3]))
@@ -313,16 +315,18 @@ def _metadata_from(response, signature_map, signature_name: str) -> ModelMetadat
         signature_names=tuple(sorted(signature_map.signature_def)))
 
 
-def _merge(parts: list[predict_pb2.PredictResponse]) -> PredictResult:
-    first = parts[0].model_spec
-    probabilities = [from_tensor_proto(p.outputs[PROBABILITY], name=PROBABILITY) for p in parts]
-    logits = ([from_tensor_proto(p.outputs[LOGIT], name=LOGIT) for p in parts]
-              if all(LOGIT in p.outputs for p in parts) else None)
+def _merge(parts: list[tuple[predict_pb2.PredictResponse, dict]]) -> PredictResult:
+    """One result from the replies of a request's batches, each with its `output_tensors`."""
+    first = parts[0][0].model_spec
+    outputs = [tensors for _, tensors in parts]
+    probabilities = [from_tensor_proto(o[PROBABILITY], name=PROBABILITY) for o in outputs]
+    logits = ([from_tensor_proto(o[LOGIT], name=LOGIT) for o in outputs]
+              if all(LOGIT in o for o in outputs) else None)
     threshold = None
-    if all(THRESHOLD_OUTPUT in p.outputs for p in parts):
-        values = np.concatenate([from_tensor_proto(p.outputs[THRESHOLD_OUTPUT],
+    if all(THRESHOLD_OUTPUT in o for o in outputs):
+        values = np.concatenate([from_tensor_proto(o[THRESHOLD_OUTPUT],
                                                    name=THRESHOLD_OUTPUT).reshape(-1)
-                                 for p in parts])
+                                 for o in outputs])
         finite = values[np.isfinite(values)]
         threshold = float(finite[0]) if finite.size else None
     return PredictResult(

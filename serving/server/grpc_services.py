@@ -57,7 +57,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response.model_spec.version.value = servable.version
         response.model_spec.signature_name = signature_name
         for alias, array in outputs.items():
-            response.outputs[alias].CopyFrom(to_tensor_proto(array, typed_values=True))
+            to_tensor_proto(array, typed_values=True, into=response.outputs[alias])
         return response
 
     @_grpc_errors
