@@ -9,11 +9,16 @@ fall back to one group), the study-level probability is the mean over its slices
 version scores each study through the thin gRPC client (serving/web/scoring.py: the server's
 default, a label, or the canary rollout's choice, keyed by `study_key` as `mspipe predict`
 routes it). What this adds for people: the tensors themselves come back as PNG thumbnails
-(encoded from the exact uint8 array that was sent, so what you see is what the model saw),
-each with the Grad-CAM heat map of the version that scored it as a translucent PNG layer
-(`serving_explain`; components/dicom/overlay.py colours it) that the page toggles, and
+(encoded from the exact uint8 array that was sent, so what you see is what the model saw), and
 every rejection carries a plain-words reason. Uploads live in memory only; the result holds the
 names the user gave, for the page, and `summary_for_log` gives the counts that may be logged.
+
+Heat maps are asked for separately (`explain_thumbnails`), when the user turns them on: the
+Grad-CAM of a slice (`serving_explain`) costs ~7x its probability, and was two thirds of the
+wait for a result (bench/web.py). The page sends back a study's thumbnails, which are the
+tensors themselves (lossless PNG), with the version that scored the study; each comes back
+with that version's heat map as a translucent PNG layer (components/dicom/overlay.py colours
+it). Nothing is kept on the server between the two requests.
 """
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ from components.dicom.overlay import heat_rgba
 from components.dicom.preprocessing import PreprocessedSlice, Rejection
 from components.dicom.slices import NamedInput, distinct_contents, files_to_slices
 from components.dicom.studies import StudyRef, group_by_study, study_key
+from serving.api.errors import ServingError
 from serving.client.model_client import PredictResult
 from serving.web import messages
 from serving.web.scoring import Scorer
@@ -74,12 +80,12 @@ def analyze(scorer: Scorer, uploads: list[UploadedFile], settings: WebSettings,
         with phase("model"):
             answer = scorer.score(images, key, metadata)
             answered_by = scorer.answered_by(answer)
-            heatmaps = scorer.explain(images, answer.result.model_version)
+            explainable = scorer.explains(answer.result.model_version)
         title = ("JPEG/PNG images" if ref.study_uid is None
                  else "Study" if dicom_count == 1 else f"Study {number}")
         with phase("render"):
             studies.append(study_entry(title, key, members, answer.result, answered_by,
-                                       settings.threshold, heatmaps))
+                                       settings.threshold, explainable))
     thresholds = {(s["threshold"], s["threshold_source"]) for s in studies}
     with phase("model"):
         labels = scorer.labels_answering(metadata.model_version)
@@ -124,15 +130,16 @@ def slice_order(kept: KeptSlice) -> tuple:
             kept.name, item.frame_index)
 
 
-def slice_entry(kept: KeptSlice, probability: float, logit: float | None,
-                heatmap: np.ndarray | None = None) -> dict:
+def slice_entry(kept: KeptSlice, probability: float, logit: float | None) -> dict:
     item = kept.slice
-    return {"heatmap": None if heatmap is None else png_data_url(heat_rgba(heatmap)),
-            "name": kept.name, "frame_index": item.frame_index,
+    return {"name": kept.name, "frame_index": item.frame_index,
             "frames_in_file": kept.frames_in_file, "instance_number": item.instance_number,
             "orientation": item.orientation, "rows": item.rows, "cols": item.cols,
             "probability": probability, "logit": logit,
             "thumbnail": png_data_url(item.image)}
+
+
+PNG_DATA_URL = "data:image/png;base64,"
 
 
 def png_data_url(image: np.ndarray) -> str:
@@ -143,20 +150,19 @@ def png_data_url(image: np.ndarray) -> str:
     # 13% more bytes); at 6 the thumbnails were the largest part of the wait (bench/web.py)
     pixels = image[:, :, 0] if image.shape[-1] == 1 else image
     Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format="PNG", compress_level=1)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return PNG_DATA_URL + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def study_entry(title: str, key: str, members: list[KeptSlice],
                 result: PredictResult, answered_by: dict, threshold: float | None,
-                heatmaps: np.ndarray | None = None) -> dict:
+                explainable: bool = False) -> dict:
     """Study-level probability = mean over its slices, as in training and evaluation; called
     MS-like above the answering model's own threshold unless the operator set one."""
     source = "operator" if threshold is not None else result.threshold_source
     threshold = result.decision_threshold if threshold is None else threshold
     logits = result.logits
     slices = [slice_entry(item, float(result.probabilities[i]),
-                          None if logits is None else float(logits[i]),
-                          None if heatmaps is None else heatmaps[i])
+                          None if logits is None else float(logits[i]))
               for i, item in enumerate(members)]
     (probability,) = aggregate_by_study([key] * len(slices),
                                         [s["probability"] for s in slices]).mean_probability
@@ -165,9 +171,62 @@ def study_entry(title: str, key: str, members: list[KeptSlice],
         "probability": float(probability), "above_threshold": bool(probability > threshold),
         "threshold": float(threshold), "threshold_source": source,
         "answered_by": answered_by, "slice_count": len(slices),
+        "explainable": explainable,  # its version has heat maps: POST /api/explain
         "file_count": len({item.name for item in members}),
         "series_count": len({item.slice.series_uid for item in members}),
         "slices": slices}
+
+
+def explain_thumbnails(scorer: Scorer, document: object, settings: WebSettings) -> dict:
+    """`{"version": N, "images": [PNG data URL, ...]}` (a study's thumbnails as the page got
+    them) -> `{"heatmaps": [PNG data URL, ...]}`, version N's Grad-CAM of each, in order.
+    A malformed document or image is an UploadError naming the item and the reason."""
+    if not isinstance(document, dict):
+        raise UploadError("The heat map request is not a JSON object.")
+    version, thumbnails = document.get("version"), document.get("images")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise UploadError('The heat map request needs "version", a positive integer.')
+    if not isinstance(thumbnails, list) or not thumbnails:
+        raise UploadError('The heat map request needs "images", a non-empty list.')
+    if len(thumbnails) > settings.max_slices:
+        raise UploadError(f"At most {settings.max_slices} images per heat map request, got "
+                          f"{len(thumbnails)}.", status=413)
+    try:
+        explains, size = scorer.explains(version), scorer.client.metadata(
+            version=version).image_size
+    except ServingError as error:
+        if error.code.name != "NOT_FOUND":
+            raise
+        raise UploadError(f"Model version {version} is no longer served; analyse the study "
+                          "again for heat maps.", status=409) from None
+    if not explains:
+        raise UploadError(f"Model version {version} has no heat maps (it exports no "
+                          "serving_explain signature).", status=409)
+    images = np.stack([thumbnail_tensor(item, index, size)
+                       for index, item in enumerate(thumbnails)])
+    heatmaps = scorer.explain(images, version)
+    return {"version": version, "heatmaps": [png_data_url(heat_rgba(heatmap))
+                                             for heatmap in heatmaps]}
+
+
+def thumbnail_tensor(item: object, index: int, size: int) -> np.ndarray:
+    """The uint8 [S, S, 1] tensor of a thumbnail from `png_data_url` (lossless: the exact
+    array the model scored); anything else is refused, naming the image by its position."""
+    where = f"Image {index + 1} of the heat map request"
+    if not isinstance(item, str) or not item.startswith(PNG_DATA_URL):
+        raise UploadError(f"{where} is not a PNG data URL.")
+    try:
+        data = base64.b64decode(item[len(PNG_DATA_URL):], validate=True)
+        with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
+            if image.mode != "L" or image.size != (size, size):
+                raise UploadError(f"{where} is {image.mode} {image.size[0]}x{image.size[1]}; "
+                                  f"the model's thumbnails are 8-bit grey {size}x{size}.")
+            pixels = np.asarray(image, dtype=np.uint8)
+    except UploadError:
+        raise
+    except (ValueError, OSError, Image.DecompressionBombError) as error:  # binascii: ValueError
+        raise UploadError(f"{where} is not a readable PNG ({type(error).__name__}).") from None
+    return pixels[:, :, None]
 
 
 def rejection_order(item: RejectedItem) -> tuple:

@@ -5,8 +5,10 @@
 
 Routes: `GET /` (the page), `GET /static/<file>`, `GET /api/info` (which model answers, the
 limits), `POST /api/predict` (multipart field `files`: .dcm files, zips of study folders,
-.jpg/.png; JSON answer, see serving/web/analysis.py), `GET /healthz` (200 while the model
-server answers, 503 when it does not).
+.jpg/.png; JSON answer, see serving/web/analysis.py), `POST /api/explain` (JSON: a study's
+thumbnails and the version that scored them -> that version's heat maps, asked for when the
+user turns them on), `GET /healthz` (200 while the model server answers, 503 when it does
+not).
 
 The web process holds no model and never imports TensorFlow: it reaches the model server only
 through the thin gRPC client, as any other client. Uploads are parsed into memory (bounded by
@@ -32,7 +34,7 @@ from werkzeug.wrappers import Request, Response
 
 from serving.api.errors import ServingError
 from serving.client.model_client import ModelClient
-from serving.web.analysis import analyze, summary_for_log
+from serving.web.analysis import analyze, explain_thumbnails, summary_for_log
 from serving.web.messages import DISCLAIMER
 from serving.web.scoring import Scorer
 from serving.web.settings import MB, WebSettings
@@ -82,6 +84,7 @@ class WebApp:
             Rule("/static/<name>", endpoint="static", methods=["GET"]),
             Rule("/api/info", endpoint="info", methods=["GET"]),
             Rule("/api/predict", endpoint="predict", methods=["POST"]),
+            Rule("/api/explain", endpoint="explain", methods=["POST"]),
             Rule("/healthz", endpoint="health", methods=["GET"]),
         ])
 
@@ -158,6 +161,37 @@ class WebApp:
         finally:
             self.slots.release()
         LOG.info("%s", summary_for_log(result, time.monotonic() - started))
+        with timer.phase("render"):
+            response = json_response(result)
+        response.headers["Server-Timing"] = timer.server_timing()
+        return response
+
+    def on_explain(self, request: Request) -> Response:
+        if not self.slots.acquire(timeout=self.settings.busy_wait_s):
+            return json_response({"error": "The page is busy with other uploads. Please try "
+                                           "again in a minute."}, 503)
+        timer = PhaseTimer()
+        try:
+            if request.content_length and request.content_length > request.max_content_length:
+                raise RequestEntityTooLarge()
+            try:
+                document = json.loads(request.get_data(cache=False))
+            except ValueError:
+                raise UploadError("The heat map request is not JSON.") from None
+            with timer.phase("model"):
+                result = explain_thumbnails(self.scorer, document, self.settings)
+        except UploadError as error:
+            LOG.info("explain: request refused (HTTP %d)", error.status)
+            return json_response({"error": str(error)}, error.status)
+        except RequestEntityTooLarge:
+            LOG.info("explain: request refused (HTTP 413)")
+            return json_response({"error": "The heat map request is too large."}, 413)
+        except ServingError as error:
+            return json_response({"error": server_error_message(error, "explain")}, 502)
+        finally:
+            self.slots.release()
+        LOG.info("explain: %d heat maps from version %d", len(result["heatmaps"]),
+                 result["version"])
         with timer.phase("render"):
             response = json_response(result)
         response.headers["Server-Timing"] = timer.server_timing()

@@ -71,11 +71,13 @@ class Scorer:
         return Answer(self.client.predict_tensors(images, version=metadata.model_version),
                       None, False)
 
-    def explain(self, images: np.ndarray, version: int) -> np.ndarray | None:
-        """Grad-CAM heat maps float32 [N, S, S] from the version that scored the study, or
-        None when that version exports no `serving_explain` (older models)."""
-        if SERVING_EXPLAIN not in self.client.metadata(version=version).signature_names:
-            return None
+    def explains(self, version: int) -> bool:
+        """Whether that version exports `serving_explain` (older models do not)."""
+        return SERVING_EXPLAIN in self.client.metadata(version=version).signature_names
+
+    def explain(self, images: np.ndarray, version: int) -> np.ndarray:
+        """Grad-CAM heat maps float32 [N, S, S] from that version (the one that scored the
+        study: a heat map is only meaningful next to its own probability)."""
         return self.client.explain_tensors(images, version=version).heatmaps
 
     def answered_by(self, answer: Answer) -> dict:

@@ -7,6 +7,7 @@ model is a test SavedModel at the full 512x512 input size.
 """
 from __future__ import annotations
 
+import base64
 import http.client
 import io
 import json
@@ -16,6 +17,8 @@ import re
 import signal
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -474,13 +477,23 @@ return [...document.querySelectorAll('figure.slice')].map(figure => {
 
 def test_heat_maps_overlay_each_slice_and_toggle_by_keyboard(chrome, web, client, dataset,
                                                             tmp_path):
-    """Each slice carries the served model's Grad-CAM (serving_explain) as a layer exactly
-    over it, hidden until the toggle, which Tab reaches and Space switches."""
+    """The result comes without heat maps (they cost ~7x a probability); the toggle, which Tab
+    reaches and Space switches, asks for them: each slice then carries the served model's
+    Grad-CAM (serving_explain) of exactly the tensor it scored, as a layer over it."""
     study = study_folder(dataset)
     upload_in_page(chrome, web, [zip_folders(tmp_path / "study.zip", study)])
     assert chrome.execute_script("return !document.getElementById('heatmap-toggle').hidden")
     layers = chrome.execute_script(HEATMAP_STATE)
-    assert len(layers) == 3 and not any(layer["shown"] for layer in layers)
+    assert len(layers) == 3 and not any(layer["src"] for layer in layers)  # none asked yet
+
+    chrome.execute_script("document.getElementById('analyse').focus()")
+    tab_until(chrome, "show-heatmaps")
+    press(chrome, Keys.SPACE)
+    wait_for(chrome, "return document.body.dataset.heatmaps === 'done' && [...document."
+             "querySelectorAll('figure.slice img.heatmap')].every(l => l.naturalWidth)",
+             timeout_s=60)
+    layers = chrome.execute_script(HEATMAP_STATE)
+    assert len(layers) == 3 and all(layer["shown"] for layer in layers)
     by_path = {path.relative_to(study.parent).as_posix(): path for path in study.rglob("*")}
     images = np.stack([sent_tensor(by_path[layer["name"]], layer["frame"])[..., None]
                        for layer in layers])
@@ -489,11 +502,6 @@ def test_heat_maps_overlay_each_slice_and_toggle_by_keyboard(chrome, web, client
     for layer, heatmap in zip(layers, heatmaps):
         assert layer["loaded"] == IMAGE_SIZE
         np.testing.assert_array_equal(decode_thumbnail(layer["src"]), heat_rgba(heatmap))
-
-    chrome.execute_script("document.getElementById('analyse').focus()")
-    tab_until(chrome, "show-heatmaps")
-    press(chrome, Keys.SPACE)
-    assert all(layer["shown"] for layer in chrome.execute_script(HEATMAP_STATE))
     ARTIFACTS.mkdir(exist_ok=True)
     full_page_screenshot(chrome, ARTIFACTS / "web-heatmap.png")
     chrome.find_element(By.CSS_SELECTOR, "figure.slice").click()  # the viewer shows it too
@@ -504,3 +512,63 @@ def test_heat_maps_overlay_each_slice_and_toggle_by_keyboard(chrome, web, client
     chrome.execute_script("document.getElementById('show-heatmaps').focus()")
     press(chrome, Keys.SPACE)
     assert not any(layer["shown"] for layer in chrome.execute_script(HEATMAP_STATE))
+    press(chrome, Keys.SPACE)  # on again: the layers are there, not asked for twice
+    assert all(layer["shown"] for layer in chrome.execute_script(HEATMAP_STATE))
+    assert len(chrome.find_elements(By.CSS_SELECTOR, "figure.slice img.heatmap")) == 3
+
+
+def post_explain(url: str, document) -> tuple[int, dict]:
+    body = document if isinstance(document, bytes) else json.dumps(document).encode()
+    request = urllib.request.Request(url + "api/explain", data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def png_url(pixels: np.ndarray) -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_explain_api_answers_the_versions_heat_maps_and_refuses_bad_requests(web, client,
+                                                                            dataset, tmp_path):
+    study = study_folder(dataset)
+    status, answer = post_files(web.url, [("s.zip", zip_folders(tmp_path / "s.zip",
+                                                                study).read_bytes())])
+    assert status == 200
+    (scored,) = answer["studies"]
+    assert scored["explainable"] and all("heatmap" not in item for item in scored["slices"])
+    version = scored["answered_by"]["version"]
+    thumbnails = [item["thumbnail"] for item in scored["slices"]]
+    status, reply = post_explain(web.url, {"version": version, "images": thumbnails})
+    assert status == 200 and len(reply["heatmaps"]) == len(thumbnails)
+    images = np.stack([decode_thumbnail(url)[..., None] for url in thumbnails])
+    for layer, heatmap in zip(reply["heatmaps"],
+                              client.explain_tensors(images, version=version).heatmaps):
+        np.testing.assert_array_equal(decode_thumbnail(layer), heat_rgba(heatmap))
+
+    grey = np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+    refusals = {
+        "not JSON": (b"{", 400, "not JSON"),
+        "no version": ({"images": thumbnails}, 400, '"version"'),
+        "no images": ({"version": version, "images": []}, 400, '"images"'),
+        "not a PNG URL": ({"version": version, "images": ["hello"]}, 400,
+                          "Image 1 of the heat map request is not a PNG data URL"),
+        "broken PNG": ({"version": version, "images": [thumbnails[0], thumbnails[0][:200]]},
+                       400, "Image 2 of the heat map request is not a readable PNG"),
+        "wrong size": ({"version": version, "images": [png_url(grey[:64, :64])]}, 400,
+                       "is L 64x64; the model's thumbnails are 8-bit grey 512x512"),
+        "colour": ({"version": version, "images": [png_url(np.zeros((512, 512, 3),
+                                                                     np.uint8))]}, 400, "RGB"),
+        "unknown version": ({"version": version + 41, "images": thumbnails}, 409,
+                            f"version {version + 41} is no longer served"),
+    }
+    for case, (document, code, text) in refusals.items():
+        status, reply = post_explain(web.url, document)
+        assert status == code and text in reply["error"], (case, status, reply)
+    status, _ = post_explain(web.url, {"version": version, "images": thumbnails[:1]})
+    assert status == 200  # and the page's server is still up

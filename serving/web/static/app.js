@@ -2,7 +2,8 @@
 // Every text that comes from the upload (file names) is set with textContent, never as HTML.
 "use strict";
 
-const state = { files: [], limits: null, threshold: null };
+// answer: the last result shown; heatmaps: the request for its heat maps, once asked for
+const state = { files: [], limits: null, threshold: null, answer: null, heatmaps: null };
 const $ = (id) => document.getElementById(id);
 
 function el(tag, props = {}, children = []) {
@@ -39,6 +40,8 @@ function showError(message) {
 }
 
 function clearOutput() {
+  state.answer = null;  // a heat map request still running for it stops there
+  state.heatmaps = null;
   $("error").hidden = true;
   $("result").hidden = true;
   $("status").hidden = true;
@@ -146,8 +149,11 @@ function renderResult(answer) {
     describeRouting(model.routing);
   $("notices").replaceChildren(...answer.notices.map((text) => el("li", { text })));
   $("studies").replaceChildren(...answer.studies.map((study) => renderStudy(study, answer)));
-  $("heatmap-toggle").hidden = !answer.studies.some(
-    (study) => study.slices.some((slice) => slice.heatmap));
+  state.answer = answer;
+  state.heatmaps = null;
+  $("show-heatmaps").checked = false;
+  document.body.classList.remove("heatmaps-on");
+  $("heatmap-toggle").hidden = !answer.studies.some((study) => study.explainable);
   renderRejections(answer.rejections);
   $("result").hidden = false;
 }
@@ -228,16 +234,54 @@ function sliceCaption(slice) {
   return slice.name + frameSuffix(slice);
 }
 
-// The Grad-CAM layer over a slice (a transparent PNG from the server), or nothing.
+// The Grad-CAM layer over a slice (a transparent PNG from the server).
 function heatmapLayer(slice) {
-  return slice.heatmap ? el("img", { class: "heatmap", src: slice.heatmap,
-    alt: `where the model looked in ${sliceCaption(slice)}` }) : null;
+  return el("img", { class: "heatmap", src: slice.heatmap,
+    alt: `where the model looked in ${sliceCaption(slice)}` });
+}
+
+// Heat maps cost the model server ~7x a probability, so they are asked for only when the user
+// turns them on: each study's thumbnails (the exact tensors) go back to /api/explain with the
+// version that scored them, and every slice gets its layer. Asked once per result.
+function toggleHeatmaps(on) {
+  document.body.classList.toggle("heatmaps-on", on);
+  if (on && !state.heatmaps && state.answer) state.heatmaps = loadHeatmaps(state.answer);
+}
+
+async function loadHeatmaps(answer) {
+  const studies = answer.studies.filter((study) => study.explainable);
+  const count = studies.reduce((sum, study) => sum + study.slices.length, 0);
+  document.body.dataset.heatmaps = "loading";
+  $("status").textContent = `Computing where the model looked in ${count} slice(s)…`;
+  $("status").hidden = false;
+  try {
+    for (const study of studies) {
+      const response = await fetch("/api/explain", {
+        method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ version: study.answered_by.version,
+          images: study.slices.map((slice) => slice.thumbnail) }) });
+      const reply = await response.json().catch(() => ({
+        error: `The page's server answered HTTP ${response.status} without an explanation.` }));
+      if (state.answer !== answer) return;  // a new result replaced this one meanwhile
+      if (!response.ok || reply.error) throw new Error(reply.error);
+      study.slices.forEach((slice, index) => {
+        slice.heatmap = reply.heatmaps[index];
+        slice.figure.querySelector(".thumb-wrap").append(heatmapLayer(slice));
+      });
+    }
+    document.body.dataset.heatmaps = "done";
+  } catch (error) {
+    state.heatmaps = null;  // the toggle may ask again
+    document.body.dataset.heatmaps = "failed";
+    if (state.answer === answer) showError("Heat maps: " + error.message);
+  } finally {
+    if (state.answer === answer) $("status").hidden = true;
+  }
 }
 
 function renderSlice(slice) {
   const image = el("div", { class: "thumb-wrap" }, [
-    el("img", { class: "thumbnail", src: slice.thumbnail, alt: sliceCaption(slice) }),
-    heatmapLayer(slice)]);
+    el("img", { class: "thumbnail", src: slice.thumbnail, alt: sliceCaption(slice) })]);
   const figure = el("figure", { class: "slice", tabindex: "0", role: "button",
     "aria-label": `${sliceCaption(slice)}, probability ${slice.probability.toFixed(3)}: ` +
       "open larger", dataset: {
@@ -249,6 +293,7 @@ function renderSlice(slice) {
       ...fileName(slice.name, frameSuffix(slice)),
     ]),
   ]);
+  slice.figure = figure;  // where its heat map layer goes, once asked for
   const open = () => openViewer(slice);
   figure.addEventListener("click", open);
   figure.addEventListener("keydown", (event) => {  // as a button: Enter and Space
@@ -298,8 +343,7 @@ function setUp() {
   });
   $("upload-form").addEventListener("submit", analyse);
   // a native checkbox: Tab reaches it, Space toggles it
-  $("show-heatmaps").addEventListener("change", (event) =>
-    document.body.classList.toggle("heatmaps-on", event.target.checked));
+  $("show-heatmaps").addEventListener("change", (event) => toggleHeatmaps(event.target.checked));
   const zone = $("drop-zone");
   zone.addEventListener("dragover", (event) => {
     event.preventDefault();
