@@ -91,6 +91,18 @@ batched call = 0.94; heat maps / in-process explain call = 2.00 (HTTP: 1.60, 0.8
 The result is on screen in 1.4 s; the heat maps follow in 3.6 s when asked for (2.8 s over
 HTTP: the rest is the browser's upload of 30 thumbnails as JSON, the server's PNG decode and
 heat-map encode, and the layers' decode).
+The explain request's Server-Timing, split (04:11, load 1.5; the same code): upload 14-17 ms,
+preprocess (30 thumbnails decoded) 231-248, model 1875-2423, render 1580-1595: the layers,
+coloured in float64 (49 ms a layer) and written as RGBA PNGs. Now a layer is the heat in 256
+levels (components/dicom/overlay.py heat_levels) sent as a palette PNG with per-entry opacity,
+which decodes to exactly heat_rgba (tests/integration/test_web.py compares them):
+04:16, load 1.5:  bench/web.py
+  driver   total  before request  upload  preprocess  model  render  download  browser render  heat maps (ms)
+    HTTP     997               -       6         192    364     416         -               -       2114
+ browser    1466               2      27         244    483     483        18             174       2990
+in this process (ms): preprocess 173, model: one batched call 446; heat maps, one batched
+explain call 1646. Heat maps' server phases: render 156-207 ms (was ~1590), model 1683-2200.
+browser: heat maps / in-process explain call = 1.82 (HTTP 1.28); result on screen 1.47 s.
 """
 from __future__ import annotations
 
@@ -180,7 +192,11 @@ HEATMAP_TIMES = """
 const done = arguments[arguments.length - 1];
 const layers = [...document.querySelectorAll('#result img.heatmap')];
 Promise.all(layers.map(image => image.decode().catch(() => null))).then(() => {
-  done({toggled: window.__toggled, rendered: performance.now(), layers: layers.length});
+  const server = {};
+  for (const entry of performance.getEntriesByType('resource')
+      .filter(e => e.name.endsWith('/api/explain') && e.startTime >= window.__toggled))
+    for (const t of entry.serverTiming) server[t.name] = (server[t.name] || 0) + t.duration;
+  done({toggled: window.__toggled, rendered: performance.now(), layers: layers.length, server});
 });
 """
 
@@ -213,6 +229,7 @@ def through_browser(url: str, zip_path: Path, repeats: int) -> list[dict]:
             assert heat["layers"] == times["slices"], heat  # one layer per thumbnail
             rows.append({
                 "heat maps": heat["rendered"] - heat["toggled"],
+                **{f"heat maps: {name}": ms for name, ms in heat["server"].items()},
                 "total": times["rendered"] - times["clicked"],
                 "before request": times["fetch"] - times["clicked"],
                 **times["server"],
@@ -237,15 +254,18 @@ def through_http(url: str, zip_path: Path, repeats: int) -> list[dict]:
             reply.raise_for_status()
             answer = reply.json()
             total = (time.perf_counter() - started) * 1000
-            started = time.perf_counter()
+            started, heat_phases = time.perf_counter(), {}
             for study in answer["studies"]:  # what the page sends when heat maps are turned on
                 explained = session.post(url + "api/explain", timeout=300, json={
                     "version": study["answered_by"]["version"],
                     "images": [item["thumbnail"] for item in study["slices"]]})
                 explained.raise_for_status()
                 assert len(explained.json()["heatmaps"]) == study["slice_count"]
+                for name, ms in server_timing(explained.headers["Server-Timing"]).items():
+                    heat_phases[f"heat maps: {name}"] = heat_phases.get(
+                        f"heat maps: {name}", 0.0) + ms
             rows.append({"total": total, **server_timing(reply.headers["Server-Timing"]),
-                         "heat maps": (time.perf_counter() - started) * 1000,
+                         "heat maps": (time.perf_counter() - started) * 1000, **heat_phases,
                          "slices": sum(study["slice_count"] for study in answer["studies"])})
     return rows[1:]
 
@@ -310,6 +330,11 @@ def print_table(drivers: dict[str, list[dict]], reference: dict, zip_bytes: int,
         print(f"{driver:>8} " + " ".join(cells))
     print("in this process, same slices (ms): " + ", ".join(
         f"{name} {value:.0f}" for name, value in reference.items() if name != "slices"))
+    for driver, rows in drivers.items():
+        split = {name.split(": ", 1)[1]: statistics.median(row[name] for row in rows)
+                 for name in rows[0] if name.startswith("heat maps: ")}
+        print(f"{driver}: heat maps' server phases (ms): " + ", ".join(
+            f"{name} {ms:.0f}" for name, ms in split.items()))
     batched = reference["model, one batched call"]
     for driver, rows in drivers.items():
         total = statistics.median(row["total"] for row in rows)

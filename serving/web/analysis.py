@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image
 
 from components.dicom.metrics import aggregate_by_study
-from components.dicom.overlay import heat_rgba
+from components.dicom.overlay import heat_levels, heat_palette
 from components.dicom.preprocessing import PreprocessedSlice, Rejection
 from components.dicom.slices import NamedInput, distinct_contents, files_to_slices
 from components.dicom.studies import StudyRef, group_by_study, study_key
@@ -177,10 +177,13 @@ def study_entry(title: str, key: str, members: list[KeptSlice],
         "slices": slices}
 
 
-def explain_thumbnails(scorer: Scorer, document: object, settings: WebSettings) -> dict:
+def explain_thumbnails(scorer: Scorer, document: object, settings: WebSettings,
+                       timer: PhaseTimer | None = None) -> dict:
     """`{"version": N, "images": [PNG data URL, ...]}` (a study's thumbnails as the page got
     them) -> `{"heatmaps": [PNG data URL, ...]}`, version N's Grad-CAM of each, in order.
-    A malformed document or image is an UploadError naming the item and the reason."""
+    A malformed document or image is an UploadError naming the item and the reason. `timer`
+    gets the phases: preprocess (thumbnails decoded), model, render (heat map layers)."""
+    phase = (timer or PhaseTimer()).phase
     if not isinstance(document, dict):
         raise UploadError("The heat map request is not a JSON object.")
     version, thumbnails = document.get("version"), document.get("images")
@@ -192,8 +195,9 @@ def explain_thumbnails(scorer: Scorer, document: object, settings: WebSettings) 
         raise UploadError(f"At most {settings.max_slices} images per heat map request, got "
                           f"{len(thumbnails)}.", status=413)
     try:
-        explains, size = scorer.explains(version), scorer.client.metadata(
-            version=version).image_size
+        with phase("model"):
+            explains, size = scorer.explains(version), scorer.client.metadata(
+                version=version).image_size
     except ServingError as error:
         if error.code.name != "NOT_FOUND":
             raise
@@ -202,11 +206,26 @@ def explain_thumbnails(scorer: Scorer, document: object, settings: WebSettings) 
     if not explains:
         raise UploadError(f"Model version {version} has no heat maps (it exports no "
                           "serving_explain signature).", status=409)
-    images = np.stack([thumbnail_tensor(item, index, size)
-                       for index, item in enumerate(thumbnails)])
-    heatmaps = scorer.explain(images, version)
-    return {"version": version, "heatmaps": [png_data_url(heat_rgba(heatmap))
-                                             for heatmap in heatmaps]}
+    with phase("preprocess"):
+        images = np.stack([thumbnail_tensor(item, index, size)
+                           for index, item in enumerate(thumbnails)])
+    with phase("model"):
+        heatmaps = scorer.explain(images, version)
+    with phase("render"):
+        layers = [heat_layer_data_url(heatmap) for heatmap in heatmaps]
+    return {"version": version, "heatmaps": layers}
+
+
+def heat_layer_data_url(heatmap: np.ndarray) -> str:
+    """The translucent heat map layer as a palette PNG with per-entry opacity (tRNS): decoded,
+    exactly heat_rgba(heatmap); a quarter of an RGBA PNG's bytes to compress and send (30
+    layers at 512x512: 1.6 s of the server's time as RGBA)."""
+    image = Image.fromarray(heat_levels(heatmap), mode="P")
+    palette = heat_palette()
+    image.putpalette(palette[:, :3].tobytes())
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1, transparency=palette[:, 3].tobytes())
+    return PNG_DATA_URL + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def thumbnail_tensor(item: object, index: int, size: int) -> np.ndarray:

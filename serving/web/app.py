@@ -174,12 +174,12 @@ class WebApp:
         try:
             if request.content_length and request.content_length > request.max_content_length:
                 raise RequestEntityTooLarge()
-            try:
-                document = json.loads(request.get_data(cache=False))
-            except ValueError:
-                raise UploadError("The heat map request is not JSON.") from None
-            with timer.phase("model"):
-                result = explain_thumbnails(self.scorer, document, self.settings)
+            with timer.phase("upload"):
+                try:
+                    document = json.loads(request.get_data(cache=False))
+                except ValueError:
+                    raise UploadError("The heat map request is not JSON.") from None
+            result = explain_thumbnails(self.scorer, document, self.settings, timer)
         except UploadError as error:
             LOG.info("explain: request refused (HTTP %d)", error.status)
             return json_response({"error": str(error)}, error.status)

@@ -4,9 +4,9 @@ Timing: the browser's developer tools show it beside the request; bench/web.py r
 Phases of POST /api/predict: `upload` (the multipart body received and parsed, zips opened),
 `preprocess` (files -> tensors: zip members inflated, DICOM decoded, the shared preprocessing),
 `model` (every call to the model server: metadata, labels, Predict), `render` (PNG thumbnails
-and the JSON answer). POST /api/explain: `model` (thumbnails decoded, `serving_explain`, heat
-map layers encoded), `render` (the JSON answer). Durations only: nothing about the files or
-the patient.
+and the JSON answer). POST /api/explain: `upload` (body received, JSON parsed), `preprocess`
+(thumbnails decoded), `model` (metadata, `serving_explain`), `render` (heat map layers and the
+JSON answer). Durations only: nothing about the files or the patient.
 """
 from __future__ import annotations
 

@@ -88,7 +88,10 @@ def page_state(chrome: WebDriver) -> dict:
 def decode_thumbnail(data_url: str) -> np.ndarray:
     header, payload = data_url.split(",", 1)
     assert header == "data:image/png;base64"
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(payload))))
+    image = Image.open(io.BytesIO(base64.b64decode(payload)))
+    if image.mode == "P":  # a heat map layer: palette + per-entry opacity -> RGBA
+        image = image.convert("RGBA")
+    return np.asarray(image)
 
 
 def get_json(url: str) -> tuple[int, dict]:
