@@ -47,6 +47,20 @@ def submit(scheduler, model, arrays, key="m", results=None, index=0):
     return out
 
 
+def start(scheduler, model, arrays, results, index, key="m") -> threading.Thread:
+    """One request in its own thread; its answer (or ServingError) lands in results[index]."""
+    thread = threading.Thread(target=submit, args=(scheduler, model, arrays),
+                              kwargs={"key": key, "results": results, "index": index})
+    thread.start()
+    return thread
+
+
+def join(*threads: threading.Thread) -> None:
+    for thread in threads:
+        thread.join(10)
+        assert not thread.is_alive()
+
+
 def waiting(scheduler, count, key="m"):
     """Block until `count` requests sit in `key`'s pending batches."""
     deadline = time.monotonic() + 10
@@ -63,9 +77,7 @@ def held_first_call(scheduler, model):
     """Start one request and hold it inside the model: the only slot is busy."""
     model.release.clear()
     results = {}
-    first = threading.Thread(target=submit, args=(scheduler, model, rows(100, 1)),
-                             kwargs={"results": results, "index": "first"})
-    first.start()
+    first = start(scheduler, model, rows(100, 1), results, "first")
     assert model.entered.wait(10)
     return first, results
 
@@ -83,14 +95,10 @@ def test_requests_arriving_while_the_model_is_busy_run_as_one_batch():
     model = Model()
     scheduler = BatchScheduler(Schedule(batch_size=8, num_batch_threads=1))
     first, results = held_first_call(scheduler, model)
-    threads = [threading.Thread(target=submit, args=(scheduler, model, rows(10 * i, i + 1)),
-                                kwargs={"results": results, "index": i}) for i in range(3)]
-    for thread in threads:
-        thread.start()
+    threads = [start(scheduler, model, rows(10 * i, i + 1), results, i) for i in range(3)]
     waiting(scheduler, 3)
     model.release.set()
-    for thread in threads + [first]:
-        thread.join(10)
+    join(*threads, first)
     assert [len(call) for call in model.calls] == [1, 6]  # the three merged: 1 + 2 + 3 rows
     for i in range(3):  # each gets its own rows back, in its own order
         np.testing.assert_array_equal(results[i]["y"][:, 0], 2 * np.arange(10 * i, 11 * i + 1))
@@ -101,14 +109,10 @@ def test_a_batch_never_holds_more_than_the_batch_size():
     model = Model()
     scheduler = BatchScheduler(Schedule(batch_size=4, num_batch_threads=1))
     first, results = held_first_call(scheduler, model)
-    threads = [threading.Thread(target=submit, args=(scheduler, model, rows(10 * i, 2)),
-                                kwargs={"results": results, "index": i}) for i in range(3)]
-    for thread in threads:
-        thread.start()
+    threads = [start(scheduler, model, rows(10 * i, 2), results, i) for i in range(3)]
     waiting(scheduler, 3)
     model.release.set()
-    for thread in threads + [first]:
-        thread.join(10)
+    join(*threads, first)
     assert sorted(len(call) for call in model.calls[1:]) == [2, 4]
     for i in range(3):
         np.testing.assert_array_equal(results[i]["y"][:, 0], [20 * i, 20 * i + 2])
@@ -118,16 +122,12 @@ def test_different_keys_are_never_merged():
     model = Model()
     scheduler = BatchScheduler(Schedule(batch_size=8, num_batch_threads=1))
     first, results = held_first_call(scheduler, model)
-    threads = [threading.Thread(target=submit, args=(scheduler, model, rows(i, 1)),
-                                kwargs={"key": key, "results": results, "index": i})
+    threads = [start(scheduler, model, rows(i, 1), results, i, key)
                for i, key in enumerate(["a", "b", "a"])]
-    for thread in threads:
-        thread.start()
     waiting(scheduler, 2, "a")
     waiting(scheduler, 1, "b")
     model.release.set()
-    for thread in threads + [first]:
-        thread.join(10)
+    join(*threads, first)
     assert sorted(len(call) for call in model.calls[1:]) == [1, 2]
 
 
@@ -154,30 +154,21 @@ def test_at_most_num_batch_threads_batches_run_at_once():
     assert peak[0] == 2
 
 
-def test_a_batch_waits_for_its_timeout_to_fill():
+@pytest.mark.parametrize("batch_size, timeout_s", [(8, 0.5), (2, 60.0)],
+                         ids=["timeout passes", "full before the timeout"])
+def test_a_batch_runs_when_its_timeout_passes_or_when_it_is_full(batch_size, timeout_s):
+    """The first request waits in its batch: for the timeout (0.5 s), during which the second
+    joins; or, when the second fills the batch, not at all (a 60 s timeout would fail the
+    join)."""
     model = Model()
-    scheduler = BatchScheduler(Schedule(batch_size=8, num_batch_threads=1, timeout_s=0.5))
+    scheduler = BatchScheduler(Schedule(batch_size=batch_size, num_batch_threads=1,
+                                        timeout_s=timeout_s))
     results = {}
-    first = threading.Thread(target=submit, args=(scheduler, model, rows(0, 1)),
-                             kwargs={"results": results, "index": 0})
-    first.start()
+    first = start(scheduler, model, rows(0, 1), results, 0)
     waiting(scheduler, 1)
     submit(scheduler, model, rows(1, 1), results=results, index=1)
-    first.join(10)
+    join(first)
     assert [len(call) for call in model.calls] == [2]
-
-
-def test_a_full_batch_does_not_wait_for_its_timeout():
-    model = Model()
-    scheduler = BatchScheduler(Schedule(batch_size=2, num_batch_threads=1, timeout_s=60))
-    results = {}
-    first = threading.Thread(target=submit, args=(scheduler, model, rows(0, 1)),
-                             kwargs={"results": results, "index": 0})
-    first.start()
-    waiting(scheduler, 1)
-    submit(scheduler, model, rows(1, 1), results=results, index=1)  # fills it: runs now
-    first.join(10)
-    assert not first.is_alive() and [len(call) for call in model.calls] == [2]
 
 
 def test_batches_are_padded_to_an_allowed_size_with_the_last_requests_first_row():
@@ -194,15 +185,13 @@ def test_a_full_queue_refuses_with_unavailable_and_the_server_goes_on():
     scheduler = BatchScheduler(Schedule(batch_size=1, num_batch_threads=1,
                                         max_enqueued_batches=1))
     first, results = held_first_call(scheduler, model)
-    queued = threading.Thread(target=submit, args=(scheduler, model, rows(1, 1)),
-                              kwargs={"results": results, "index": "queued"})
-    queued.start()
+    queued = start(scheduler, model, rows(1, 1), results, "queued")
     waiting(scheduler, 1)
     refused = submit(scheduler, model, rows(2, 1))
     assert isinstance(refused, ServingError) and refused.code == grpc.StatusCode.UNAVAILABLE
     assert "batch scheduling queue" in refused.details and "is full" in refused.details
     model.release.set()
-    queued.join(10), first.join(10)
+    join(queued, first)
     np.testing.assert_array_equal(results["queued"]["y"][:, 0], [2])
     np.testing.assert_array_equal(submit(scheduler, model, rows(3, 1))["y"][:, 0], [6])
 
@@ -215,14 +204,10 @@ def test_an_error_reaches_every_request_of_the_batch_and_no_other():
     def failing(arrays):
         raise invalid_argument("bad batch")
 
-    threads = [threading.Thread(target=submit, args=(scheduler, failing, rows(i, 1)),
-                                kwargs={"results": results, "index": i}) for i in range(3)]
-    for thread in threads:
-        thread.start()
+    threads = [start(scheduler, failing, rows(i, 1), results, i) for i in range(3)]
     waiting(scheduler, 3)
     model.release.set()
-    for thread in threads + [first]:
-        thread.join(10)
+    join(*threads, first)
     np.testing.assert_array_equal(results["first"]["y"][:, 0], [200])
     for i in range(3):
         assert isinstance(results[i], ServingError) and results[i].details == "bad batch"
@@ -249,14 +234,10 @@ def test_many_concurrent_requests_each_get_exactly_their_rows(allowed):
     rng = np.random.default_rng(0)
     requests = [(int(rng.integers(0, 1000)), int(rng.integers(1, 5))) for _ in range(60)]
     results = {}
-    threads = [threading.Thread(target=submit, args=(scheduler, model, rows(start, count)),
-                                kwargs={"results": results, "index": i})
-               for i, (start, count) in enumerate(requests)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(20)
-    for i, (start, count) in enumerate(requests):
-        np.testing.assert_array_equal(results[i]["y"][:, 0], 2 * np.arange(start, start + count))
+    join(*[start(scheduler, model, rows(first_row, count), results, i)
+           for i, (first_row, count) in enumerate(requests)])
+    for i, (first_row, count) in enumerate(requests):
+        np.testing.assert_array_equal(results[i]["y"][:, 0],
+                                      2 * np.arange(first_row, first_row + count))
     assert max(sizes) <= 12 and sum(sizes) >= sum(count for _, count in requests)
     assert scheduler._queues == {}
