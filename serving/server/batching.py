@@ -302,6 +302,9 @@ class BatchScheduler:
             self._changed.acquire()
             self._free_slots += 1
             for task in batch.tasks:
+                if task.outputs is None and task.error is None:  # interrupted mid-batch
+                    task.error = ServingError(grpc.StatusCode.INTERNAL,
+                                              "the batch holding this request did not finish")
                 task.done = True
             self._changed.notify_all()
 
