@@ -16,6 +16,7 @@ TF Serving does, less the framing Python's eager runtime adds around it (`servin
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -123,15 +124,16 @@ class Servable:
         if rows is None:
             return _call(self._functions[signature_name], arrays)
         if scheduler is None or rows == 0:
-            return self._run_rows(signature_name, arrays, rows)
+            return self._run_rows(signature_name, arrays)
         key = (self, signature_name, tuple((alias, array.dtype.str, array.shape[1:])
                                            for alias, array in sorted(arrays.items())))
-        return scheduler.run(key, arrays, rows, lambda merged: self._run_rows(
-            signature_name, merged, len(next(iter(merged.values())))))
+        return scheduler.run(key, arrays, rows, functools.partial(self._run_rows, signature_name))
 
-    def _run_rows(self, signature_name: str, arrays: dict[str, np.ndarray],
-                  rows: int) -> dict[str, np.ndarray]:
+    def _run_rows(self, signature_name: str, arrays: dict[str, np.ndarray]
+                  ) -> dict[str, np.ndarray]:
+        """A batch-major call in slices of at most `limits.run_chunk` rows."""
         function = self._functions[signature_name]
+        rows = len(next(iter(arrays.values())))
         parts = [_call(function, {alias: array[rows_slice] for alias, array in arrays.items()})
                  for rows_slice in self.limits.slices(rows)]
         if len(parts) == 1:

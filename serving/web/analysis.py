@@ -80,7 +80,7 @@ def analyze(scorer: Scorer, uploads: list[UploadedFile], settings: WebSettings,
         with phase("model"):
             answer = scorer.score(images, key, metadata)
             answered_by = scorer.answered_by(answer)
-            explainable = scorer.explains(answer.result.model_version)
+            explainable = scorer.explain_input_size(answer.result.model_version) is not None
         title = ("JPEG/PNG images" if ref.study_uid is None
                  else "Study" if dicom_count == 1 else f"Study {number}")
         with phase("render"):
@@ -143,13 +143,12 @@ PNG_DATA_URL = "data:image/png;base64,"
 
 
 def png_data_url(image: np.ndarray) -> str:
-    """Lossless PNG of the uint8 [S, S, 1] tensor exactly as it went to the model (or of an
-    RGBA [S, S, 4] layer)."""
+    """Lossless PNG of the uint8 [S, S, 1] tensor exactly as it went to the model."""
     buffer = io.BytesIO()
     # zlib level 1, not Pillow's 6: still lossless, 4x less CPU (12 vs 50 ms per 512x512 slice,
     # 13% more bytes); at 6 the thumbnails were the largest part of the wait (bench/web.py)
-    pixels = image[:, :, 0] if image.shape[-1] == 1 else image
-    Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format="PNG", compress_level=1)
+    Image.fromarray(np.ascontiguousarray(image[:, :, 0])).save(buffer, format="PNG",
+                                                               compress_level=1)
     return PNG_DATA_URL + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -179,8 +178,9 @@ def study_entry(title: str, key: str, members: list[KeptSlice],
 
 def explain_thumbnails(scorer: Scorer, document: object, settings: WebSettings,
                        timer: PhaseTimer | None = None) -> dict:
-    """`{"version": N, "images": [PNG data URL, ...]}` (a study's thumbnails as the page got
-    them) -> `{"heatmaps": [PNG data URL, ...]}`, version N's Grad-CAM of each, in order.
+    """`{"version": N, "images": [PNG data URL, ...]}` (up to `explain_batch` of a study's
+    thumbnails as the page got them) -> `{"heatmaps": [PNG data URL, ...]}`, version N's
+    Grad-CAM of each, in order.
     A malformed document or image is an UploadError naming the item and the reason. `timer`
     gets the phases: preprocess (thumbnails decoded), model, render (heat map layers)."""
     phase = (timer or PhaseTimer()).phase
@@ -191,19 +191,18 @@ def explain_thumbnails(scorer: Scorer, document: object, settings: WebSettings,
         raise UploadError('The heat map request needs "version", a positive integer.')
     if not isinstance(thumbnails, list) or not thumbnails:
         raise UploadError('The heat map request needs "images", a non-empty list.')
-    if len(thumbnails) > settings.max_slices:
-        raise UploadError(f"At most {settings.max_slices} images per heat map request, got "
+    if len(thumbnails) > settings.explain_batch:
+        raise UploadError(f"At most {settings.explain_batch} images per heat map request, got "
                           f"{len(thumbnails)}.", status=413)
     try:
         with phase("model"):
-            explains, size = scorer.explains(version), scorer.client.metadata(
-                version=version).image_size
+            size = scorer.explain_input_size(version)
     except ServingError as error:
         if error.code.name != "NOT_FOUND":
             raise
         raise UploadError(f"Model version {version} is no longer served; analyse the study "
                           "again for heat maps.", status=409) from None
-    if not explains:
+    if size is None:
         raise UploadError(f"Model version {version} has no heat maps (it exports no "
                           "serving_explain signature).", status=409)
     with phase("preprocess"):

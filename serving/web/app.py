@@ -25,6 +25,7 @@ import mimetypes
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -122,7 +123,8 @@ class WebApp:
 
     def on_info(self, request: Request) -> Response:
         limits = {"max_upload_bytes": self.settings.max_upload_bytes,
-                  "max_files": self.settings.max_files}
+                  "max_files": self.settings.max_files,
+                  "explain_batch": self.settings.explain_batch}
         common = {"threshold": self.settings.threshold, "limits": limits,
                   "disclaimer": DISCLAIMER, "requested_label": self.settings.label}
         try:
@@ -140,58 +142,53 @@ class WebApp:
         return json_response({"status": "ok", "model": model})
 
     def on_predict(self, request: Request) -> Response:
+        def work(timer: PhaseTimer) -> dict:
+            with timer.phase("upload"):
+                uploads = expand_uploads(read_files(request, self.settings), self.settings)
+            return analyze(self.scorer, uploads, self.settings, timer)
+        return self._model_request(request, "predict", work, summary_for_log)
+
+    def on_explain(self, request: Request) -> Response:
+        def work(timer: PhaseTimer) -> dict:
+            with timer.phase("upload"):
+                try:
+                    document = json.loads(request.get_data(cache=False))
+                except ValueError:
+                    raise UploadError("The heat map request is not JSON.") from None
+            return explain_thumbnails(self.scorer, document, self.settings, timer)
+
+        def summary(result: dict, seconds: float) -> str:
+            return (f"explain: {len(result['heatmaps'])} heat maps from version "
+                    f"{result['version']}, {seconds:.2f} s")
+        return self._model_request(request, "explain", work, summary)
+
+    def _model_request(self, request: Request, during: str,
+                       work: Callable[[PhaseTimer], dict],
+                       summary: Callable[[dict, float], str]) -> Response:
+        """A request that calls the model server: one of the `max_concurrent` slots (503 when
+        none frees in time), the size limit checked before the body is read, refusals as
+        readable JSON, and the answer with its Server-Timing phases."""
         if not self.slots.acquire(timeout=self.settings.busy_wait_s):
             return json_response({"error": "The page is busy with other uploads. Please try "
                                            "again in a minute."}, 503)
         started = time.monotonic()
         timer = PhaseTimer()
         try:
-            with timer.phase("upload"):
-                uploads = expand_uploads(read_files(request, self.settings), self.settings)
-            result = analyze(self.scorer, uploads, self.settings, timer)
+            if request.content_length and request.content_length > request.max_content_length:
+                raise RequestEntityTooLarge()
+            result = work(timer)
         except UploadError as error:  # the message may name the zip: shown, never logged
-            LOG.info("predict: upload refused (HTTP %d)", error.status)
+            LOG.info("%s: request refused (HTTP %d)", during, error.status)
             return json_response({"error": str(error)}, error.status)
         except RequestEntityTooLarge:
-            LOG.info("predict: upload refused (HTTP 413)")
+            LOG.info("%s: request refused (HTTP 413)", during)
             return json_response({"error": too_large_message(
                 request.content_length or 0, self.settings.max_upload_bytes)}, 413)
         except ServingError as error:
-            return json_response({"error": server_error_message(error, "predict")}, 502)
+            return json_response({"error": server_error_message(error, during)}, 502)
         finally:
             self.slots.release()
-        LOG.info("%s", summary_for_log(result, time.monotonic() - started))
-        with timer.phase("render"):
-            response = json_response(result)
-        response.headers["Server-Timing"] = timer.server_timing()
-        return response
-
-    def on_explain(self, request: Request) -> Response:
-        if not self.slots.acquire(timeout=self.settings.busy_wait_s):
-            return json_response({"error": "The page is busy with other uploads. Please try "
-                                           "again in a minute."}, 503)
-        timer = PhaseTimer()
-        try:
-            if request.content_length and request.content_length > request.max_content_length:
-                raise RequestEntityTooLarge()
-            with timer.phase("upload"):
-                try:
-                    document = json.loads(request.get_data(cache=False))
-                except ValueError:
-                    raise UploadError("The heat map request is not JSON.") from None
-            result = explain_thumbnails(self.scorer, document, self.settings, timer)
-        except UploadError as error:
-            LOG.info("explain: request refused (HTTP %d)", error.status)
-            return json_response({"error": str(error)}, error.status)
-        except RequestEntityTooLarge:
-            LOG.info("explain: request refused (HTTP 413)")
-            return json_response({"error": "The heat map request is too large."}, 413)
-        except ServingError as error:
-            return json_response({"error": server_error_message(error, "explain")}, 502)
-        finally:
-            self.slots.release()
-        LOG.info("explain: %d heat maps from version %d", len(result["heatmaps"]),
-                 result["version"])
+        LOG.info("%s", summary(result, time.monotonic() - started))
         with timer.phase("render"):
             response = json_response(result)
         response.headers["Server-Timing"] = timer.server_timing()
@@ -205,9 +202,7 @@ class WebApp:
 
 
 def read_files(request: Request, settings: WebSettings) -> list[tuple[str, bytes]]:
-    """(name, bytes) of every uploaded file; the size limit is checked before parsing."""
-    if request.content_length and request.content_length > request.max_content_length:
-        raise RequestEntityTooLarge()
+    """(name, bytes) of every uploaded file (the declared size was checked before parsing)."""
     files = []
     for storage in request.files.getlist("files"):
         data = storage.stream.getvalue()  # the parsed buffer itself, not a second copy

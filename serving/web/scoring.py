@@ -71,9 +71,11 @@ class Scorer:
         return Answer(self.client.predict_tensors(images, version=metadata.model_version),
                       None, False)
 
-    def explains(self, version: int) -> bool:
-        """Whether that version exports `serving_explain` (older models do not)."""
-        return SERVING_EXPLAIN in self.client.metadata(version=version).signature_names
+    def explain_input_size(self, version: int) -> int | None:
+        """That version's input size when it exports `serving_explain`, None when it does not
+        (older models): one metadata call answers both."""
+        metadata = self.client.metadata(version=version)
+        return metadata.image_size if SERVING_EXPLAIN in metadata.signature_names else None
 
     def explain(self, images: np.ndarray, version: int) -> np.ndarray:
         """Grad-CAM heat maps float32 [N, S, S] from that version (the one that scored the

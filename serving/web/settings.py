@@ -27,6 +27,7 @@ class WebSettings:
     max_unzipped_bytes: int = 400 * MB  # everything inside the zips of one upload
     max_files: int = 2000              # files per upload, zip members included
     max_slices: int = 1000             # scored images per upload (256 KiB each at 512^2)
+    explain_batch: int = 16            # thumbnails per heat map request (~4 MB of PNG JSON)
     max_concurrent: int = 2            # uploads analysed at once; more wait, then get "busy"
     busy_wait_s: float = 30.0          # how long an upload waits for a free slot
     timeout_s: float = 60.0            # deadline of each model-server call
@@ -36,7 +37,7 @@ class WebSettings:
         if self.threshold is not None and not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold must be between 0 and 1, got {self.threshold}")
         for name in ("max_upload_bytes", "max_unzipped_bytes", "max_files", "max_slices",
-                     "max_concurrent"):
+                     "explain_batch", "max_concurrent"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.label is not None and self.label not in self.known_labels:

@@ -566,6 +566,8 @@ def test_explain_api_answers_the_versions_heat_maps_and_refuses_bad_requests(web
                                                                      np.uint8))]}, 400, "RGB"),
         "unknown version": ({"version": version + 41, "images": thumbnails}, 409,
                             f"version {version + 41} is no longer served"),
+        "too many": ({"version": version, "images": thumbnails * 6}, 413,
+                     "At most 16 images per heat map request, got 18"),
     }
     for case, (document, code, text) in refusals.items():
         status, reply = post_explain(web.url, document)

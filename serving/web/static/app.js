@@ -242,7 +242,8 @@ function heatmapLayer(slice) {
 
 // Heat maps cost the model server ~7x a probability, so they are asked for only when the user
 // turns them on: each study's thumbnails (the exact tensors) go back to /api/explain with the
-// version that scored them, and every slice gets its layer. Asked once per result.
+// version that scored them, a few at a time, and every slice gets its layer. Asked once per
+// result.
 function toggleHeatmaps(on) {
   document.body.classList.toggle("heatmaps-on", on);
   if (on && !state.heatmaps && state.answer) state.heatmaps = loadHeatmaps(state.answer);
@@ -254,20 +255,26 @@ async function loadHeatmaps(answer) {
   document.body.dataset.heatmaps = "loading";
   $("status").textContent = `Computing where the model looked in ${count} slice(s)…`;
   $("status").hidden = false;
+  // the server takes explain_batch thumbnails a request (/api/info); layers appear as they come
+  const batch = state.limits ? state.limits.explain_batch : 1;
   try {
     for (const study of studies) {
-      const response = await fetch("/api/explain", {
-        method: "POST", headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ version: study.answered_by.version,
-          images: study.slices.map((slice) => slice.thumbnail) }) });
-      const reply = await response.json().catch(() => ({
-        error: `The page's server answered HTTP ${response.status} without an explanation.` }));
-      if (state.answer !== answer) return;  // a new result replaced this one meanwhile
-      if (!response.ok || reply.error) throw new Error(reply.error);
-      study.slices.forEach((slice, index) => {
-        slice.heatmap = reply.heatmaps[index];
-        slice.figure.querySelector(".thumb-wrap").append(heatmapLayer(slice));
-      });
+      const missing = study.slices.filter((slice) => !slice.heatmap);  // all but a failed try's
+      for (let start = 0; start < missing.length; start += batch) {
+        const chunk = missing.slice(start, start + batch);
+        const response = await fetch("/api/explain", {
+          method: "POST", headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ version: study.answered_by.version,
+            images: chunk.map((slice) => slice.thumbnail) }) });
+        const reply = await response.json().catch(() => ({
+          error: `The page's server answered HTTP ${response.status} without an explanation.` }));
+        if (state.answer !== answer) return;  // a new result replaced this one meanwhile
+        if (!response.ok || reply.error) throw new Error(reply.error);
+        chunk.forEach((slice, index) => {
+          slice.heatmap = reply.heatmaps[index];
+          slice.figure.querySelector(".thumb-wrap").append(heatmapLayer(slice));
+        });
+      }
     }
     document.body.dataset.heatmaps = "done";
   } catch (error) {
