@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/serving.py [--image-size 512] [--calls 8] [--rounds 8] [--clients 1,2,4]
         [--server-flags="--tensorflow_intra_op_parallelism=1 ..."]... [--no-retry-client]
-        [--rest-forms nums,b64ex | --no-rest] [--pipe-floor]
+        [--rest-forms nums,b64ex | --no-rest] [--rest-clients http,requests] [--pipe-floor]
     .venv/bin/python bench/serving.py --batching-only [--rounds 6 --calls 8]
 
 Model: the Trainer's real architecture (components/trainer/model.py, untrained weights: compute
@@ -22,7 +22,11 @@ pipe, the floor of any out-of-process server (no gRPC, protos or validation); RE
 (--rest-forms) two ways a well-informed TF Serving user sends an image: "REST nums", the uint8
 image as numbers in row JSON (`{"instances": ...}` written by orjson straight from numpy), and
 "REST b64ex", the `serving_examples` signature with one `{"b64": <serialized tf.Example>}` (TF
-Serving's usual form for binary data), each over one keep-alive HTTP session per client.
+Serving's usual form for binary data; the base64 by pybase64, as the server decodes it), each
+over one keep-alive HTTP connection per client thread: by default the standard library's
+http.client (the lightest client: the row measures serving, not a client library), and with
+`--rest-clients http,requests` also rows "REST .../requests", the same calls through a
+requests.Session (what many users write; its own cost per call is measured there).
 Rounds of all paths alternate, each round starting at another path.
 Goals (issue 13): gRPC p50 <= 1.15x in-process at 1 client, throughput >= 0.9x at 4 clients,
 REST (b64ex) p50 <= 1.3x; client encode <= 1 ms.
@@ -250,6 +254,8 @@ a second socket hand-off each way; not pursued further.
 from __future__ import annotations
 
 import argparse
+import http.client
+import json
 import os
 import statistics
 import subprocess
@@ -371,16 +377,15 @@ def scrape_means(rest_port: int) -> dict[str, tuple[float, int]]:
 def example_body(image: np.ndarray) -> bytes:
     """TF Serving's usual REST form for binary inputs: the serving_examples signature, one
     serialized tf.Example per image in {"b64": ...} (no TensorFlow needed: the protos)."""
-    import base64
-
     import orjson
+    import pybase64
 
     from components import contract, features
     from serving.api.protos import example_pb2
 
     example = example_pb2.Example()
     example.features.feature[features.IMAGE].bytes_list.value.append(image.tobytes())
-    encoded = base64.b64encode(example.SerializeToString()).decode("ascii")
+    encoded = pybase64.b64encode_as_string(example.SerializeToString())
     return orjson.dumps({"signature_name": contract.SERVING_EXAMPLES,
                          "instances": [{"b64": encoded}]})
 
@@ -405,6 +410,10 @@ def main() -> int:
     parser.add_argument("--no-rest", action="store_true", help="gRPC rows only")
     parser.add_argument("--rest-forms", default="nums,b64ex",
                         help="REST rows: nums (image as numbers), b64ex (b64 tf.Example)")
+    parser.add_argument("--rest-clients", default="http",
+                        help="HTTP clients of the REST rows: http (the standard library's "
+                             "http.client, one keep-alive connection per client thread) and/or "
+                             "requests (one Session per thread: rows 'REST .../requests')")
     parser.add_argument("--pipe-floor", action="store_true",
                         help="also a 'child (pipe)' row: the model in a child process fed raw "
                              "bytes over a pipe, the floor of any out-of-process server")
@@ -446,9 +455,11 @@ def main() -> int:
         if args.no_retry_client:
             clients["gRPC retries=0"] = [ModelClient(servers[0][3], retries=0)
                                          for _ in range(width)]
+        rest_port = servers[0][4]
+        rest_path = f"/v1/models/{contract.DEFAULT_MODEL_NAME}:predict"
         sessions = [requests.Session() for _ in range(width)]
-        rest_url = (f"http://127.0.0.1:{servers[0][4]}/v1/models/"
-                    f"{contract.DEFAULT_MODEL_NAME}:predict")
+        connections = [http.client.HTTPConnection("127.0.0.1", rest_port, timeout=120)
+                       for _ in range(width)]
 
         pipes, floor = [], None
         if args.pipe_floor:
@@ -473,23 +484,34 @@ def main() -> int:
                 clients[label][index].predict_tensors(images[index % 8:index % 8 + 1])
             return call
 
-        def through_rest(encode):
-            def call(index: int):
-                reply = sessions[index].post(rest_url, data=encode(index), timeout=120,
+        def through_rest(encode, client: str):
+            def with_requests(index: int):
+                reply = sessions[index].post(f"http://127.0.0.1:{rest_port}{rest_path}",
+                                             data=encode(index), timeout=120,
                                              headers={"Content-Type": "application/json"})
                 reply.raise_for_status()
                 reply.json()["predictions"]
-            return call
+
+            def with_http_client(index: int):
+                connections[index].request("POST", rest_path, body=encode(index),
+                                           headers={"Content-Type": "application/json"})
+                reply = connections[index].getresponse()
+                text = reply.read()
+                if reply.status != 200:
+                    raise RuntimeError(f"REST {reply.status}: {text[:200]!r}")
+                json.loads(text)["predictions"]
+            return with_requests if client == "requests" else with_http_client
 
         paths = [("in-process", in_process)] + [(label, through(label)) for label in clients]
         if floor is not None:
             paths.insert(1, ("child (pipe)", piped))
-        rest_paths = {"nums": ("REST nums", through_rest(
-                          lambda i: numbers_body(images[i % 8:i % 8 + 1]))),
-                      "b64ex": ("REST b64ex",
-                                through_rest(lambda i: example_body(images[i % 8])))}
+        bodies = {"nums": lambda i: numbers_body(images[i % 8:i % 8 + 1]),
+                  "b64ex": lambda i: example_body(images[i % 8])}
         if not args.no_rest:
-            paths += [rest_paths[form] for form in args.rest_forms.split(",") if form]
+            paths += [(f"REST {form}" + ("/requests" if client == "requests" else ""),
+                       through_rest(bodies[form], client))
+                      for client in args.rest_clients.split(",") if client
+                      for form in args.rest_forms.split(",") if form]
         for _, warm in paths:  # graph optimisation, channel and connection set-up
             run_clients(warm, width, 3)
         before = {label: scrape_means(port) for label, _, _, _, port in servers}
@@ -530,6 +552,8 @@ def main() -> int:
                 client.close()
         for session in sessions:
             session.close()
+        for connection in connections:
+            connection.close()
         for pipe in pipes:
             pipe.close()
         if floor is not None:
@@ -618,11 +642,11 @@ def print_cpu(cpu) -> None:
     """CPU per call, robust to other processes' load (they take wall time, not our CPU): the
     bench process (client, or the in-process model call) and the model server process."""
     print("\nCPU per call (ms; user+system, all threads; all rounds and concurrencies):")
-    print(f"{'path':>14} {'this process':>12} {'server':>8} {'total':>8} {'ratio':>6}")
+    print(f"{'path':>19} {'this process':>12} {'server':>8} {'total':>8} {'ratio':>6}")
     base = sum(cpu["in-process"][:2]) / cpu["in-process"][2]
     for mode, (own, served, calls) in cpu.items():
         total = (own + served) / calls * 1000
-        print(f"{mode:>14} {own / calls * 1000:12.2f} {served / calls * 1000:8.2f} "
+        print(f"{mode:>19} {own / calls * 1000:12.2f} {served / calls * 1000:8.2f} "
               f"{total:8.2f} {total / (base * 1000):6.2f}")
 
 
@@ -646,7 +670,7 @@ def print_table(results, per_round, modes, concurrency, size, encode, args) -> N
           f"load average {os.getloadavg()[0]:.1f} (other processes skew all paths alike)")
     print("ratio: of the pooled p50 / img/s to in-process; paired: median over rounds of each "
           "round's ratio")
-    print(f"{'clients':>7} {'path':>14} {'p50 ms':>8} {'p99 ms':>8} {'img/s':>7} "
+    print(f"{'clients':>7} {'path':>19} {'p50 ms':>8} {'p99 ms':>8} {'img/s':>7} "
           f"{'p50 ratio':>9} {'paired':>6} {'img/s ratio':>11} {'paired':>6}")
     ratios = {}
     for c in concurrency:
@@ -657,7 +681,7 @@ def print_table(results, per_round, modes, concurrency, size, encode, args) -> N
             p50_ratio = p50 / percentile(base_lat, 50)
             rate_ratio = rate / (base_n / base_wall)
             ratios[(mode, c)] = (p50_ratio, rate_ratio)
-            print(f"{c:>7} {mode:>14} {p50:8.2f} {p99:8.2f} {rate:7.1f} {p50_ratio:9.3f} "
+            print(f"{c:>7} {mode:>19} {p50:8.2f} {p99:8.2f} {rate:7.1f} {p50_ratio:9.3f} "
                   f"{paired(per_round, mode, c, 0):6.3f} {rate_ratio:11.3f} "
                   f"{paired(per_round, mode, c, 1):6.3f}")
     for mode, ms in encode.items():
@@ -696,8 +720,8 @@ def print_server_split(results, servers, before, after, concurrency) -> None:
                  for what in after[label]}
         model = delta.get("runtime", (0, 0))
         model_ms = model[0] / model[1] if model[1] else float("nan")
-        rest_modes = [mode for mode in ("REST nums", "REST b64ex")
-                      if (mode, concurrency[0]) in results]
+        rest_modes = [mode for mode in dict.fromkeys(mode for mode, _ in results)
+                      if mode.startswith("REST ")]
         for entrypoint, modes in (("GRPC", [label]), ("REST", rest_modes)):
             total, count = delta.get(entrypoint, (0, 0))
             if not count or not modes or (modes[0], concurrency[0]) not in results:

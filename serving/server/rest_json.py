@@ -306,8 +306,12 @@ def decode_b64(text: str) -> bytes:
     expression over the whole text (2 ms of the 2.3 ms for a 512^2 image's tf.Example);
     tests/unit/test_rest_decoding.py checks both agree."""
     try:
-        cleaned = text.strip().replace("-", "+").replace("_", "/")
-        return pybase64.b64decode(cleaned + "=" * (-len(cleaned) % 4), validate=True)
+        cleaned = text.strip()  # each step below copies the text only when it has to change it
+        if "-" in cleaned or "_" in cleaned:
+            cleaned = cleaned.replace("-", "+").replace("_", "/")
+        if len(cleaned) % 4:
+            cleaned += "=" * (-len(cleaned) % 4)
+        return pybase64.b64decode(cleaned, validate=True)
     except (binascii.Error, ValueError):
         raise invalid_argument("Unable to base64 decode") from None
 

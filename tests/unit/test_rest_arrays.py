@@ -114,6 +114,17 @@ def test_arrays_in_strings_or_invalid_documents_are_not_taken(body):
         assert rest_arrays.materialize(fast) == slow
 
 
+@pytest.mark.parametrize("items, taken", [(rest_arrays.MIN_ARRAY_ITEMS, True),
+                                          (rest_arrays.MIN_ARRAY_ITEMS - 1, False)])
+def test_an_array_needs_min_array_items_numbers(items, taken):
+    """The commas rule: MIN_ARRAY_ITEMS numbers (long enough to pass MIN_ARRAY_BYTES) are
+    parsed here; one fewer is left to json.loads, however long the body."""
+    numbers = "[" + ",".join(["123456789012345678"] * items) + "]"
+    assert len(numbers) > rest_arrays.MIN_ARRAY_BYTES
+    fast = same_as_slow_path(numbers.encode())
+    assert isinstance(fast, rest_arrays.ParsedArray) is taken
+
+
 def test_several_arrays_and_small_ones_in_one_document():
     body = ('{"inputs": {"a": ' + image_text() + ', "b": [1, 2], "c": '
             + image_text(separator=",") + '}, "s": "[1,2]"}').encode()
