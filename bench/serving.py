@@ -250,6 +250,39 @@ parsing, JSON and base64 (werkzeug, rest_json) and the rest in the model call; t
 serving_examples call in process costs what serving_default costs (14.1 vs 14.3 ms). What is
 left is the client (requests + JSON + base64: 4.3 ms of CPU a call against gRPC's 1.8 ms) and
 a second socket hand-off each way; not pursued further.
+
+This round (2026-12-02 06:00-06:25, quiet machine, load 0.2-1.3), the REST row split by client:
+- requests costs its caller ~1.5 ms of CPU a call over the standard library's http.client on
+  the same keep-alive connection and body (1.31 vs 2.84 ms of client CPU per call below; in an
+  ad hoc loop against a trivial HTTP server 3.4 vs 1.6 ms for both ends): its Python per call
+  (URL parsing and re-quoting, proxy and netrc look-ups in the environment, 0.34 ms of it, and
+  urllib3's typing.Protocol checks), not serving. The REST rows now use http.client, and
+  --rest-clients http,requests adds the requests rows for comparison.
+- the server's REST parse + fill of a b64ex body: counting every comma of a 350 kB body to rule
+  out an integer array cost ~0.1 ms (bytes.find now stops at the 255th), and the base64 text
+  was copied three times before decoding; 0.967 -> 0.874 ms (ad hoc A/B, 15 x 200 calls).
+  With 1 client the server's REST handler runs ~1.2 ms over its model call (gRPC's ~0.4 ms):
+  json.loads of the 350 kB text (~0.35 ms), the string tensor through the PredictRequest
+  proto and back (~0.2 ms), the reply (~0.1 ms), werkzeug's request set-up.
+    .venv/bin/python bench/serving.py --rounds 12 --calls 4 --clients 1,4 --rest-forms b64ex \
+        --rest-clients http,requests
+clients                path   p50 ms   p99 ms   img/s p50 ratio paired img/s ratio paired
+      1          in-process    15.05    53.14    59.1     1.000  1.000       1.000  1.000
+      1                gRPC    18.00    24.88    54.0     1.196  1.166       0.913  0.853
+      1          REST b64ex    21.34    51.03    44.4     1.418  1.314       0.752  0.779
+      1 REST b64ex/requests    22.12    49.07    43.7     1.469  1.407       0.740  0.716
+      4          in-process    47.43   116.21    68.7     1.000  1.000       1.000  1.000
+      4                gRPC    59.40   125.77    58.4     1.252  1.291       0.851  0.889
+      4          REST b64ex    59.58   107.39    61.2     1.256  1.343       0.891  0.855
+      4 REST b64ex/requests    61.52   112.30    58.6     1.297  1.276       0.854  0.861
+client encode per image: gRPC 0.051 ms, REST b64ex 0.068 ms (pybase64; 0.4 ms before)
+CPU per call: in-process 28.90, gRPC 33.07 (1.14x), REST b64ex 32.64 (1.13x), REST
+b64ex/requests 33.67 (1.17x).
+All three ratio goals missed in this run (gRPC 1.20x / 0.85x, REST b64ex 1.42x, paired 1.31x);
+a short run minutes earlier (--rounds 3 --clients 1) had all three 1-client rows under their
+goals (gRPC 1.11x, REST b64ex 1.19x, with requests 1.24x). At 1 client the rows move by
+~0.1 between runs of the same code, as much as what is left to win; at 4 clients the ratios
+follow CPU per call (1.13-1.17x here).
 """
 from __future__ import annotations
 
