@@ -27,7 +27,7 @@ from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag, Tag
 from pydicom.pixels import get_decoder, pixel_array
 from pydicom.uid import (UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian,
-                         ImplicitVRLittleEndian)
+                         ImplicitVRLittleEndian, JPEGLSLossless, JPEGLSNearLossless)
 
 from components.dicom.rejections import RejectedInput, reject
 
@@ -528,6 +528,37 @@ class ModalityPixels:
         return self.modality(self.stored)
 
 
+# The plugin to try first where pydicom's own order (its first available plugin) is slower:
+# JPEG-LS by CharLS (pyjpegls) takes ~11 ms for a 512x512 16-bit slice against ~50 ms for
+# pylibjpeg-libjpeg (bench/ingest.py), the same pixels (both decode as the standard defines:
+# tests/unit/test_preprocessing.py compares them on every JPEG-LS file pydicom ships).
+PREFERRED_DECODERS = {JPEGLSLossless: "pyjpegls", JPEGLSNearLossless: "pyjpegls"}
+
+
+@functools.lru_cache(maxsize=None)
+def decoding_plugin(transfer_syntax: UID) -> str:
+    """The pydicom plugin this package decodes `transfer_syntax` with first: the preferred one
+    when installed, else "" (pydicom's own order)."""
+    preferred = PREFERRED_DECODERS.get(transfer_syntax, "")
+    try:
+        available = get_decoder(transfer_syntax).available_plugins
+    except NotImplementedError:
+        return ""
+    return preferred if preferred in available else ""
+
+
+def _decoded_frame(dataset: Dataset, index: int, transfer_syntax: UID) -> np.ndarray:
+    """pydicom's decode of one frame, by the preferred plugin first; where that fails, pydicom's
+    own order (every installed plugin) decides, and its error is the one reported."""
+    plugin = decoding_plugin(transfer_syntax)
+    if plugin:
+        try:
+            return pixel_array(dataset, index=index, decoding_plugin=plugin)
+        except Exception:  # noqa: BLE001 - the other plugins get their turn below
+            pass
+    return pixel_array(dataset, index=index)
+
+
 def frame_pixels(dataset: Dataset, frame: FrameInfo) -> ModalityPixels:
     """Step 4: one frame with its modality LUT; MONOCHROME1 is turned bright-is-high.
 
@@ -539,7 +570,7 @@ def frame_pixels(dataset: Dataset, frame: FrameInfo) -> ModalityPixels:
     transfer_syntax = dataset.file_meta.TransferSyntaxUID
     try:
         raw, levels = _native_frame(dataset, frame.index, transfer_syntax) \
-            or (pixel_array(dataset, index=frame.index), None)
+            or (_decoded_frame(dataset, frame.index, transfer_syntax), None)
     except BaseException as exc:  # decoder plugins raise many types
         if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
             raise  # KeyboardInterrupt & co.; Rust (pyo3) decoders panic on corrupt data

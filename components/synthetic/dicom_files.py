@@ -20,6 +20,8 @@ from pydicom.uid import (
     BasicTextSRStorage,
     EnhancedMRImageStorage,
     ExplicitVRBigEndian,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
     MRImageStorage,
     SecondaryCaptureImageStorage,
 )
@@ -241,14 +243,19 @@ def _code(value: str, scheme: str, meaning: str) -> Dataset:
     return item
 
 
+# pydicom's encoder per compressed transfer syntax: pylibjpeg's (RLE, JPEG 2000), except JPEG-LS,
+# which only pyjpegls (CharLS) writes.
+_ENCODING_PLUGINS = {JPEGLSLossless: "pyjpegls", JPEGLSNearLossless: "pyjpegls"}
+
+
 def encode(ds: Dataset, transfer_syntax: UID, pixels: np.ndarray | None = None) -> bytes:
     """Part-10 bytes of `ds` in `transfer_syntax`; `pixels` (frames, rows, cols) become its
     Pixel Data. Deterministic: no generated UIDs, no timestamps."""
     if pixels is not None:
         single = pixels[0] if pixels.shape[0] == 1 else pixels
         if transfer_syntax.is_compressed:
-            ds.compress(transfer_syntax, single, encoding_plugin="pylibjpeg",
-                        generate_instance_uid=False)
+            ds.compress(transfer_syntax, single, generate_instance_uid=False,
+                        encoding_plugin=_ENCODING_PLUGINS.get(transfer_syntax, "pylibjpeg"))
         else:
             order = ">" if transfer_syntax == ExplicitVRBigEndian else "<"
             ds.PixelData = single.astype(single.dtype.newbyteorder(order)).tobytes()
