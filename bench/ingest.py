@@ -185,6 +185,34 @@ pydicom's own parse is numpy's floor (at 512x512: bincount ~0.43 ms, the table l
 the index cast ~0.1 ms; the bincount's increments stall on long runs of equal background
 values) and ~0.5 ms of checks, anatomy and serializing in Python. A compiled histogram +
 lookup kernel (numba or Cython: a build or JIT dependency in every client) is what remains.
+
+Fourth round (2026-12-02 06:40-06:50, load 0.6-0.7): JPEG-LS gets its row. pyjpegls (CharLS,
+pydicom's JPEG-LS encoder plugin) is now in the lock, so bench/slice_files.py writes JPEG-LS
+Lossless slices (components/synthetic/dicom_files.encode picks pydicom's encoder per syntax).
+Its row showed pydicom's default decoder, pylibjpeg-libjpeg, at 24-54 ms a slice: 4-5x CharLS's
+(7.5 / 11.0 ms at 384x416 / 512x512, same pixels, ad hoc). components.dicom.frames now decodes
+JPEG-LS with CharLS first (PREFERRED_DECODERS; pydicom's own order when it fails;
+tests/unit/test_preferred_decoders.py: same values on every JPEG-LS file pydicom ships and on
+synthetic 12-bit MR slices). `.venv/bin/python bench/ingest.py --skip datasets`:
+  matrix   transfer syntax                     decoder             decode ms  work ms  work/decode
+  384x416  Explicit VR Little Endian           pydicom (native)         1.59     6.39     4.02
+  384x416  RLE Lossless                        pylibjpeg-rle            2.31     7.62     3.29
+  384x416  JPEG 2000 (Lossless Only)           pylibjpeg-openjpeg      36.95    44.55     1.21
+  384x416  JPEG-LS Lossless                    pyjpegls                31.72    13.17     0.42
+  384x416  JPEG Baseline (Process 1)           pylibjpeg-libjpeg        6.13    11.40     1.86
+  512x512  Explicit VR Little Endian           pydicom (native)         1.63     3.58     2.20
+  512x512  RLE Lossless                        pylibjpeg-rle            2.90     5.54     1.91
+  512x512  JPEG 2000 (Lossless Only)           pylibjpeg-openjpeg      59.28    63.50     1.07
+  512x512  JPEG-LS Lossless                    pyjpegls                40.14    12.32     0.31
+  512x512  JPEG Baseline (Process 1)           pylibjpeg-libjpeg        6.34     8.74     1.38
+  (JPEG-LS: "decode ms" is pydicom's default decoder, pylibjpeg-libjpeg, the baseline as for
+  every row; the work decodes with pyjpegls.) A run minutes earlier, before the switch: JPEG-LS
+  decode 24.0 / 54.0 ms, work 34.7 / 56.3 ms (1.44x / 1.04x); uncompressed 4.70x / 2.38x.
+Deliverable 1 is unchanged for uncompressed slices (512x512 2.2-2.4x, 384x416 4.0-4.7x in these
+two runs). A compiled histogram + lookup kernel was weighed again and not built: it would save
+~0.5 ms at 512x512 (to ~1.8-1.9x) but leave 384x416 over 2x (the Lanczos resize, ~2 ms, and
+the block means stay), for a JIT (numba: ~0.4 s import and a compile cache in every client)
+or a C build in every install; the mosmed-scale goal is already met (3.1 min).
 """
 from __future__ import annotations
 
