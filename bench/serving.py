@@ -283,6 +283,10 @@ a short run minutes earlier (--rounds 3 --clients 1) had all three 1-client rows
 goals (gRPC 1.11x, REST b64ex 1.19x, with requests 1.24x). At 1 client the rows move by
 ~0.1 between runs of the same code, as much as what is left to win; at 4 clients the ratios
 follow CPU per call (1.13-1.17x here).
+A longer 1-client run (07:12, load 1.0), `bench/serving.py --rounds 24 --calls 6 --clients 1
+--rest-forms b64ex`: in-process p50 14.15 ms; gRPC 17.23 ms, 1.217x (paired 1.213): missed;
+REST b64ex 18.28 ms, 1.292x (paired 1.290): met. Server split (means): gRPC handler 15.93 ms,
+REST handler 17.43 ms, model 15.52 ms; CPU per call 1.17x (gRPC), 1.25x (REST b64ex).
 """
 from __future__ import annotations
 
