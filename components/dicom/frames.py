@@ -531,7 +531,7 @@ class ModalityPixels:
 # The plugin to try first where pydicom's own order (its first available plugin) is slower:
 # JPEG-LS by CharLS (pyjpegls) takes ~11 ms for a 512x512 16-bit slice against ~50 ms for
 # pylibjpeg-libjpeg (bench/ingest.py), the same pixels (both decode as the standard defines:
-# tests/unit/test_preprocessing.py compares them on every JPEG-LS file pydicom ships).
+# tests/unit/test_preferred_decoders.py compares them on every JPEG-LS file pydicom ships).
 PREFERRED_DECODERS = {JPEGLSLossless: "pyjpegls", JPEGLSNearLossless: "pyjpegls"}
 
 
