@@ -312,8 +312,8 @@ def decoder_name(transfer_syntax, *, ours: bool = True) -> str:
     decoder = get_decoder(transfer_syntax)
     if decoder.is_native:
         return "pydicom (native)"
-    if ours and decoding_plugin(transfer_syntax):
-        return decoding_plugin(transfer_syntax)
+    if ours and (preferred := decoding_plugin(transfer_syntax)):
+        return preferred
     plugin = next(iter(decoder._available), "none")  # tried first: registration order
     return PLUGIN_PACKAGES.get(transfer_syntax.name, plugin) if plugin == "pylibjpeg" else plugin
 
