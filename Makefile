@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(PY) bench/serving.py
 	$(PY) bench/grpc_transport.py
 	$(PY) bench/web.py
+	$(PY) bench/histogram_kernel.py
 
 # Regenerate the pinned lock from requirements.in (needs the registry).
 lock:

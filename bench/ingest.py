@@ -213,6 +213,35 @@ two runs). A compiled histogram + lookup kernel was weighed again and not built:
 ~0.5 ms at 512x512 (to ~1.8-1.9x) but leave 384x416 over 2x (the Lanczos resize, ~2 ms, and
 the block means stay), for a JIT (numba: ~0.4 s import and a compile cache in every client)
 or a C build in every install; the mosmed-scale goal is already met (3.1 min).
+
+Fifth round (2026-12-02 09:04, quiet machine, load 0.0-0.4; code as at c93d9c2):
+`.venv/bin/python bench/ingest.py --skip datasets`:
+  per step (CPU ms)            384x416   512x512
+  decode only (baseline)         1.247     1.229
+  read file                      0.098     0.125
+  parse header                   0.525     0.495
+  checks + geometry              0.356     0.336
+  decode (ours)                  0.140     0.144
+  steps 5-7                      3.529     1.384
+  serialize                      0.115     0.096
+  all steps (work)               4.762     2.579      (2.10x decode at 512x512, 3.82x at 384x416)
+  per slice, work/decode: Explicit VR Little Endian 4.62 (384x416), 2.27 (512x512); RLE 3.63 /
+  1.81; JPEG 2000 1.05 / 1.07; JPEG-LS (CharLS) 0.42 / 0.32 of pydicom's default decoder;
+  JPEG baseline 1.91 / 1.35; ISA-L gzip 0.96 ms a slice.
+The compiled kernel, measured instead of estimated: bench/histogram_kernel.py times steps 5 + 7
+of the same kind of 512x512 slices with the histogram and lookup in C (cc -O3) and in numba,
+against the production numpy path: 0.76 -> 0.41 (C) / 0.37 (numba) ms a slice, i.e. 512x512 at
+~1.8-2.0x decode with it, at the goal within the run-to-run swing, and 384x416 still ~4x (the
+resize). numba would cost every preprocessing process ~2.7 s of start-up (import 1.4-1.7 s,
+its cached kernels 1.2-1.3 s; the 0.4 s estimated above was wrong), twice the thin client's
+imports today; C a compiler in every install and a second implementation of steps 5 and 7.
+Not built. Deliverable 1 for uncompressed slices stays unmet by that choice: 512x512 2.1-2.3x,
+384x416 3.8-4.6x pydicom's decode alone.
+`.venv/bin/python bench/ingest.py --skip slices` (09:17, load 0.2-0.4):
+  loop                 145.61 slices/s marginal (3.81 CPU ms/slice)  mosmed 5.9 min
+  component[default]   234.47 slices/s marginal (5.79 CPU ms/slice)  fixed 29.7 s  mosmed 4.2 min
+  peak RSS 798 -> 803 MB per process, 2381 -> 2392 MB tree (500 -> 5,000 slices: flat)
+Deliverable 2 stays met (4.2 min here, 3.1 min in the third round; by CPU 3.0 min).
 """
 from __future__ import annotations
 
@@ -369,7 +398,7 @@ def per_slice_costs(settings: BenchSettings) -> list[SliceCost]:
     return costs
 
 
-def _best_ms(run, count: int, repeats: int) -> float:
+def best_ms(run, count: int, repeats: int) -> float:
     """CPU time of this process per call, best of `repeats` passes: on a machine shared with
     other engineers' jobs, wall time also counts the time their processes held our core."""
     run()  # warm: imports, plugin look-up, page cache
@@ -382,7 +411,7 @@ def _best_ms(run, count: int, repeats: int) -> float:
 
 
 def _best_ms_alternating(runs, count: int, repeats: int) -> list[float]:
-    """_best_ms of each run, their passes alternating (decode, work, decode, work, ...): a
+    """best_ms of each run, their passes alternating (decode, work, decode, work, ...): a
     change of the CPU's speed during the row (another job, the host) then reaches both sides
     of the ratio instead of one."""
     for run in runs:
@@ -417,7 +446,7 @@ def gzip_cost(repeats: int = 20) -> str:
             stream = make()
             parts_out[0] = len(stream.compress(data) + stream.flush())
         parts_out = [0]
-        parts.append(f"{name} {_best_ms(run, 1, repeats):.2f} ms -> "
+        parts.append(f"{name} {best_ms(run, 1, repeats):.2f} ms -> "
                      f"{parts_out[0] / 1024:.0f} KiB")
     return f"gzip of one 512x512 slice ({len(data) / 1024:.0f} KiB): " + ", ".join(parts)
 
