@@ -3,7 +3,8 @@
     from components.synthetic import generate_dataset
     manifest = generate_dataset("out/hospital", studies=12, seed=0, slices_per_series=8)
 
-Pure numpy + pydicom (+ pylibjpeg for RLE / JPEG 2000); no TensorFlow, TFX or Beam.
+Pure numpy + pydicom (+ pylibjpeg for RLE / JPEG 2000, pyjpegls for JPEG-LS); no TensorFlow, TFX
+or Beam.
 """
 from components.synthetic.generator import generate_dataset, generate_from_settings
 from components.synthetic.labels import LABEL_COLUMNS, LABELS_CSV, LABELS_XLSX

@@ -1,7 +1,8 @@
 """Encode synthetic images as DICOM files the way hospital exports actually arrive.
 
-Each builder returns a pydicom Dataset; `encode` turns it into Part-10 bytes in one of the five
-transfer syntaxes (native little/big endian, implicit VR, RLE, JPEG 2000 lossless). Stored pixel
+Each builder returns a pydicom Dataset; `encode` turns it into Part-10 bytes in one of the six
+transfer syntaxes (native little/big endian, implicit VR, RLE, JPEG 2000 lossless, JPEG-LS
+lossless). Stored pixel
 values come from the physical signal through the inverse modality LUT (slope/intercept) and,
 for MONOCHROME1, an inversion of the *rescaled* values, so a reader that applies the modality LUT
 and then inverts MONOCHROME1 gets the phantom back.

@@ -15,6 +15,7 @@ from pydicom.uid import (
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     JPEG2000Lossless,
+    JPEGLSLossless,
     RLELossless,
 )
 
@@ -116,6 +117,7 @@ TRANSFER_SYNTAXES: tuple[UID, ...] = (
     ExplicitVRBigEndian,
     RLELossless,
     JPEG2000Lossless,
+    JPEGLSLossless,
 )
 
 # (rows, columns): the real export has square and non-square matrices from 192 to 768.

@@ -18,6 +18,7 @@ from pydicom.uid import (
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     JPEG2000Lossless,
+    JPEGLSLossless,
     MRImageStorage,
     RLELossless,
     SecondaryCaptureImageStorage,
@@ -176,7 +177,7 @@ def test_encoding_variety_is_all_there(dataset, headers):
               if ds is not None and ds.SOPClassUID in (MRImageStorage, EnhancedMRImageStorage)}
     syntaxes = Counter(ds.file_meta.TransferSyntaxUID for ds in images.values())
     assert set(syntaxes) == {ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian,
-                             RLELossless, JPEG2000Lossless}
+                             RLELossless, JPEG2000Lossless, JPEGLSLossless}
     assert dataset.files_by_transfer_syntax == dict(sorted(Counter(
         str(ds.file_meta.TransferSyntaxUID) for ds in headers.values() if ds).items()))
     sizes = {(ds.Rows, ds.Columns) for ds in images.values()}
