@@ -318,7 +318,11 @@ http.client. Their servers wake threads differently, and that is the gRPC row's 
   CPU when the handler waited). ~3 ms between client and handler here.
 That split is grpcio's server, not our code: our handler is ~0.7 ms over the model call, and
 every setting that could change the transport was tried above (HTTP/2 windows and frames, BDP
-probing, poll strategy, optimization target, retries, grpc.aio: at most 0.3 ms). The handler
+probing, poll strategy, optimization target, retries, grpc.aio: at most 0.3 ms; this round
+also gRPC core's EventEngine, off on both sides with GRPC_EXPERIMENTS=-event_engine_listener,
+-event_engine_client: bench/grpc_transport.py --handler-ms 0,17 twice each way, alternating,
+outside-handler p50 after a 17 ms wait 2.08 / 2.29 ms against 2.34 / 2.35 with the defaults,
+within the runs' swing). The handler
 cannot run on the polling thread (an executor that runs it in place would leave the receive
 waiting for the very thread it blocks), and fewer pool threads serialise the model
 (`--grpc_max_threads=1`: 0.66x throughput at 4 clients, above). The deployment target, TF Serving's C++ server, has its own thread model; it cannot be installed
