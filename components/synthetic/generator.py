@@ -1,7 +1,7 @@
 """Generate a synthetic hospital export: scanner folders of DICOM studies plus labels files.
 
 It stands in for the real dataset everywhere (demo, tests, benchmarks), so it carries the real
-data's awkwardness on purpose: five transfer syntaxes, matrices from 192 to 768 (some not
+data's awkwardness on purpose: six transfer syntaxes, matrices from 192 to 768 (some not
 square), MONOCHROME1, rescaled and signed pixels, Enhanced MR multi-frame files with per-frame
 geometry and rescale, sagittal/coronal series and 3-plane localizers beside the axial FLAIRs,
 and exactly countable defects (an SR document, a secondary capture, a truncated file, non-DICOM
