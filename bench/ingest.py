@@ -236,7 +236,9 @@ resize). numba would cost every preprocessing process ~2.7 s of start-up (import
 its cached kernels 1.2-1.3 s; the 0.4 s estimated above was wrong), twice the thin client's
 imports today; C a compiler in every install and a second implementation of steps 5 and 7.
 Not built. Deliverable 1 for uncompressed slices stays unmet by that choice: 512x512 2.1-2.3x,
-384x416 3.8-4.6x pydicom's decode alone.
+384x416 3.8-4.6x pydicom's decode alone. At 384x416 no resize could close it: lanczos_resize
+takes 1.5 ms of steps 5-7's 3.5 (and padding + rounding the 473x512 result 0.4 ms; ad hoc,
+best of 300), so with a free resize the slice would still be ~2.6x its decode.
 `.venv/bin/python bench/ingest.py --skip slices` (09:17, load 0.2-0.4):
   loop                 145.61 slices/s marginal (3.81 CPU ms/slice)  mosmed 5.9 min
   component[default]   234.47 slices/s marginal (5.79 CPU ms/slice)  fixed 29.7 s  mosmed 4.2 min
