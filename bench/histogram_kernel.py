@@ -12,7 +12,8 @@ synthetic 512x512 MR slices (bench/slice_files.py), in process CPU time, best of
   numba         the same kernels under numba's @njit (only with --numba-path DIR: numba is not in
                 the lock), plus what numba costs a fresh process: `import numba` and the first
                 call of the cached kernels (the compile cache written by an earlier process).
-Every row must give the production bytes (checked). The percentiles and the table stay numpy.
+Every row must give the production bytes (checked). The percentiles and the table stay the
+production code's (preprocessing._levels_from_counts).
 
     .venv/bin/python bench/histogram_kernel.py [--files 8] [--repeats 200] [--numba-path DIR]
 
@@ -34,9 +35,9 @@ the 2x goal, within the run-to-run swing; a 384x416 slice stays ~4x (its exact L
 ~2 ms, is not in this kernel). The price: numba costs every process that preprocesses (the
 thin client, the web page, each Beam worker) ~2.7 s before its first slice (import ~1.5 s, the
 cached kernels ~1.2 s), against ~1.2-1.3 s for all of `mspipe predict`'s imports today
-(`import serving.client.predict`, same machine); C costs a compiler in
-every install and a second implementation of steps 5 and 7 kept equal to numpy's. Not built:
-the ingest-time goal (deliverable 2) is met with ~3x margin without it.
+(`import serving.client.predict`, same machine); C costs a compiler in every install and a
+second histogram and lookup kept equal to numpy's. Not built: the ingest-time goal
+(deliverable 2) is met with ~3x margin without it.
 """
 from __future__ import annotations
 
@@ -54,6 +55,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
+
+from components.dicom.preprocessing import PreprocessSettings  # noqa: E402
+
+LOW, HIGH = PreprocessSettings().low_percentile, PreprocessSettings().high_percentile
 
 C_SOURCE = r"""
 #include <stdint.h>
@@ -102,19 +107,13 @@ def lookup(frame, low, table):
     return out
 '''
 
-LOW, HIGH = 0.5, 99.5  # PreprocessSettings' percentiles
 
 
 def _table(frame, counts: np.ndarray) -> np.ndarray:
-    """Steps 5 + 7 from a histogram: the production percentiles and rounded uint8 table."""
+    """Steps 5 + 7 from a histogram: the production per-level table, rounded to uint8."""
     from components.dicom import preprocessing as pre
 
-    low_level, high_level = frame.levels
-    values = frame.modality(np.arange(low_level, high_level + 1, dtype=np.int64))
-    low, high = pre._percentiles_from_counts(values, counts, (LOW, HIGH),
-                                             descending=(frame.slope < 0) != frame.invert)
-    scaled = (np.clip(values, low, high) - low) * (255.0 / (high - low))
-    return pre._rounded(scaled.astype(np.float32))
+    return pre._rounded(pre._levels_from_counts(frame, counts, LOW, HIGH))
 
 
 def _numpy_path(frame) -> np.ndarray:

@@ -421,6 +421,16 @@ def _scaled_level_table(pixels: ModalityPixels, low_percentile: float, high_perc
     if low_level:
         index -= low_level
     counts = np.bincount(index.ravel(), minlength=high_level - low_level + 1)
+    levels = _levels_from_counts(pixels, counts, low_percentile, high_percentile)
+    return None if levels is None else (levels, index)
+
+
+def _levels_from_counts(pixels: ModalityPixels, counts: np.ndarray, low_percentile: float,
+                        high_percentile: float) -> np.ndarray | None:
+    """float32 output of step 5 for every stored level from the frame's minimum to its maximum,
+    given `counts[i]`, the number of pixels at level minimum + i; None when the percentiles'
+    span overflows."""
+    low_level, high_level = pixels.levels
     values = pixels.modality(np.arange(low_level, high_level + 1, dtype=np.int64))
     low, high = _percentiles_from_counts(values, counts, (low_percentile, high_percentile),
                                          descending=(pixels.slope < 0) != pixels.invert)
@@ -429,7 +439,7 @@ def _scaled_level_table(pixels: ModalityPixels, low_percentile: float, high_perc
             return None
     _check_contrast(low, high, low_percentile, high_percentile)
     scaled = (np.clip(values, low, high) - low) * (255.0 / (high - low))
-    return scaled.astype(np.float32), index
+    return scaled.astype(np.float32)
 
 
 def _percentiles_from_counts(values: np.ndarray, counts: np.ndarray,
