@@ -10,9 +10,10 @@ Part 2, per slice (issue 13 deliverable 1), in this process, same files on disk:
                (the component's whole per-file work except the TFRecord write),
 for 384x416 and 512x512 axial MR slices in Explicit VR Little Endian and in each compressed
 transfer syntax we can write (RLE, JPEG 2000 lossless, JPEG-LS lossless, JPEG baseline),
-naming the decoder plugin each side uses; then what gzip adds per slice: zlib level 6 (Beam's default), zlib level 1, and
-ISA-L level 1 (DicomExampleGen's sink, gzip_sink.py). Both rows are process CPU time, best of
-`slice_repeats` passes: on our shared machine wall time also counts other jobs' turns on the core.
+naming the decoder plugin each side uses; then what gzip adds per slice: zlib level 6 (Beam's
+default), zlib level 1, and ISA-L level 1 (DicomExampleGen's sink, gzip_sink.py). Both rows are
+process CPU time, best of `slice_repeats` passes: on our shared machine wall time also counts
+other jobs' turns on the core.
 This process keeps freed memory (allocator.keep_freed_memory) as the component's workers do.
 Part 3, per dataset (deliverable 2): mosmed-like exports (bench/slice_files.py: 512x512
 uncompressed single-frame slices, studies of 40) of two sizes; for each, in its own subprocess:

@@ -322,12 +322,13 @@ probing, poll strategy, optimization target, retries, grpc.aio: at most 0.3 ms; 
 also gRPC core's EventEngine, off on both sides with GRPC_EXPERIMENTS=-event_engine_listener,
 -event_engine_client: bench/grpc_transport.py --handler-ms 0,17 twice each way, alternating,
 outside-handler p50 after a 17 ms wait 2.08 / 2.29 ms against 2.34 / 2.35 with the defaults,
-within the runs' swing). The handler
-cannot run on the polling thread (an executor that runs it in place would leave the receive
-waiting for the very thread it blocks), and fewer pool threads serialise the model
-(`--grpc_max_threads=1`: 0.66x throughput at 4 clients, above). The deployment target, TF Serving's C++ server, has its own thread model; it cannot be installed
-here to measure. So deliverable 3 ends with the 4-client throughput and REST goals met and the
-1-client gRPC goal missed by ~0.1x (1.17-1.26x over this round and the last four runs).
+within the runs' swing). The handler cannot run on the polling thread (an executor that runs
+it in place would leave the receive waiting for the very thread it blocks), and fewer pool
+threads serialise the model (`--grpc_max_threads=1`: 0.66x throughput at 4 clients, above).
+The deployment target, TF Serving's C++ server, has its own thread model; it cannot be
+installed here to measure. So
+deliverable 3 ends with the 4-client throughput and REST goals met and the 1-client gRPC goal
+missed by ~0.1x (1.17-1.26x over this round and the last four runs).
 """
 from __future__ import annotations
 

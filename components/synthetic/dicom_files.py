@@ -2,10 +2,9 @@
 
 Each builder returns a pydicom Dataset; `encode` turns it into Part-10 bytes in one of the six
 transfer syntaxes (native little/big endian, implicit VR, RLE, JPEG 2000 lossless, JPEG-LS
-lossless). Stored pixel
-values come from the physical signal through the inverse modality LUT (slope/intercept) and,
-for MONOCHROME1, an inversion of the *rescaled* values, so a reader that applies the modality LUT
-and then inverts MONOCHROME1 gets the phantom back.
+lossless). Stored pixel values come from the physical signal through the inverse modality LUT
+(slope/intercept) and, for MONOCHROME1, an inversion of the *rescaled* values, so a reader that
+applies the modality LUT and then inverts MONOCHROME1 gets the phantom back.
 """
 from __future__ import annotations
 

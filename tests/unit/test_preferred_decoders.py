@@ -1,4 +1,4 @@
-"""JPEG-LS is decoded by CharLS (pyjpegls) first, ~5x faster than pydicom's default order's first
+"""JPEG-LS is decoded by CharLS (pyjpegls) first, ~4x faster than pydicom's default order's first
 plugin (pylibjpeg-libjpeg): components.dicom.frames.PREFERRED_DECODERS. Every value must be the
 default decoder's, on every JPEG-LS file pydicom ships (lossless and near-lossless, 8 and 16
 bits, signed, colour) and on our own synthetic MR slices; a file the preferred plugin cannot
